@@ -1,0 +1,68 @@
+"""Local stand-ins for HMPPS Auth, the Offender Case Notes API and the Prison Alerts API.
+
+They speak the real request and response shapes (spec upstream-apis.md §2, §3, §6), each on its own 127.0.0.1 port,
+share one in-memory ``SourceStore``, and take faults and seed data through Python or ``/__admin/`` on every app::
+
+    with StandIns.start() as standins:
+        note = standins.add_case_note("A1234BC", type="GEN", sub_type="OSE")
+        standins.set_fault("get_case_note", status=503, times=2)
+        ...
+
+Run them on fixed ports with ``python -m integration.local.standins --auth-port 9090 ...``.
+"""
+
+from .faults import ANY_ROUTE, ROUTES, Fault, FaultRegistry, RequestLog
+from .server import StandIns
+from .store import (
+    ALERT_CODES,
+    CASE_NOTE_TYPES,
+    RecordError,
+    SourceStore,
+    deactivate_alert,
+    format_date,
+    format_local,
+    london_now,
+    make_alert,
+    make_amendment,
+    make_case_note,
+    parse_local,
+)
+from .tokens import (
+    ALERTS_ROLES,
+    CASE_NOTES_ROLES,
+    DEFAULT_AUTHORITIES,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_EXPIRES_IN,
+    AuthSettings,
+    TokenIssuer,
+)
+
+__all__ = [
+    "ALERTS_ROLES",
+    "ALERT_CODES",
+    "ANY_ROUTE",
+    "AuthSettings",
+    "CASE_NOTES_ROLES",
+    "CASE_NOTE_TYPES",
+    "DEFAULT_AUTHORITIES",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_EXPIRES_IN",
+    "Fault",
+    "FaultRegistry",
+    "ROUTES",
+    "RecordError",
+    "RequestLog",
+    "SourceStore",
+    "StandIns",
+    "TokenIssuer",
+    "deactivate_alert",
+    "format_date",
+    "format_local",
+    "london_now",
+    "make_alert",
+    "make_amendment",
+    "make_case_note",
+    "parse_local",
+]
