@@ -1,0 +1,91 @@
+"""Jobs: the live event flow (micro-batches of leased queue messages)."""
+
+
+from typing import Optional
+
+import dagster as dg
+
+from .pipeline import LeasedEvent, process_batch
+from .resources import ConsumerSettings, DeliusDatabase, EventsQueueResource, SourceApiResource
+
+DELIUS_CONTACTS = dg.AssetKey("delius_contacts")
+OUTCOME_COLUMNS = ("sqs_message_id", "event_type", "source_id", "noms_number", "crn", "action", "reason",
+                   "contact_id", "disposition", "attempt")
+
+
+class LeasedEventConfig(dg.Config):
+    """One in-flight queue message handed to this run by the sensor (ids and codes only, never note text)."""
+
+    sqs_message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int = 1
+    received_at: float = 0.0
+    sent_timestamp_ms: Optional[int] = None
+    attributes: dict[str, str] = {}
+
+
+class DeadLetteredConfig(dg.Config):
+    """A message the sensor could not read and sent straight to the dead-letter queue (shown in this run)."""
+
+    sqs_message_id: str
+    reason: str
+
+
+class EventBatchConfig(dg.Config):
+    events: list[LeasedEventConfig] = []
+    dead_lettered: list[DeadLetteredConfig] = []
+
+
+@dg.op(description="Fetch each event's case note or alert, merge them into Delius in one batch, then delete, "
+                   "retry or dead-letter each message by its outcome.")
+def process_prison_events(context: dg.OpExecutionContext, config: EventBatchConfig, delius: DeliusDatabase,
+                          source_api: SourceApiResource, events_queue: EventsQueueResource,
+                          consumer: ConsumerSettings) -> None:
+    events = [LeasedEvent(**e.model_dump()) for e in config.events]
+    report = process_batch(events, source=source_api.client(), store=delius.store(), queue=events_queue.queue(),
+                           settings=consumer.pipeline_settings(), run_id=context.run_id)
+    rows = [o.as_row() for o in report.outcomes]
+    rows += [{"sqs_message_id": d.sqs_message_id, "action": "failed", "reason": d.reason,
+              "disposition": "dead-lettered by the sensor"} for d in config.dead_lettered]
+    counts = report.counts
+    counts["failed"] += len(config.dead_lettered)
+    for row in rows:
+        context.log.info("event %s %s: %s%s", row.get("sqs_message_id"), row.get("event_type") or "-",
+                         row.get("action"), f" ({row['reason']})" if row.get("reason") else "")
+    metadata = {
+        "events": dg.MetadataValue.int(len(rows)),
+        **{action: dg.MetadataValue.int(n) for action, n in counts.items()},
+        "dispositions": dg.MetadataValue.json(report.dispositions),
+        "seconds": dg.MetadataValue.json(report.seconds),
+        "outcomes": outcome_table(rows),
+    }
+    context.log_event(dg.AssetMaterialization(
+        asset_key=DELIUS_CONTACTS, description="contacts written by a batch of prison events",
+        metadata={k: v for k, v in metadata.items() if k != "outcomes"}))
+    failed = report.failed
+    if failed or config.dead_lettered:
+        summary = report.failure_summary()
+        if config.dead_lettered:
+            summary = "; ".join(filter(None, [summary, f"{len(config.dead_lettered)} x unreadable -> dead-lettered"]))
+        raise dg.Failure(description=f"{len(failed) + len(config.dead_lettered)} of {len(rows)} events failed: "
+                                     f"{summary}", metadata=metadata, allow_retries=False)
+    context.add_output_metadata(metadata)
+
+
+def outcome_table(rows: list[dict]) -> dg.MetadataValue:
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, "int" if name in ("contact_id", "attempt") else "string")
+                                     for name in OUTCOME_COLUMNS])
+    records = [dg.TableRecord({name: row.get(name) for name in OUTCOME_COLUMNS})
+               for row in rows]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+@dg.job(
+    description="Processes a micro-batch of HMPPS domain events leased by prison_events_sensor.",
+    executor_def=dg.in_process_executor,
+    tags={"hmpps/flow": "events", "dagster/priority": "10", "dagster/max_retries": "0",
+          "dagster/max_runtime": "1800"},
+)
+def prison_events_job():
+    process_prison_events()

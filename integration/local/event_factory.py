@@ -1,0 +1,90 @@
+"""HMPPS domain events as SNS delivers them to SQS (upstream-apis §1.3), for tests, the simulator and benchmarks.
+
+The outer ``eventType`` attribute always agrees with the inner ``eventType``; case-note events carry the ``type`` and
+``subType`` attributes the real publisher sets (and the SNS filter policy uses).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+TOPIC_ARN = "arn:aws:sns:eu-west-2:000000000000:hmpps-domain-events-local"
+
+
+def sns_body(event: Mapping[str, Any], attributes: Mapping[str, str] | None = None,
+             message_id: str | None = None) -> str:
+    attrs = {"eventType": event["eventType"], **(attributes or {})}
+    return json.dumps({
+        "Type": "Notification",
+        "MessageId": message_id or str(uuid.uuid4()),
+        "TopicArn": TOPIC_ARN,
+        "Message": json.dumps(event),
+        "Timestamp": _now(),
+        "MessageAttributes": {name: {"Type": "String", "Value": value} for name, value in attrs.items()},
+    })
+
+
+def case_note_event(noms: str, case_note_id: str, case_note_type: str, sub_type: str, *, case_notes_url: str,
+                    event_type: str = "person.case-note.created", legacy_id: int | None = None,
+                    message_id: str | None = None) -> str:
+    event = {
+        "eventType": event_type,
+        "version": 1,
+        "description": "A case note has been " + ("created" if event_type.endswith("created") else "updated"),
+        "occurredAt": _now(),
+        "detailUrl": f"{case_notes_url}/case-notes/{noms}/{case_note_id}",
+        "additionalInformation": {"id": case_note_id, "legacyId": str(legacy_id or 0), "type": case_note_type,
+                                  "subType": sub_type, "source": "DPS", "syncToNomis": True,
+                                  "systemGenerated": False},
+        "personReference": {"identifiers": [{"type": "NOMS", "value": noms}]},
+    }
+    return sns_body(event, {"type": case_note_type, "subType": sub_type}, message_id)
+
+
+def alert_event(noms: str, alert_uuid: str, alert_code: str, *, alerts_url: str,
+                event_type: str = "person.alert.created", message_id: str | None = None) -> str:
+    description = {"person.alert.created": "An alert has been created in the alerts service",
+                   "person.alert.updated": "An alert has been updated in the alerts service",
+                   "person.alert.inactive": "An alert has been made inactive in the alerts service"}
+    event = {
+        "eventType": event_type,
+        "additionalInformation": {"alertUuid": alert_uuid, "alertCode": alert_code, "source": "DPS"},
+        "version": 1,
+        "description": description.get(event_type, "An alert has changed"),
+        "occurredAt": _now(),
+        "detailUrl": f"{alerts_url}/alerts/{alert_uuid}",
+        "personReference": {"identifiers": [{"type": "NOMS", "value": noms}]},
+    }
+    return sns_body(event, message_id=message_id)
+
+
+def linkage_event(noms: str, crn: str, *, booking_number: str = "51132A", message_id: str | None = None) -> str:
+    event = {
+        "eventType": "probation-case.prison-identifier.added",
+        "version": 1,
+        "occurredAt": _now(),
+        "description": "A probation case has been matched with a booking in the prison system. The prisoner and "
+                       "booking identifiers have been added to the probation case.",
+        "additionalInformation": {"bookingNumber": booking_number},
+        "personReference": {"identifiers": [{"type": "CRN", "value": crn}, {"type": "NOMS", "value": noms}]},
+    }
+    return sns_body(event, message_id=message_id)
+
+
+def case_note_event_for(note: Mapping[str, Any], *, case_notes_url: str,
+                        event_type: str = "person.case-note.created") -> str:
+    """The event the Case Notes API publishes for ``note`` (a stand-in/API case-note dict)."""
+    return case_note_event(note["offenderIdentifier"], note["caseNoteId"], note["type"], note["subType"],
+                           case_notes_url=case_notes_url, event_type=event_type, legacy_id=note.get("legacyId"))
+
+
+def alert_event_for(alert: Mapping[str, Any], *, alerts_url: str, event_type: str = "person.alert.created") -> str:
+    return alert_event(alert["prisonNumber"], alert["alertUuid"], alert["alertCode"]["code"], alerts_url=alerts_url,
+                       event_type=event_type)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")

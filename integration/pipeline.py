@@ -1,0 +1,295 @@
+"""Process a micro-batch of leased queue messages: fetch, map, merge, then acknowledge each message by its fate.
+
+No Dagster in here: the ``prison_events_job`` op is a thin wrapper, and tests drive this module directly too.
+
+The walk of one message: parse -> route/filter -> fetch the source record (concurrently, a thread pool) -> rules ->
+one bulk merge for the whole batch -> per message: delete (done: created, updated, moved, unchanged or skipped with a
+reason), leave on the queue with a back-off (retryable failure, attempts left), or send to the dead-letter queue
+with the reason and delete (permanent failure, or attempts used up). A message is deleted only after the merge
+transaction that holds its effect has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import rules
+from .clients.base import SourceApi, UpstreamError
+from .clients.queue import EventsQueue, QueueMessage
+from .delius.merge import Action, DeliusStore, MergeConfigurationError
+from .events import DomainEvent, EventKind, PoisonMessage, parse_sqs_body
+
+log = logging.getLogger(__name__)
+
+ACKED = "acked"
+RETRY = "retry later"
+DEAD_LETTERED = "dead-lettered"
+LEASE_LOST = "lease lost (will be redelivered)"
+
+
+@dataclass(frozen=True)
+class LeasedEvent:
+    """A message the sensor received and handed to a run, still in flight on the queue (the lease)."""
+
+    sqs_message_id: str
+    receipt_handle: str
+    body: str                       # canonical SNS body (events.envelope_body): ids and codes, never note text
+    receive_count: int = 1
+    received_at: float = 0.0        # epoch seconds: when the lease started
+    sent_timestamp_ms: int | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def as_queue_message(self) -> QueueMessage:
+        return QueueMessage(self.sqs_message_id, self.receipt_handle, self.body, self.receive_count,
+                            self.sent_timestamp_ms, dict(self.attributes))
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    fetch_workers: int = 8
+    visibility_timeout: int = 300         # seconds a lease lasts; extended while the batch runs
+    lease_margin: int = 60                # extend a lease at start if less than this is left
+    max_attempts: int = 3                 # deliveries before a retryable failure goes to the DLQ
+    retry_delays: tuple[int, ...] = (10, 60, 300)   # visibility after failed attempt 1, 2, 3...
+
+    def retry_delay(self, attempt: int) -> int:
+        return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
+
+
+@dataclass
+class EventOutcome:
+    """What happened to one message: ids, codes and reasons only (this goes into run metadata)."""
+
+    sqs_message_id: str
+    event_type: str | None = None
+    source_id: str | None = None          # case-note or alert UUID
+    noms_number: str | None = None
+    crn: str | None = None
+    action: str = Action.FAILED.value
+    reason: str | None = None
+    retryable: bool = False
+    contact_id: int | None = None
+    disposition: str | None = None
+    attempt: int = 1
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BatchReport:
+    outcomes: list[EventOutcome]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = Counter(o.action for o in self.outcomes)
+        return {action.value: counts.get(action.value, 0) for action in Action}
+
+    @property
+    def failed(self) -> list[EventOutcome]:
+        return [o for o in self.outcomes if o.action == Action.FAILED.value]
+
+    @property
+    def dispositions(self) -> dict[str, int]:
+        return dict(Counter(o.disposition for o in self.outcomes))
+
+    def failure_summary(self) -> str:
+        reasons = Counter((o.reason or "unknown", o.disposition) for o in self.failed)
+        return "; ".join(f"{n} x {reason} -> {disposition}" for (reason, disposition), n in reasons.most_common())
+
+
+def process_batch(events: Sequence[LeasedEvent], *, source: SourceApi, store: DeliusStore, queue: EventsQueue,
+                  settings: PipelineSettings = PipelineSettings(), run_id: str | None = None) -> BatchReport:
+    started = time.monotonic()
+    keeper = _LeaseKeeper(queue, events, settings)
+    keeper.extend_expiring()
+    keeper.start()
+    try:
+        outcomes, drafts = _fetch_all(events, source, settings)
+        fetched = time.monotonic()
+        _merge(drafts, outcomes, store)
+        merged = time.monotonic()
+    finally:
+        keeper.stop()
+    _acknowledge(events, outcomes, queue, settings, run_id)
+    done = time.monotonic()
+    return BatchReport(outcomes, {"fetch": round(fetched - started, 3), "merge": round(merged - fetched, 3),
+                                  "acknowledge": round(done - merged, 3), "total": round(done - started, 3)})
+
+
+# --------------------------------------------------------------------------------------------- fetch and map
+
+
+def _fetch_all(events: Sequence[LeasedEvent], source: SourceApi, settings: PipelineSettings):
+    outcomes: list[EventOutcome] = []
+    to_fetch: list[tuple[int, DomainEvent]] = []
+    for idx, leased in enumerate(events):
+        outcome = EventOutcome(leased.sqs_message_id, attempt=leased.receive_count)
+        outcomes.append(outcome)
+        try:
+            event = parse_sqs_body(leased.body, leased.sqs_message_id)
+        except PoisonMessage as poison:
+            _fail(outcome, f"unreadable message: {poison.reason}", retryable=False)
+            continue
+        outcome.event_type = event.event_type
+        outcome.noms_number = event.noms_number
+        outcome.source_id = _source_id(event)
+        reason = event.ignore_reason()
+        if reason is None and event.kind is EventKind.LINKAGE:
+            reason = "linkage events are backfilled by noms_backfill_job"   # not expected here: the sensor routes them
+        if reason is not None:
+            _skip(outcome, reason)
+        elif not event.detail_url:
+            _fail(outcome, "event has no detailUrl", retryable=False)
+        else:
+            to_fetch.append((idx, event))
+
+    drafts: dict[int, rules.ContactDraft] = {}
+    if to_fetch:
+        with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_workers, len(to_fetch)))) as pool:
+            results = list(pool.map(lambda item: _fetch_one(item[1], source), to_fetch))
+        for (idx, _), (draft, skip_reason, failure) in zip(to_fetch, results):
+            if failure is not None:
+                _fail(outcomes[idx], failure[0], retryable=failure[1])
+            elif skip_reason is not None:
+                _skip(outcomes[idx], skip_reason)
+            else:
+                drafts[idx] = draft
+                outcomes[idx].noms_number = draft.noms_number
+    return outcomes, drafts
+
+
+def _fetch_one(event: DomainEvent, source: SourceApi):
+    """(draft, skip reason, (failure reason, retryable)) with exactly one of them set."""
+    is_case_note = event.kind is EventKind.CASE_NOTE
+    try:
+        record = source.get_case_note(event.detail_url) if is_case_note else source.get_alert(event.detail_url)
+    except UpstreamError as exc:
+        return None, None, (exc.reason, exc.retryable)
+    if record is None:
+        return None, ("case note not found (404)" if is_case_note else "alert not found (404)"), None
+    try:
+        if is_case_note:
+            note = rules.CaseNote.from_api(record)
+            reason = rules.case_note_ignore_reason(note)
+            return (None, reason, None) if reason else (rules.draft_from_case_note(note), None, None)
+        alert = rules.Alert.from_api(record)
+        reason = rules.alert_ignore_reason(alert)
+        return (None, reason, None) if reason else (rules.draft_from_alert(alert), None, None)
+    except rules.InvalidSourceRecord as exc:
+        return None, None, (str(exc), False)
+
+
+def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], store: DeliusStore) -> None:
+    if not drafts:
+        return
+    order = sorted(drafts)
+    try:
+        results = store.merge([drafts[idx] for idx in order])
+    except (SQLAlchemyError, MergeConfigurationError) as exc:
+        reason = (str(exc) if isinstance(exc, MergeConfigurationError)
+                  else f"Delius database unavailable ({type(exc).__name__})")
+        log.warning("merge of %d drafts failed: %s", len(order), reason)
+        for idx in order:
+            _fail(outcomes[idx], reason, retryable=True)
+        return
+    for idx, result in zip(order, results):
+        outcome = outcomes[idx]
+        outcome.action = result.action.value
+        outcome.reason = result.warning or result.reason
+        outcome.retryable = result.retryable
+        outcome.contact_id = result.contact_id
+        outcome.crn = result.crn
+
+
+# --------------------------------------------------------------------------------------------- acknowledge
+
+
+def _acknowledge(events: Sequence[LeasedEvent], outcomes: list[EventOutcome], queue: EventsQueue,
+                 settings: PipelineSettings, run_id: str | None) -> None:
+    done: list[tuple[str, str]] = []
+    retry: dict[int, list[tuple[str, str]]] = {}
+    for leased, outcome in zip(events, outcomes):
+        handle = (leased.sqs_message_id, leased.receipt_handle)
+        if outcome.action != Action.FAILED.value:
+            done.append(handle)
+            outcome.disposition = ACKED
+        elif outcome.retryable and leased.receive_count < settings.max_attempts:
+            retry.setdefault(settings.retry_delay(leased.receive_count), []).append(handle)
+            outcome.disposition = RETRY
+        else:
+            try:
+                queue.dead_letter(leased.as_queue_message(), outcome.reason or "failed", failed_by=run_id)
+                outcome.disposition = DEAD_LETTERED
+            except Exception as exc:  # the message stays in flight and comes back: nothing is lost
+                log.warning("dead-lettering %s failed (%s); it will be redelivered", leased.sqs_message_id,
+                            type(exc).__name__)
+                outcome.disposition = LEASE_LOST
+    lost = set(queue.delete(done)) if done else set()
+    for delay, handles in retry.items():
+        lost |= set(queue.change_visibility(handles, delay))
+    for outcome in outcomes:
+        if outcome.sqs_message_id in lost and outcome.disposition != DEAD_LETTERED:
+            outcome.disposition = LEASE_LOST
+
+
+def _skip(outcome: EventOutcome, reason: str) -> None:
+    outcome.action, outcome.reason, outcome.retryable = Action.SKIPPED.value, reason, False
+
+
+def _fail(outcome: EventOutcome, reason: str, *, retryable: bool) -> None:
+    outcome.action, outcome.reason, outcome.retryable = Action.FAILED.value, reason, retryable
+
+
+def _source_id(event: DomainEvent) -> str | None:
+    info = event.additional_information or {}
+    value = info.get("id") or info.get("alertUuid")
+    if value is None and event.detail_url:
+        value = event.detail_url.rstrip("/").rsplit("/", 1)[-1]
+    return str(value) if value is not None else None
+
+
+class _LeaseKeeper:
+    """Keeps the batch's messages invisible while it runs: extends leases that are about to run out."""
+
+    def __init__(self, queue: EventsQueue, events: Sequence[LeasedEvent], settings: PipelineSettings):
+        self.queue, self.events, self.settings = queue, events, settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self._extended_at: float | None = None
+
+    def extend_expiring(self) -> None:
+        now = time.time()
+        expiring = [(e.sqs_message_id, e.receipt_handle) for e in self.events
+                    if now - e.received_at > self.settings.visibility_timeout - self.settings.lease_margin]
+        if expiring:
+            lost = self.queue.change_visibility(expiring, self.settings.visibility_timeout)
+            if lost:
+                log.info("%d leases had already expired; those messages may be processed twice (harmless)",
+                         len(lost))
+        self._extended_at = now
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        period = max(5.0, self.settings.visibility_timeout / 3)
+        while not self._stop.wait(period):
+            try:
+                self.queue.change_visibility([(e.sqs_message_id, e.receipt_handle) for e in self.events],
+                                             self.settings.visibility_timeout)
+            except Exception as exc:  # pragma: no cover - best effort; redelivery is harmless
+                log.warning("lease extension failed: %s", type(exc).__name__)

@@ -1,0 +1,155 @@
+"""The queue sensor: the only reader of the HMPPS domain-events queue.
+
+Each tick (design.md §4; the full protocol is in docs/queue-protocol.md):
+
+1. settle custody: delete the linkage messages of earlier ticks whose backfill run now exists in run storage;
+2. back-pressure: receive nothing while ``max_pending_runs`` batch runs are still waiting to start, so a backlog
+   waits on the queue (where it costs no receive counts) instead of in leases that could expire;
+3. receive up to ``max_events_per_tick`` messages within ``tick_seconds`` (a lease of ``visibility_timeout``);
+4. unreadable messages -> dead-letter queue now, with the reason; linkage events -> a dynamic partition and a
+   backfill run (deleted in step 1 of a later tick); everything else -> micro-batch runs of ``prison_events_job``
+   that hold the lease and delete each message once its effect is committed.
+"""
+
+
+import json
+import time
+from typing import Any
+
+import dagster as dg
+
+from .assets import noms_backfill_job
+from .clients.queue import EventsQueue
+from .intake import IntakePlan, batch_run_key, plan_intake
+from .jobs import DeadLetteredConfig, EventBatchConfig, LeasedEventConfig, prison_events_job
+from .partitions import noms_partitions
+from .resources import ConsumerSettings, EventsQueueResource
+
+SENSOR_NAME = "prison_events_sensor"
+PENDING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+
+
+@dg.sensor(
+    name=SENSOR_NAME,
+    jobs=[prison_events_job, noms_backfill_job],
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reads HMPPS domain events from the queue and hands them to prison_events_job runs (case notes, "
+                "alerts) and noms_backfill_job runs (linkage). Stop it to pause consumption: messages wait on "
+                "the queue.",
+)
+def prison_events_sensor(context: dg.SensorEvaluationContext, events_queue: EventsQueueResource,
+                         consumer: ConsumerSettings):
+    settings = consumer.resolved()
+    queue = events_queue.queue()
+    cursor = _load_cursor(context.cursor)
+    custody, settled = settle_custody(context.instance, queue, cursor["custody"], settings.visibility_timeout)
+
+    pending = context.instance.get_runs_count(dg.RunsFilter(job_name=prison_events_job.name,
+                                                            statuses=PENDING_STATUSES))
+    if pending >= settings.max_pending_runs:
+        context.log.info(f"{pending} batch runs are waiting to start: not receiving this tick")
+        return dg.SensorResult(skip_reason=f"back-pressure: {pending} batch runs waiting to start",
+                               cursor=_dump_cursor(custody))
+
+    received_at = time.time()
+    messages = receive_for_tick(context, queue, settings)
+    plan = plan_intake(messages, received_at=received_at, max_per_run=settings.max_events_per_run)
+    dead_lettered = dead_letter_poison(context, queue, plan)
+    run_requests = batch_run_requests(plan, dead_lettered)
+    for link in plan.linkage:
+        run_requests.append(dg.RunRequest(
+            run_key=link.run_key, job_name=noms_backfill_job.name, partition_key=link.noms_number,
+            tags={"hmpps/trigger": "linkage", "hmpps/messages": str(len(link.messages))}))
+        custody += [{"k": link.run_key, "id": m.message_id, "h": m.receipt_handle, "t": received_at}
+                    for m in link.messages]
+    context.log.info(
+        f"received {len(messages)}: {plan.leased} leased to {len(plan.batches)} batch runs, "
+        f"{len(plan.linkage)} linkage backfills, {len(dead_lettered)} dead-lettered; "
+        f"{settled} linkage messages acknowledged")
+    if not run_requests:
+        return dg.SensorResult(skip_reason=f"queue empty ({settled} linkage messages acknowledged)",
+                               cursor=_dump_cursor(custody))
+    partitions = sorted({link.noms_number for link in plan.linkage})
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[noms_partitions.build_add_request(partitions)] if partitions else [],
+        cursor=_dump_cursor(custody))
+
+
+def receive_for_tick(context, queue: EventsQueue, settings: ConsumerSettings) -> list:
+    messages: list = []
+    deadline = time.monotonic() + settings.tick_seconds
+    while len(messages) < settings.max_events_per_tick and time.monotonic() < deadline:
+        try:
+            batch = queue.receive(min(10, settings.max_events_per_tick - len(messages)), wait_seconds=1,
+                                  visibility_timeout=settings.visibility_timeout)
+        except Exception as exc:   # an SQS hiccup ends this tick's receiving; what we have is handed over
+            context.log.warning(f"receive failed ({type(exc).__name__}); continuing with {len(messages)} messages")
+            break
+        if not batch:
+            break
+        messages += batch
+    return messages
+
+
+def dead_letter_poison(context, queue: EventsQueue, plan: IntakePlan) -> list[DeadLetteredConfig]:
+    done = []
+    for message, reason in plan.poison:
+        try:
+            queue.dead_letter(message, reason, failed_by=f"sensor:{SENSOR_NAME}")
+        except Exception as exc:   # left in flight: it comes back, and SQS's own redrive catches it at worst
+            context.log.warning(f"dead-lettering {message.message_id} failed ({type(exc).__name__})")
+            continue
+        context.log.warning(f"message {message.message_id} dead-lettered: {reason}")
+        done.append(DeadLetteredConfig(sqs_message_id=message.message_id, reason=reason))
+    return done
+
+
+def batch_run_requests(plan: IntakePlan, dead_lettered: list[DeadLetteredConfig]) -> list[dg.RunRequest]:
+    batches = plan.batches or ([[]] if dead_lettered else [])
+    requests = []
+    for n, batch in enumerate(batches):
+        config = EventBatchConfig(
+            events=[LeasedEventConfig(sqs_message_id=e.sqs_message_id, receipt_handle=e.receipt_handle, body=e.body,
+                                      receive_count=e.receive_count, received_at=e.received_at,
+                                      sent_timestamp_ms=e.sent_timestamp_ms, attributes=dict(e.attributes))
+                    for e in batch],
+            dead_lettered=dead_lettered if n == 0 else [])
+        key = batch_run_key(batch) if batch else "dead-lettered-" + dead_lettered[0].sqs_message_id
+        requests.append(dg.RunRequest(
+            run_key=key, job_name=prison_events_job.name,
+            run_config=dg.RunConfig(ops={"process_prison_events": config}),
+            tags={"hmpps/events": str(len(batch) + (len(dead_lettered) if n == 0 else 0))}))
+    return requests
+
+
+def settle_custody(instance: dg.DagsterInstance, queue: EventsQueue, custody: list[dict[str, Any]],
+                   visibility_timeout: int) -> tuple[list[dict[str, Any]], int]:
+    """Delete messages whose run now exists; forget leases that expired (those messages come back by themselves)."""
+    keep, done = [], []
+    now = time.time()
+    for entry in custody:
+        if instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": entry["k"]}), limit=1):
+            done.append((entry["id"], entry["h"]))
+        elif now - entry["t"] < visibility_timeout:
+            keep.append(entry)
+    if done:
+        try:
+            queue.delete(done)
+        except Exception:   # they will be redelivered, and the backfill re-run is a no-op
+            keep += [e for e in custody if (e["id"], e["h"]) in set(done)]
+            return keep, 0
+    return keep, len(done)
+
+
+def _load_cursor(raw: str | None) -> dict[str, Any]:
+    try:
+        cursor = json.loads(raw) if raw else {}
+    except ValueError:
+        cursor = {}
+    return {"custody": list(cursor.get("custody", []))}
+
+
+def _dump_cursor(custody: list[dict[str, Any]]) -> str:
+    return json.dumps({"custody": custody}, separators=(",", ":"))
