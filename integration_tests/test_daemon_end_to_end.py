@@ -1,0 +1,115 @@
+"""The operator's contract (design.md §3): ``dagster-daemon run -w workspace.yaml`` started in a project root with only
+the variables of design.md §1 set consumes the queue unattended and writes the contacts.
+
+Everything is real and out of process: moto's SQS server over HTTP, the stand-ins over HTTP, PostgreSQL, and the
+Dagster daemon with its code server and run workers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy import func, select
+
+from integration.delius import models as m
+from integration.delius.reference_data import add_person
+from integration.local import event_factory as ev
+
+pytestmark = [pytest.mark.postgres, pytest.mark.sqs, pytest.mark.daemon, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(predicate, timeout: float, what: str, proc=None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(1)
+    tail = log.read_text()[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n--- daemon log tail ---\n{tail}")
+
+
+@pytest.fixture
+def project_root(tmp_path) -> Path:
+    """A directory that looks like the repo root to an operator: workspace.yaml and dagster.yaml, no DAGSTER_HOME."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(ROOT / "workspace.yaml", root)
+    shutil.copy(ROOT / "dagster.yaml", root)
+    return root
+
+
+def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, delius_pg):
+    # Delius: two people; one is linked later by a linkage event.
+    add_person(delius_pg, "X300001", "A3000AA")
+    add_person(delius_pg, "X300002", "A3000BB")
+    notes = [standins.add_case_note("A3000AA", type="KA", sub_type="KS") for _ in range(3)]
+    alert = standins.add_alert("A3000AA", code="VI", prison_code="LEI")
+    history = [standins.add_case_note("A3000BB", type="OMIC", sub_type="OPEN") for _ in range(4)]
+    history.append(standins.add_case_note("A3000BB", type="TRANSFER", sub_type="FROMTOL", location_id="TRN"))
+    for note in notes:
+        sqs.client.send_message(QueueUrl=sqs.queue_url,
+                                MessageBody=ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
+    sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=ev.alert_event_for(alert, alerts_url=standins.alerts_url))
+    sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody="{not json")
+    sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=ev.linkage_event("A3000BB", "X300002"))
+
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DELIUS_DATABASE_URL": delius_pg.url.render_as_string(hide_password=False),
+        "EVENTS_QUEUE_URL": sqs.queue_url,
+        "AWS_ENDPOINT_URL": sqs.endpoint_url,
+        "AWS_REGION": "eu-west-2",
+        "HMPPS_AUTH_URL": standins.auth_url,
+        "CLIENT_ID": standins.client_id,
+        "CLIENT_SECRET": standins.client_secret,
+        "CASE_NOTES_API_URL": standins.case_notes_url,
+        "ALERTS_API_URL": standins.alerts_url,
+    }
+    log = project_root / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["dagster-daemon", "run", "-w", "workspace.yaml"], cwd=project_root, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def contacts() -> int:
+            with delius_pg.connect() as conn:
+                return conn.execute(select(func.count()).select_from(m.contact)).scalar_one()
+
+        wait_for(lambda: contacts() == 8 and sqs.depth() == 0, 150, "8 contacts and an empty queue", proc, log)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    with delius_pg.connect() as conn:
+        urns = set(conn.execute(select(m.contact.c.external_reference)).scalars())
+    assert urns == ({f"urn:uk:gov:hmpps:prison-case-note:{n['caseNoteId']}" for n in notes + history[:4]}
+                    | {f"urn:uk:gov:hmpps:prisoner-alert:active:{alert['alertUuid']}"})
+    [dead] = sqs.drain(sqs.dlq_url)
+    assert dead["Body"] == "{not json"
+
+    # DAGSTER_HOME was unset: the instance lives in the project root, as for an operator.
+    assert (project_root / "history").is_dir()
+    with dg.DagsterInstance.from_config(str(project_root)) as instance:
+        runs = instance.get_runs()
+        by_job = {}
+        for run in runs:
+            by_job.setdefault(run.job_name, []).append(run)
+        assert {r.status for r in by_job["noms_backfill_job"]} == {dg.DagsterRunStatus.SUCCESS}
+        assert by_job["noms_backfill_job"][0].tags["dagster/partition"] == "A3000BB"
+        assert any(r.status is dg.DagsterRunStatus.FAILURE for r in by_job["prison_events_job"])  # the poison
+        assert instance.get_dynamic_partitions("noms_number") == ["A3000BB"]
