@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -54,9 +55,11 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
     # Delius: two people; one is linked later by a linkage event.
     add_person(delius_pg, "X300001", "A3000AA")
     add_person(delius_pg, "X300002", "A3000BB")
-    notes = [standins.add_case_note("A3000AA", type="KA", sub_type="KS") for _ in range(3)]
-    alert = standins.add_alert("A3000AA", code="VI", prison_code="LEI")
-    history = [standins.add_case_note("A3000BB", type="OMIC", sub_type="OPEN") for _ in range(4)]
+    secret = f"PRIVATE-{uuid.uuid4().hex}"      # personal data stand-in: must never reach Dagster's storage
+    notes = [standins.add_case_note("A3000AA", type="KA", sub_type="KS", text=f"{secret} note {n}") for n in range(3)]
+    alert = standins.add_alert("A3000AA", code="VI", prison_code="LEI", description=f"{secret} alert")
+    history = [standins.add_case_note("A3000BB", type="OMIC", sub_type="OPEN", text=f"{secret} history {n}")
+               for n in range(4)]
     history.append(standins.add_case_note("A3000BB", type="TRANSFER", sub_type="FROMTOL", location_id="TRN"))
     for note in notes:
         sqs.client.send_message(QueueUrl=sqs.queue_url,
@@ -113,3 +116,19 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
         assert by_job["noms_backfill_job"][0].tags["dagster/partition"] == "A3000BB"
         assert any(r.status is dg.DagsterRunStatus.FAILURE for r in by_job["prison_events_job"])  # the poison
         assert instance.get_dynamic_partitions("noms_number") == ["A3000BB"]
+        stored = [repr(run.run_config) + repr(run.tags) for run in runs]
+        stored += [repr(record) for run in runs for record in instance.all_logs(run.run_id)]
+        assert stored and not [text for text in stored if secret in text or "eyJhbGciOiJSUzI1NiI" in text]
+
+    # No note text, alert description or token anywhere in Dagster's storage, run config, metadata or logs.
+    with delius_pg.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.contact)
+                            .where(m.contact.c.notes.contains(secret))).scalar_one() == 8   # it did reach Delius
+    leaks = []
+    for path in project_root.rglob("*"):
+        if path.is_file() and path.name != "daemon.log":
+            data = path.read_bytes()
+            if secret.encode() in data or b"eyJhbGciOiJSUzI1NiI" in data or standins.client_secret.encode() in data:
+                leaks.append(str(path.relative_to(project_root)))
+    assert leaks == []
+    assert secret not in log.read_text()

@@ -94,12 +94,13 @@ class EventsQueue:
             failed += [chunk[int(entry["Id"])][0] for entry in response.get("Failed", [])]
         return failed
 
-    def change_visibility(self, messages: Sequence[tuple[str, str]], seconds: int) -> list[str]:
+    def change_visibility(self, messages: Sequence[tuple[str, str]], seconds: int, *,
+                          queue_url: str | None = None) -> list[str]:
         """Set the visibility timeout of in-flight messages (lease extension or retry back-off)."""
         failed: list[str] = []
         for chunk in _tens(messages):
             response = self.client.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
+                QueueUrl=queue_url or self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": int(seconds)}
                          for i, (_, handle) in enumerate(chunk)])
             failed += [chunk[int(entry["Id"])][0] for entry in response.get("Failed", [])]
