@@ -7,6 +7,7 @@ are configured once, here, from the environment (design.md §1).
 import dagster as dg
 
 from . import operations
+from . import notifications, schedules
 from .assets import delius_contacts, linked_person_contacts, noms_backfill_job
 from .jobs import prison_events_job
 from .resources import ConsumerSettings, DeliusDatabase, EventsQueueResource, HmppsApis
@@ -23,16 +24,16 @@ RESOURCES = {
         alerts_url=dg.EnvVar("ALERTS_API_URL"),
     ),
     "consumer": ConsumerSettings(),
+    "notifier": notifications.Notifier(),
 }
 
-core = dg.Definitions(
-    assets=[delius_contacts, linked_person_contacts],
-    jobs=[prison_events_job, noms_backfill_job],
-    sensors=[prison_events_sensor],
-)
-
 defs = dg.Definitions.merge(
-    core,
+    dg.Definitions(
+        assets=[delius_contacts, linked_person_contacts],
+        jobs=[prison_events_job, noms_backfill_job],
+        sensors=[prison_events_sensor],
+    ),
     operations.defs,
+    schedules.defs,
     dg.Definitions(resources=RESOURCES),
 )

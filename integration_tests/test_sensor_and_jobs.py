@@ -178,3 +178,11 @@ def test_a_failed_event_fails_the_run_with_its_reason_and_good_events_still_land
     with delius_pg.connect() as conn:
         assert len(conn.execute(select(m.contact)).all()) == 1
     assert sqs.depth() == 0 and len(sqs.drain(sqs.dlq_url)) == 1
+
+
+def test_the_code_location_loads_as_the_daemon_loads_it():
+    """One Definitions object at module scope (Dagster refuses two), loadable by module name."""
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_python_module
+
+    targets = loadable_targets_from_python_module("integration.definitions", working_directory=None)
+    assert [t.attribute for t in targets] == ["defs"]
