@@ -1,0 +1,26 @@
+# Local development. GNU make; run from the repository root.
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_PYTHON := $(VENV)/bin/python
+# Extra arguments, e.g. `make run ARGS="--fresh --rate 5"` or `make test PYTEST_ARGS="-k world"`.
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: venv run test
+
+## venv: create .venv if missing and install the project (editable) with its test and local-stack extras
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install -e '.[test,local]'
+	touch $@
+
+## run: the whole local stack in the foreground (moto SQS, stand-ins, SQLite Delius, simulator, dagster dev)
+run: venv
+	$(VENV_PYTHON) -m integration.local $(ARGS)
+
+## test: the test suite
+test: venv
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
