@@ -168,11 +168,20 @@ def _fetch_all(events: Sequence[LeasedEvent], source: SourceApi, settings: Pipel
     return outcomes, drafts
 
 
+NOT_FOUND_RETRY_DELAYS = (0.1, 0.4)    # the reference re-asks twice before believing a 404 (read-after-publish lag)
+
+
 def _fetch_one(event: DomainEvent, source: SourceApi):
     """(draft, skip reason, (failure reason, retryable)) with exactly one of them set."""
     is_case_note = event.kind is EventKind.CASE_NOTE
+    fetch = source.get_case_note if is_case_note else source.get_alert
     try:
-        record = source.get_case_note(event.detail_url) if is_case_note else source.get_alert(event.detail_url)
+        record = fetch(event.detail_url)
+        for delay in NOT_FOUND_RETRY_DELAYS:
+            if record is not None:
+                break
+            time.sleep(delay)
+            record = fetch(event.detail_url)
     except UpstreamError as exc:
         return None, None, (exc.reason, exc.retryable)
     if record is None:

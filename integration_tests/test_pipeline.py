@@ -115,7 +115,17 @@ def test_filtered_ignored_not_found_and_unknown_people_are_acknowledged_with_rea
     assert all(o.disposition == "acked" for o in report.outcomes)
     assert contacts(delius_pg) == []
     assert sqs.depth() == 0 and sqs.depth(sqs.dlq_url) == 0
-    assert standins.requests("get_case_note") == 4      # the not-of-interest event was never fetched
+    # The not-of-interest event was never fetched; the 404 was asked three times, as the reference does.
+    assert standins.requests("get_case_note") == 6
+
+
+def test_a_404_that_clears_on_the_second_ask_still_creates_the_contact(sqs, standins, source, delius_pg):
+    add_person(delius_pg, "X100001", "A1000AA")
+    note = standins.add_case_note("A1000AA", type="KA", sub_type="KS")
+    standins.set_fault("get_case_note", status=404, times=1)     # published before the API could serve it
+    send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
+    [outcome] = run(sqs, source, delius_pg, 1).outcomes
+    assert outcome.action == "created" and standins.requests("get_case_note") == 2
 
 
 def test_detail_url_off_the_allow_list_is_dead_lettered_without_sending_the_token(sqs, standins, source, delius_pg):
