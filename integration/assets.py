@@ -3,8 +3,7 @@
 
 import dagster as dg
 
-from .backfill import CASE_NOTE, BackfillReport, backfill_person
-from .clients.base import UpstreamError
+from .backfill import CASE_NOTE, BackfillReport, backfill_people
 from .partitions import noms_partitions
 from .resources import DeliusDatabase, SourceApiResource
 
@@ -38,17 +37,16 @@ def linked_person_contacts(context: dg.AssetExecutionContext, delius: DeliusData
     store, source = delius.store(), source_api.client()
     reports: list[BackfillReport] = []
     errors: list[str] = []
-    for noms in context.partition_keys:
-        try:
-            report = backfill_person(noms, source, store)
-        except UpstreamError as exc:
-            errors.append(f"{noms}: {exc.reason}")
-            context.log.warning("backfill of %s could not fetch its source records: %s", noms, exc.reason)
+    for report in backfill_people(context.partition_keys, source, store):
+        if report.fetch_error is not None:
+            errors.append(f"{report.noms_number}: {report.fetch_error.reason}")
+            context.log.warning(f"backfill noms={report.noms_number} fetch_failed reason={report.fetch_error.reason}")
             continue
         reports.append(report)
-        context.log.info("backfill %s: %s", noms, {k: v for k, v in report.counts.items() if v})
+        counts = " ".join(f"{k}={v}" for k, v in report.counts.items() if v)
+        context.log.info(f"backfill noms={report.noms_number} {counts}")
         if report.first_failure:
-            errors.append(f"{noms}: {report.first_failure}")
+            errors.append(f"{report.noms_number}: {report.first_failure}")
     metadata = backfill_metadata(reports)
     check = check_contacts(reports, store)
     if errors:
@@ -78,8 +76,14 @@ def backfill_metadata(reports: list[BackfillReport]) -> dict:
     columns = [("noms_number", "string"), ("crn", "string"), ("case_notes", "int"), ("alerts", "int"),
                ("created", "int"), ("updated", "int"), ("moved", "int"), ("unchanged", "int"), ("failed", "int"),
                ("offender_in_delius", "bool")]
+    planned: dict[str, int] = {}
+    for report in reports:
+        for key, value in report.planned.items():
+            planned[key] = planned.get(key, 0) + value
     return {
         "people": dg.MetadataValue.int(len(reports)),
+        "planned": dg.MetadataValue.json(planned),
+        "seconds": dg.MetadataValue.json(reports[0].seconds if reports else {}),
         **{key: dg.MetadataValue.int(value) for key, value in totals.items()},
         "skipped_by_reason": dg.MetadataValue.json(skipped),
         "preview": dg.MetadataValue.table(

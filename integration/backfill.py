@@ -1,27 +1,30 @@
-"""Backfill one linked person: every case note of interest and every alert, merged with the event flow's rules.
+"""Backfill linked people: every case note of interest and every alert, merged with the event flow's rules.
 
-reference-behaviour §8, planned in bulk: the person's source items are compared (pandas) with the contacts Delius
-already holds for them, fetched in one query, into create / update / unchanged; only the items that may change
-anything go through ``DeliusStore.merge`` (which re-checks under row locks), in one batched call. A re-run of a
-backfill therefore reads a lot and writes nothing.
+reference-behaviour §8, planned in bulk: the people's records are fetched concurrently, compared (pandas) with the
+contacts Delius already holds for them, fetched in one query, into create / update / unchanged; only the items that
+may change anything go through ``DeliusStore.merge`` (which re-checks under row locks), in a few batched calls. Each
+item is still merged independently (its own outcome); a re-run of a backfill reads a lot and writes nothing.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import pandas as pd
 from sqlalchemy import select
 
 from . import rules
-from .clients.base import SourceApi
+from .clients.base import SourceApi, UpstreamError
 from .delius import models as m
 from .delius.merge import REASON_OFFENDER_NOT_FOUND, Action, DeliusStore, MergeOutcome
 from .events import search_type_subtypes
 
 CASE_NOTE, ALERT = "case_note", "alert"
+MERGE_CHUNK = 2000     # drafts per merge call (one transaction)
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Item:
     urn: str | None = None
     filtered: str | None = None      # content-filter reason: not of interest, never written
     draft: rules.ContactDraft | None = None
+    planned: str | None = None       # create / update / unchanged, before writing
     outcome: MergeOutcome | None = None
 
 
@@ -38,8 +42,13 @@ class Item:
 class BackfillReport:
     noms_number: str
     items: list[Item] = field(default_factory=list)
-    planned: dict[str, int] = field(default_factory=dict)       # create / update / unchanged before writing
+    fetch_error: UpstreamError | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def planned(self) -> dict[str, int]:
+        """Create / update / unchanged as planned from one query, before writing."""
+        return dict(Counter(i.planned for i in self.items if i.planned))
 
     def count(self, kind: str, action: Action) -> int:
         return sum(1 for i in self.items if i.kind == kind and i.outcome and i.outcome.action is action)
@@ -85,62 +94,92 @@ class BackfillReport:
 
 
 def backfill_person(noms_number: str, source: SourceApi, store: DeliusStore) -> BackfillReport:
-    noms_number = noms_number.strip().upper()
-    report = BackfillReport(noms_number)
-    started = time.monotonic()
-    notes = source.search_case_notes(noms_number, search_type_subtypes())
-    alerts = source.get_person_alerts(noms_number)
-    fetched = time.monotonic()
-    for raw in notes:
-        report.items.append(_case_note_item(raw))
-    for raw in alerts:
-        report.items.append(_alert_item(raw))
-    to_merge = plan_changes(report, store)
-    planned = time.monotonic()
-    if to_merge:
-        for item, outcome in zip(to_merge, store.merge([i.draft for i in to_merge])):
-            item.outcome = outcome
-    report.seconds = {"fetch": round(fetched - started, 3), "plan": round(planned - fetched, 3),
-                      "merge": round(time.monotonic() - planned, 3)}
+    """One person; an upstream failure to read the person's records raises ``UpstreamError``."""
+    [report] = backfill_people([noms_number], source, store)
+    if report.fetch_error is not None:
+        raise report.fetch_error
     return report
 
 
-def plan_changes(report: BackfillReport, store: DeliusStore) -> list[Item]:
-    """Compare the drafts with the person's contacts (one query) and return the items that may change Delius.
+def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: DeliusStore, *,
+                    fetch_workers: int = 8, merge_chunk: int = MERGE_CHUNK) -> list[BackfillReport]:
+    """Backfill several people at once: their records are fetched concurrently, compared with Delius in one query,
+    and merged in a few bulk calls. Each item still has its own outcome, and each person their own report; a person
+    whose records could not be read has ``fetch_error`` set and nothing merged."""
+    reports = {noms: BackfillReport(noms) for noms in dict.fromkeys(n.strip().upper() for n in noms_numbers)}
+    started = time.monotonic()
 
-    Items whose contact exists on this person with the same or a newer timestamp (to the second) are settled as
+    def fetch(report: BackfillReport):
+        try:
+            notes = source.search_case_notes(report.noms_number, search_type_subtypes())
+            alerts = source.get_person_alerts(report.noms_number)
+        except UpstreamError as exc:
+            report.fetch_error = exc
+            return
+        report.items = [_case_note_item(raw) for raw in notes] + [_alert_item(raw) for raw in alerts]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(fetch_workers, len(reports)))) as pool:
+        list(pool.map(fetch, reports.values()))
+    fetched = time.monotonic()
+    to_merge = plan_changes(list(reports.values()), store)
+    planned = time.monotonic()
+    for start in range(0, len(to_merge), merge_chunk):
+        chunk = to_merge[start:start + merge_chunk]
+        for item, outcome in zip(chunk, store.merge([i.draft for i in chunk])):
+            item.outcome = outcome
+    seconds = {"fetch": round(fetched - started, 3), "plan": round(planned - fetched, 3),
+               "merge": round(time.monotonic() - planned, 3)}
+    for report in reports.values():
+        report.seconds = seconds
+    return list(reports.values())
+
+
+def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[Item]:
+    """Compare the drafts with the people's contacts (one query) and return the items that may change Delius.
+
+    Items whose contact exists on the same person with the same or a newer timestamp (to the second) are settled as
     unchanged here, exactly as the merge would; everything else (new, newer, on another person, or possibly a
-    legacy row without URN) goes to the merge.
+    legacy row without URN) goes to the merge, which decides again under row locks.
     """
-    drafts = [i for i in report.items if i.draft is not None]
+    drafts = [i for report in reports for i in report.items if i.draft is not None]
     if not drafts:
         return []
     wanted = pd.DataFrame({
         "pos": range(len(drafts)),
         "urn": [i.urn for i in drafts],
+        "noms": [i.draft.noms_number for i in drafts],
         "incoming": pd.to_datetime([i.draft.system_datetime.replace(microsecond=0) for i in drafts]),
     })
+    rows = []
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(m.contact.c.external_reference.label("urn"), m.contact.c.last_updated_datetime.label("stored"))
-            .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-            .where(m.offender.c.noms_number == report.noms_number, m.offender.c.soft_deleted == 0,
-                   m.contact.c.external_reference.like("urn:uk:gov:hmpps:%"))).all()
-    existing = pd.DataFrame(rows, columns=["urn", "stored"])
+        for chunk in _chunks(sorted({r.noms_number for r in reports})):
+            rows += conn.execute(
+                select(m.contact.c.external_reference.label("urn"), m.offender.c.noms_number.label("noms"),
+                       m.contact.c.last_updated_datetime.label("stored"))
+                .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
+                .where(m.offender.c.noms_number.in_(chunk), m.offender.c.soft_deleted == 0,
+                       m.contact.c.external_reference.like("urn:uk:gov:hmpps:%"))).all()
+    existing = pd.DataFrame(rows, columns=["urn", "noms", "stored"])
     existing["stored"] = pd.to_datetime(existing["stored"]).dt.floor("s")
-    plan = wanted.merge(existing.drop_duplicates("urn"), on="urn", how="left")
+    plan = wanted.merge(existing.drop_duplicates("urn"), on=["urn", "noms"], how="left")
     plan["action"] = "create"
     plan.loc[plan["stored"].notna() & (plan["stored"] < plan["incoming"]), "action"] = "update"
     plan.loc[plan["stored"].notna() & (plan["stored"] >= plan["incoming"]), "action"] = "unchanged"
-    report.planned = {k: int(v) for k, v in plan["action"].value_counts().items()}
     unchanged = set(plan.loc[plan["action"] == "unchanged", "pos"])
+    planned = dict(zip(plan["pos"], plan["action"]))
     to_merge = []
     for pos, item in enumerate(drafts):
+        item.planned = planned[pos]
         if pos in unchanged:
             item.outcome = MergeOutcome(item.urn, Action.UNCHANGED, "already up to date")
         else:
             to_merge.append(item)
     return to_merge
+
+
+def _chunks(items: Sequence, size: int = 500):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _case_note_item(raw: dict) -> Item:

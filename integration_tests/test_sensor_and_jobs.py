@@ -186,3 +186,19 @@ def test_the_code_location_loads_as_the_daemon_loads_it():
 
     targets = loadable_targets_from_python_module("integration.definitions", working_directory=None)
     assert [t.attribute for t in targets] == ["defs"]
+
+
+def test_the_local_instance_config_caps_everything_but_the_live_flow(tmp_path):
+    """dagster.yaml: two of the run slots always remain for prison_events_job, and dequeueing is quick."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", tmp_path)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        queue = instance.get_concurrency_config().run_queue_config
+        limits = {(limit["key"], limit.get("value")): limit["limit"] for limit in queue.tag_concurrency_limits}
+        assert limits[("hmpps/flow", "events")] == 2
+        others = sum(n for (key, value), n in limits.items() if (key, value) != ("hmpps/flow", "events"))
+        assert queue.max_concurrent_runs - others >= 2
+        assert instance.run_coordinator.dequeue_interval_seconds <= 2
+        assert instance.run_monitoring_enabled
