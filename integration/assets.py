@@ -25,7 +25,7 @@ PREVIEW_ROWS = 50
     group_name="delius",
     kinds={"postgres"},
     deps=[delius_contacts],
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=50),
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=100),
     check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="linked_person_contacts",
                                    description="Every case note and alert of interest of the person has exactly "
                                                "one contact on the person's Delius record.")],
