@@ -117,7 +117,6 @@ def check_contacts(reports: list[BackfillReport], store) -> dg.AssetCheckResult:
 noms_backfill_job = dg.define_asset_job(
     "noms_backfill_job",
     selection=[linked_person_contacts],
-    partitions_def=noms_partitions,
     tags={"hmpps/flow": "backfill", "dagster/max_runtime": "3600"},
     description="Backfills the contacts of linked people: one partition per NOMS number.",
 )

@@ -116,7 +116,7 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
         except UpstreamError as exc:
             report.fetch_error = exc
             return
-        report.items = [_case_note_item(raw) for raw in notes] + [_alert_item(raw) for raw in alerts]
+        report.items = [case_note_item(raw) for raw in notes] + [alert_item(raw) for raw in alerts]
 
     with ThreadPoolExecutor(max_workers=max(1, min(fetch_workers, len(reports)))) as pool:
         list(pool.map(fetch, reports.values()))
@@ -182,7 +182,8 @@ def _chunks(items: Sequence, size: int = 500):
         yield items[start:start + size]
 
 
-def _case_note_item(raw: dict) -> Item:
+def case_note_item(raw: dict) -> Item:
+    """A case note from the search, filtered and mapped (the one definition of "of interest")."""
     source_id = str(raw.get("caseNoteId") or raw.get("id") or "unknown")
     item = Item(CASE_NOTE, source_id, rules.case_note_urn(source_id))
     try:
@@ -196,7 +197,8 @@ def _case_note_item(raw: dict) -> Item:
     return item
 
 
-def _alert_item(raw: dict) -> Item:
+def alert_item(raw: dict) -> Item:
+    """An alert of the person, filtered and mapped."""
     source_id = str(raw.get("alertUuid") or "unknown")
     item = Item(ALERT, source_id, rules.alert_urn(source_id, bool(raw.get("isActive"))))
     try:

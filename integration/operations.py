@@ -116,17 +116,18 @@ def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, 
     result = redrive(queue, max_messages=config.max_messages, park_after=config.park_after, log=context.log)
     context.log.info(f"redrive: {len(result['moved'])} moved, {len(result['parked'])} parked, "
                      f"{len(result['failed'])} failed (DLQ had {before} visible)")
-    context.add_output_metadata({
+    metadata = {
         "dlq_before": before,
         "moved": len(result["moved"]),
         "parked": len(result["parked"]),
         "failed": len(result["failed"]),
         "parked_messages": dlq_table(result["parked"]),
         "moved_ids": dg.MetadataValue.json(result["moved"][:200]),
-    })
+    }
     if result["failed"]:
         raise dg.Failure(description=f"{len(result['failed'])} messages could not be redriven and stay in the DLQ",
-                         metadata={"failed": dg.MetadataValue.json(result["failed"])})
+                         metadata={**metadata, "failed_messages": dg.MetadataValue.json(result["failed"])})
+    context.add_output_metadata(metadata)
     return result
 
 

@@ -1,7 +1,7 @@
 """Reconciliation: do the Delius contacts of recently changed people still match their prison records?
 
 Pure (no Dagster): the Dagster wiring is in ``schedules.py``. For each person it compares the source items of
-interest (the same search and the same rules as the backfill, ``backfill._case_note_item`` / ``_alert_item``) with
+interest (the same search and the same rules as the backfill, ``backfill.case_note_item`` / ``alert_item``) with
 the integration's contacts on the person's Delius record, and counts
 
 * missing: an item of interest with no contact on the record (never written, or deleted behind our back);
@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
 
-from .backfill import _alert_item, _case_note_item   # the backfill's own item rules: one definition of "of interest"
+from .backfill import alert_item, case_note_item   # the backfill's own item rules: one definition of "of interest"
 from .clients.base import SourceApi, UpstreamError
 from .delius import models as m
 from .delius.merge import london_now
@@ -113,7 +113,7 @@ def compare_person(noms_number: str, case_notes: Iterable[dict], alerts: Iterabl
     contacts = list(contacts)
     by_urn = {c.urn: c for c in contacts if c.urn}
     by_legacy_id = {c.legacy_id: c for c in contacts if c.urn is None and c.legacy_id is not None}
-    items = [_case_note_item(raw) for raw in case_notes] + [_alert_item(raw) for raw in alerts]
+    items = [case_note_item(raw) for raw in case_notes] + [alert_item(raw) for raw in alerts]
     for item in items:
         if item.outcome is not None:          # InvalidSourceRecord
             check.unreadable += 1

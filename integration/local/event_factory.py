@@ -75,15 +75,18 @@ def linkage_event(noms: str, crn: str, *, booking_number: str = "51132A", messag
 
 
 def case_note_event_for(note: Mapping[str, Any], *, case_notes_url: str,
-                        event_type: str = "person.case-note.created") -> str:
+                        event_type: str = "person.case-note.created", message_id: str | None = None) -> str:
     """The event the Case Notes API publishes for ``note`` (a stand-in/API case-note dict)."""
     return case_note_event(note["offenderIdentifier"], note["caseNoteId"], note["type"], note["subType"],
-                           case_notes_url=case_notes_url, event_type=event_type, legacy_id=note.get("legacyId"))
+                           case_notes_url=case_notes_url, event_type=event_type, legacy_id=note.get("legacyId"),
+                           message_id=message_id)
 
 
-def alert_event_for(alert: Mapping[str, Any], *, alerts_url: str, event_type: str = "person.alert.created") -> str:
+def alert_event_for(alert: Mapping[str, Any], *, alerts_url: str, event_type: str = "person.alert.created",
+                    message_id: str | None = None) -> str:
+    """The event the Alerts API publishes for ``alert`` (a stand-in/API alert dict)."""
     return alert_event(alert["prisonNumber"], alert["alertUuid"], alert["alertCode"]["code"], alerts_url=alerts_url,
-                       event_type=event_type)
+                       event_type=event_type, message_id=message_id)
 
 
 def _now() -> str:
