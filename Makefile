@@ -24,3 +24,9 @@ run: venv
 ## test: the test suite
 test: venv
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+## browser-test: the UI test in headless chromium (needs Debian's chromium: apt-get install -y chromium)
+.PHONY: browser-test
+browser-test: venv
+	$(VENV_PYTHON) -c "import playwright" 2>/dev/null || $(VENV_PYTHON) -m pip install -e '.[browser]'
+	$(VENV_PYTHON) -m pytest -m browser $(PYTEST_ARGS)

@@ -6,6 +6,7 @@ are configured once, here, from the environment (design.md §1).
 
 import dagster as dg
 
+from . import health
 from . import operations
 from . import notifications, schedules
 from .assets import delius_contacts, linked_person_contacts, noms_backfill_job
@@ -34,6 +35,7 @@ defs = dg.Definitions.merge(
         sensors=[prison_events_sensor],
     ),
     operations.defs,
+    health.defs,
     schedules.defs,
     dg.Definitions(resources=RESOURCES),
 )
