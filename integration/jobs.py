@@ -3,8 +3,11 @@
 
 from typing import Optional
 
+from collections import Counter
+
 import dagster as dg
 
+from .logfmt import kv
 from .pipeline import LeasedEvent, process_batch
 from .resources import ConsumerSettings, DeliusDatabase, EventsQueueResource, SourceApiResource
 
@@ -50,13 +53,16 @@ def process_prison_events(context: dg.OpExecutionContext, config: EventBatchConf
               "disposition": "dead-lettered by the sensor"} for d in config.dead_lettered]
     counts = report.counts
     counts["failed"] += len(config.dead_lettered)
+    dispositions = report.dispositions
+    if config.dead_lettered:
+        dispositions["dead-lettered by the sensor"] = len(config.dead_lettered)
     for row in rows:
-        context.log.info("event %s %s: %s%s", row.get("sqs_message_id"), row.get("event_type") or "-",
-                         row.get("action"), f" ({row['reason']})" if row.get("reason") else "")
+        context.log.info(kv("event", **{k: row.get(k) for k in ("sqs_message_id", "event_type", "source_id", "action",
+                                                                   "reason", "contact_id", "disposition", "attempt")}))
     metadata = {
         "events": dg.MetadataValue.int(len(rows)),
         **{action: dg.MetadataValue.int(n) for action, n in counts.items()},
-        "dispositions": dg.MetadataValue.json(report.dispositions),
+        "dispositions": dg.MetadataValue.json(dispositions),
         "seconds": dg.MetadataValue.json(report.seconds),
         "outcomes": outcome_table(rows),
     }
@@ -67,7 +73,9 @@ def process_prison_events(context: dg.OpExecutionContext, config: EventBatchConf
     if failed or config.dead_lettered:
         summary = report.failure_summary()
         if config.dead_lettered:
-            summary = "; ".join(filter(None, [summary, f"{len(config.dead_lettered)} x unreadable -> dead-lettered"]))
+            reasons = Counter(d.reason for d in config.dead_lettered)
+            summary = "; ".join(filter(None, [summary] + [f"{n} x {reason} -> dead-lettered by the sensor"
+                                                          for reason, n in reasons.most_common()]))
         raise dg.Failure(description=f"{len(failed) + len(config.dead_lettered)} of {len(rows)} events failed: "
                                      f"{summary}", metadata=metadata, allow_retries=False)
     context.add_output_metadata(metadata)

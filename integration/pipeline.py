@@ -26,6 +26,7 @@ from .clients.base import SourceApi, UpstreamError
 from .clients.queue import EventsQueue, QueueMessage
 from .delius.merge import Action, DeliusStore, MergeConfigurationError
 from .events import DomainEvent, EventKind, PoisonMessage, parse_sqs_body
+from .logfmt import kv
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], 
     except (SQLAlchemyError, MergeConfigurationError) as exc:
         reason = (str(exc) if isinstance(exc, MergeConfigurationError)
                   else f"Delius database unavailable ({type(exc).__name__})")
-        log.warning("merge of %d drafts failed: %s", len(order), reason)
+        log.warning(kv("merge_failed", drafts=len(order), reason=reason))
         for idx in order:
             _fail(outcomes[idx], reason, retryable=True)
         return
@@ -240,8 +241,8 @@ def _acknowledge(events: Sequence[LeasedEvent], outcomes: list[EventOutcome], qu
                 queue.dead_letter(leased.as_queue_message(), outcome.reason or "failed", failed_by=run_id)
                 outcome.disposition = DEAD_LETTERED
             except Exception as exc:  # the message stays in flight and comes back: nothing is lost
-                log.warning("dead-lettering %s failed (%s); it will be redelivered", leased.sqs_message_id,
-                            type(exc).__name__)
+                log.warning(kv("dead_letter_failed", sqs_message_id=leased.sqs_message_id,
+                               error=type(exc).__name__, then="redelivered"))
                 outcome.disposition = LEASE_LOST
     lost = set(queue.delete(done)) if done else set()
     for delay, handles in retry.items():
@@ -283,8 +284,7 @@ class _LeaseKeeper:
         if expiring:
             lost = self.queue.change_visibility(expiring, self.settings.visibility_timeout)
             if lost:
-                log.info("%d leases had already expired; those messages may be processed twice (harmless)",
-                         len(lost))
+                log.info(kv("leases_expired", count=len(lost), then="may be processed twice (harmless)"))
         self._extended_at = now
 
     def start(self) -> None:
@@ -301,4 +301,4 @@ class _LeaseKeeper:
                 self.queue.change_visibility([(e.sqs_message_id, e.receipt_handle) for e in self.events],
                                              self.settings.visibility_timeout)
             except Exception as exc:  # pragma: no cover - best effort; redelivery is harmless
-                log.warning("lease extension failed: %s", type(exc).__name__)
+                log.warning(kv("lease_extension_failed", error=type(exc).__name__))

@@ -21,6 +21,7 @@ import dagster as dg
 from .assets import noms_backfill_job
 from .clients.queue import EventsQueue
 from .intake import IntakePlan, batch_run_key, plan_intake
+from .logfmt import kv
 from .jobs import DeadLetteredConfig, EventBatchConfig, LeasedEventConfig, prison_events_job
 from .partitions import noms_partitions
 from .resources import ConsumerSettings, EventsQueueResource
@@ -48,7 +49,7 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, events_queue: Even
     pending = context.instance.get_runs_count(dg.RunsFilter(job_name=prison_events_job.name,
                                                             statuses=PENDING_STATUSES))
     if pending >= settings.max_pending_runs:
-        context.log.info(f"{pending} batch runs are waiting to start: not receiving this tick")
+        context.log.info(kv("tick", skipped="back-pressure", batch_runs_waiting=pending, linkage_acked=settled))
         return dg.SensorResult(skip_reason=f"back-pressure: {pending} batch runs waiting to start",
                                cursor=_dump_cursor(custody))
 
@@ -63,10 +64,9 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, events_queue: Even
             tags={"hmpps/trigger": "linkage", "hmpps/messages": str(len(link.messages))}))
         custody += [{"k": link.run_key, "id": m.message_id, "h": m.receipt_handle, "t": received_at}
                     for m in link.messages]
-    context.log.info(
-        f"received {len(messages)}: {plan.leased} leased to {len(plan.batches)} batch runs, "
-        f"{len(plan.linkage)} linkage backfills, {len(dead_lettered)} dead-lettered; "
-        f"{settled} linkage messages acknowledged")
+    context.log.info(kv("tick", received=len(messages), leased=plan.leased, batch_runs=len(plan.batches),
+                        linkage_backfills=len(plan.linkage), dead_lettered=len(dead_lettered),
+                        linkage_acked=settled))
     if not run_requests:
         return dg.SensorResult(skip_reason=f"queue empty ({settled} linkage messages acknowledged)",
                                cursor=_dump_cursor(custody))
@@ -85,7 +85,7 @@ def receive_for_tick(context, queue: EventsQueue, settings: ConsumerSettings) ->
             batch = queue.receive(min(10, settings.max_events_per_tick - len(messages)), wait_seconds=1,
                                   visibility_timeout=settings.visibility_timeout)
         except Exception as exc:   # an SQS hiccup ends this tick's receiving; what we have is handed over
-            context.log.warning(f"receive failed ({type(exc).__name__}); continuing with {len(messages)} messages")
+            context.log.warning(kv("receive_failed", error=type(exc).__name__, received=len(messages)))
             break
         if not batch:
             break
@@ -99,9 +99,10 @@ def dead_letter_poison(context, queue: EventsQueue, plan: IntakePlan) -> list[De
         try:
             queue.dead_letter(message, reason, failed_by=f"sensor:{SENSOR_NAME}")
         except Exception as exc:   # left in flight: it comes back, and SQS's own redrive catches it at worst
-            context.log.warning(f"dead-lettering {message.message_id} failed ({type(exc).__name__})")
+            context.log.warning(kv("dead_letter_failed", sqs_message_id=message.message_id,
+                                   error=type(exc).__name__))
             continue
-        context.log.warning(f"message {message.message_id} dead-lettered: {reason}")
+        context.log.warning(kv("dead_lettered", sqs_message_id=message.message_id, reason=reason))
         done.append(DeadLetteredConfig(sqs_message_id=message.message_id, reason=reason))
     return done
 

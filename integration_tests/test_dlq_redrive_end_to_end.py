@@ -113,7 +113,8 @@ def test_poison_and_an_outage_end_in_the_dlq_and_the_redrive_brings_them_back(lo
     failures = [message for run in gql.runs("prison_events_job", ["FAILURE"])
                 for message in gql.failure_messages(run["runId"])]
     assert any(f"{OUTAGE_REASON} -> dead-lettered" in message for message in failures), failures
-    assert any("unreadable -> dead-lettered" in message for message in failures), failures
+    assert any("unreadable message" in message and "dead-lettered by the sensor" in message
+               for message in failures), failures
     flagged = wait_until(
         lambda: (lambda r: r if r and r["status"] == "FAILED"
                  and r["evaluation"]["description"].startswith(f"{NOTES + 1} messages") else None)(
