@@ -56,9 +56,13 @@ def process_prison_events(context: dg.OpExecutionContext, config: EventBatchConf
     dispositions = report.dispositions
     if config.dead_lettered:
         dispositions["dead-lettered by the sensor"] = len(config.dead_lettered)
+    # One line per message that did not simply land (skipped, unchanged, failed): a run's log stays readable and its
+    # event log small; every message, landed or not, is in the outcome table.
     for row in rows:
-        context.log.info(kv("event", **{k: row.get(k) for k in ("sqs_message_id", "event_type", "source_id", "action",
-                                                                   "reason", "contact_id", "disposition", "attempt")}))
+        if row.get("action") not in ("created", "updated", "moved"):
+            context.log.info(kv("event", **{k: row.get(k) for k in ("sqs_message_id", "event_type", "source_id",
+                                                                       "action", "reason", "disposition", "attempt")}))
+    context.log.info(kv("batch", events=len(rows), **counts, seconds=report.seconds.get("total")))
     metadata = {
         "events": dg.MetadataValue.int(len(rows)),
         **{action: dg.MetadataValue.int(n) for action, n in counts.items()},

@@ -127,10 +127,10 @@ class InMemorySourceApi(SourceApiResource):
 class ConsumerSettings(dg.ConfigurableResource):
     """Tunables of the queue consumer. Each can be overridden by the environment variable ``CONSUMER_<FIELD>``."""
 
-    max_events_per_run: int = 250       # micro-batch size
-    max_events_per_tick: int = 1000     # receive at most this many messages per sensor tick
+    max_events_per_run: int = 500       # micro-batch size
+    max_events_per_tick: int = 2000     # receive at most this many messages per sensor tick
     tick_seconds: float = 8.0           # receive for at most this long per tick (the tick limit is 60 s)
-    max_pending_runs: int = 2           # stop receiving while this many batch runs wait to start
+    max_pending_runs: int = 2           # stop receiving while this many batch runs wait in the run queue
     visibility_timeout: int = 300       # the lease on a received message, extended while its run works
     max_attempts: int = 3               # deliveries before a retryable failure is dead-lettered
     retry_delays: str = "10,60,300"     # seconds before retry 1, 2, 3...

@@ -3,9 +3,9 @@
 Each tick (design.md §4; the full protocol is in docs/queue-protocol.md):
 
 1. settle custody: delete the linkage messages of earlier ticks whose backfill run now exists in run storage;
-2. back-pressure: receive nothing while ``max_pending_runs`` batch runs are still waiting to start, so a backlog
-   waits on the queue (where it costs no receive counts) instead of in leases that could expire;
-3. receive up to ``max_events_per_tick`` messages within ``tick_seconds`` (a lease of ``visibility_timeout``);
+2. back-pressure: receive nothing while ``max_pending_runs`` batch runs wait in the run queue, so a backlog waits on
+   the queue (where it costs no receive counts) instead of in leases that could expire;
+3. long-poll up to ``max_events_per_tick`` messages within ``tick_seconds`` (a lease of ``visibility_timeout``);
 4. unreadable messages -> dead-letter queue now, with the reason; linkage events -> a dynamic partition and a
    backfill run (deleted in step 1 of a later tick); everything else -> micro-batch runs of ``prison_events_job``
    that hold the lease and delete each message once its effect is committed.
@@ -27,7 +27,10 @@ from .partitions import noms_partitions
 from .resources import ConsumerSettings, EventsQueueResource
 
 SENSOR_NAME = "prison_events_sensor"
-PENDING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+# Runs that wait for the run queue. STARTING runs are being launched and take their messages within seconds; a run
+# queue that does not move (daemon down, limits full) shows as QUEUED runs piling up.
+PENDING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+EMPTY_POLLS_TO_STOP = 2      # consecutive empty 1 s long polls that end a tick's receiving early
 
 
 @dg.sensor(
@@ -78,7 +81,10 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, events_queue: Even
 
 
 def receive_for_tick(context, queue: EventsQueue, settings: ConsumerSettings) -> list:
+    """Long-poll for the whole tick budget (messages arriving mid-tick are taken too); stop early once the queue has
+    stayed empty for a couple of polls, so an idle queue costs a short tick."""
     messages: list = []
+    empty_polls = 0
     deadline = time.monotonic() + settings.tick_seconds
     while len(messages) < settings.max_events_per_tick and time.monotonic() < deadline:
         try:
@@ -87,7 +93,8 @@ def receive_for_tick(context, queue: EventsQueue, settings: ConsumerSettings) ->
         except Exception as exc:   # an SQS hiccup ends this tick's receiving; what we have is handed over
             context.log.warning(kv("receive_failed", error=type(exc).__name__, received=len(messages)))
             break
-        if not batch:
+        empty_polls = 0 if batch else empty_polls + 1
+        if empty_polls >= EMPTY_POLLS_TO_STOP:
             break
         messages += batch
     return messages

@@ -123,7 +123,7 @@ def test_back_pressure_leaves_messages_on_the_queue_while_batch_runs_wait(instan
     send(sqs, ev.case_note_event("A1000AA", "00000000-0000-4000-8000-000000000001", "GEN", "OSE",
                                  case_notes_url=standins.case_notes_url))
     for _ in range(2):
-        create_run_for_test(instance, job_name="prison_events_job", status=dg.DagsterRunStatus.STARTING)
+        create_run_for_test(instance, job_name="prison_events_job", status=dg.DagsterRunStatus.NOT_STARTED)
     result = tick(instance, sqs)
     assert not result.run_requests and "back-pressure" in result.skip_reason.skip_message
     assert visible(sqs) == 1
