@@ -30,3 +30,8 @@ test: venv
 browser-test: venv
 	$(VENV_PYTHON) -c "import playwright" 2>/dev/null || $(VENV_PYTHON) -m pip install -e '.[browser]'
 	$(VENV_PYTHON) -m pytest -m browser $(PYTEST_ARGS)
+
+## fault-injection: the fault-injection suite through the real daemon path (~3-4 min; prints its counts)
+.PHONY: fault-injection
+fault-injection: venv
+	$(VENV_PYTHON) -m pytest -m faults -s -p no:cacheprovider $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ are configured once, here, from the environment (design.md §1).
 import dagster as dg
 
 from . import health
+from . import housekeeping
 from . import operations
 from . import notifications, schedules
 from .assets import delius_contacts, linked_person_contacts, noms_backfill_job
@@ -37,5 +38,6 @@ defs = dg.Definitions.merge(
     operations.defs,
     health.defs,
     schedules.defs,
+    housekeeping.defs,
     dg.Definitions(resources=RESOURCES),
 )
