@@ -127,7 +127,7 @@ class InMemorySourceApi(SourceApiResource):
 class ConsumerSettings(dg.ConfigurableResource):
     """Tunables of the queue consumer. Each can be overridden by the environment variable ``CONSUMER_<FIELD>``."""
 
-    max_events_per_run: int = 500       # micro-batch size
+    max_events_per_run: int = 1000      # micro-batch size (a tick's messages are split into equal batches)
     max_events_per_tick: int = 2000     # receive at most this many messages per sensor tick
     tick_seconds: float = 8.0           # receive for at most this long per tick (the tick limit is 60 s)
     max_pending_runs: int = 2           # stop receiving while this many batch runs wait in the run queue

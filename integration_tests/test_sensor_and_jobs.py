@@ -202,3 +202,12 @@ def test_the_local_instance_config_caps_everything_but_the_live_flow(tmp_path):
         assert queue.max_concurrent_runs - others >= 2
         assert instance.run_coordinator.dequeue_interval_seconds <= 2
         assert instance.run_monitoring_enabled
+
+
+def test_a_tick_is_split_into_as_few_equal_batches_as_the_maximum_allows():
+    from integration.intake import split_evenly
+
+    assert [len(b) for b in split_evenly(list(range(1200)), 1000)] == [600, 600]
+    assert [len(b) for b in split_evenly(list(range(7)), 3)] == [3, 2, 2]
+    assert split_evenly([], 10) == []
+    assert sum(split_evenly(list(range(2001)), 1000), []) == list(range(2001))
