@@ -129,12 +129,12 @@ class ConsumerSettings(dg.ConfigurableResource):
 
     max_events_per_run: int = 1000      # micro-batch size (a tick's messages are split into equal batches)
     max_events_per_tick: int = 2000     # receive at most this many messages per sensor tick
-    tick_seconds: float = 8.0           # receive for at most this long per tick (the tick limit is 60 s)
+    tick_seconds: float = 4.0           # receive for at most this long per tick (ticks start at most every 5 s)
     max_pending_runs: int = 2           # stop receiving while this many batch runs wait in the run queue
     visibility_timeout: int = 300       # the lease on a received message, extended while its run works
     max_attempts: int = 3               # deliveries before a retryable failure is dead-lettered
     retry_delays: str = "10,60,300"     # seconds before retry 1, 2, 3...
-    fetch_workers: int = 8              # concurrent fetches per run
+    fetch_workers: int = 16             # concurrent fetches per run
 
     def resolved(self) -> "ConsumerSettings":
         values = {}
