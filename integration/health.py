@@ -33,7 +33,6 @@ Nothing here reads or shows a message body: only counts, times, run ids and erro
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,6 +43,7 @@ import dagster as dg
 from .clients.queue import EventsQueue, QueueDepth
 from .jobs import DELIUS_CONTACTS, prison_events_job
 from .logfmt import kv
+from .settings import int_env
 from .resources import EventsQueueResource
 from .sensors import SENSOR_NAME as CONSUMER_SENSOR
 
@@ -62,17 +62,6 @@ MAX_RUNS_SCANNED = 200
 DEFAULT_INTERVAL_SECONDS = 60
 
 
-def _int_env(name: str, default: int, minimum: int = 1) -> int:
-    raw = (os.environ.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        return max(minimum, int(raw))
-    except ValueError:
-        log.warning(kv("invalid_setting", setting=name, value=raw, using=default))
-        return default
-
-
 @dataclass(frozen=True)
 class HealthSettings:
     """Thresholds, read from the environment at each evaluation."""
@@ -83,9 +72,9 @@ class HealthSettings:
 
     @classmethod
     def from_env(cls) -> "HealthSettings":
-        return cls(stall_seconds=_int_env("HEALTH_STALL_SECONDS", cls.stall_seconds),
-                   max_message_age_seconds=_int_env("HEALTH_MAX_MESSAGE_AGE_SECONDS", cls.max_message_age_seconds),
-                   heartbeat_seconds=_int_env("HEALTH_HEARTBEAT_SECONDS", cls.heartbeat_seconds, minimum=0))
+        return cls(stall_seconds=int_env("HEALTH_STALL_SECONDS", cls.stall_seconds, minimum=1),
+                   max_message_age_seconds=int_env("HEALTH_MAX_MESSAGE_AGE_SECONDS", cls.max_message_age_seconds, minimum=1),
+                   heartbeat_seconds=int_env("HEALTH_HEARTBEAT_SECONDS", cls.heartbeat_seconds, minimum=0))
 
 
 # --------------------------------------------------------------------------------------------- what is read
@@ -394,7 +383,7 @@ def queue_health_checks(context: dg.AssetCheckExecutionContext, events_queue: Ev
 
 def _interval_seconds() -> int:
     """HEALTH_SENSOR_INTERVAL_SECONDS, read when the code location loads (a deployment setting)."""
-    return _int_env("HEALTH_SENSOR_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS, minimum=5)
+    return int_env("HEALTH_SENSOR_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS, minimum=5)
 
 
 @dg.sensor(

@@ -26,11 +26,12 @@ Settings (environment, read when the schedule ticks; the cron when the code loca
 
 
 import logging
-import os
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+
+from .settings import cron_from_env, int_env
 
 log = logging.getLogger(__name__)
 
@@ -113,38 +114,15 @@ def run_housekeeping_job():
     delete_old_runs()
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = (os.environ.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        log.warning("%s=%r is not a whole number: using %d", name, raw, default)
-        return default
-
-
-def _cron_env(name: str, default: str) -> str:
-    value = (os.environ.get(name) or "").strip()
-    if not value:
-        return default
-    try:
-        dg.ScheduleDefinition(name="cron_probe", cron_schedule=value, job_name="cron_probe")
-    except dg.DagsterInvalidDefinitionError:
-        log.warning("%s=%r is not a valid cron string: using %r", name, value, default)
-        return default
-    return value
-
-
 def housekeeping_config_from_env() -> dict:
-    return {"older_than_days": _int_env("HOUSEKEEPING_RUN_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
-            "chunk_size": _int_env("HOUSEKEEPING_CHUNK_SIZE", 200),
-            "max_runs": _int_env("HOUSEKEEPING_MAX_RUNS", 20_000)}
+    return {"older_than_days": int_env("HOUSEKEEPING_RUN_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
+            "chunk_size": int_env("HOUSEKEEPING_CHUNK_SIZE", 200),
+            "max_runs": int_env("HOUSEKEEPING_MAX_RUNS", 20_000)}
 
 
 @dg.schedule(
     name="run_housekeeping_schedule",
-    cron_schedule=_cron_env("HOUSEKEEPING_CRON", DEFAULT_CRON),
+    cron_schedule=cron_from_env("HOUSEKEEPING_CRON", DEFAULT_CRON),
     execution_timezone=TIMEZONE,
     job=run_housekeeping_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,

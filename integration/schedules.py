@@ -30,6 +30,7 @@ from .operations import RedriveConfig, redrive_dlq_job
 from .partitions import noms_partitions
 from .resources import DeliusDatabase, SourceApiResource
 from .rules import LONDON
+from .settings import cron_from_env
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,6 @@ CHECK_NAME = "matches_prison_records"
 CHECK_OP = f"delius_contacts_{CHECK_NAME}"
 MAX_RUNS_SCANNED = 10_000
 PEOPLE_SHOWN = 100
-
-
-def cron_from_env(name: str, default: str) -> str:
-    """The cron in ``name``, or ``default`` when unset or invalid (a typo must not stop the whole code location)."""
-    value = (os.environ.get(name) or "").strip()
-    if not value:
-        return default
-    try:
-        dg.ScheduleDefinition(name="cron_probe", cron_schedule=value, job_name="cron_probe")
-    except dg.DagsterInvalidDefinitionError:
-        log.warning("%s=%r is not a valid cron string: using %r", name, value, default)
-        return default
-    return value
 
 
 def config_from_env(config_class: type[dg.Config], prefix: str) -> dict:

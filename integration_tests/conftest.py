@@ -4,4 +4,5 @@ pytest_plugins = [
     "integration_tests.fixtures.postgres",
     "integration_tests.fixtures.sqs",
     "integration_tests.fixtures.standins",
+    "integration_tests.fixtures.webhook",
 ]

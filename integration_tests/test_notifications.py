@@ -13,7 +13,6 @@ from integration.delius.reference_data import add_person
 from integration.notifications import (Notifier, failure_message, run_failure_notification_sensor,
                                        should_notify_failure, slack_message)
 from integration.resources import DeliusDatabase, HmppsApis
-from integration_tests.fixtures.webhook import webhook  # noqa: F401 - fixture
 
 SECRET_TEXT = "PRIVATE-NOTE-TEXT"
 

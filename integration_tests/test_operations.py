@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dagster as dg
 import pytest
 
 from integration.clients.queue import FAILURE_REASON, REDRIVE_COUNT, QueueMessage

@@ -23,7 +23,6 @@ from integration.resources import DeliusDatabase, HmppsApis
 from integration.rules import alert_urn, case_note_urn
 from integration.schedules import (CHECK_NAME, delius_contacts_match_prison_records, reconciliation_job,
                                    reconciliation_repair_sensor, reconciliation_schedule)
-from integration_tests.fixtures.webhook import webhook  # noqa: F401 - fixture
 
 NOW = datetime(2026, 11, 10, 2, 0, 0)
 EARLIER = NOW - timedelta(hours=5)

@@ -17,9 +17,9 @@ from integration.local import event_factory as ev
 from integration.notifications import PARKED_TAG, Notifier, dlq_redrive_report_sensor
 from integration.operations import redrive_dlq_job
 from integration.resources import EventsQueueResource
-from integration.schedules import (DEFAULT_DLQ_REDRIVE_CRON, cron_from_env, dlq_redrive_schedule,
+from integration.settings import cron_from_env
+from integration.schedules import (DEFAULT_DLQ_REDRIVE_CRON, dlq_redrive_schedule,
                                    reconciliation_schedule)
-from integration_tests.fixtures.webhook import webhook  # noqa: F401 - fixture
 
 LONDON = ZoneInfo("Europe/London")
 
