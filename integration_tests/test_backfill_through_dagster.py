@@ -3,13 +3,6 @@ daemon with the multi-run backfill policy, then launched again: the second run c
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,57 +12,31 @@ from sqlalchemy import func, select
 from integration.backfill_cli import launch_backfill, main, wait_for_backfill
 from integration.delius import models as m
 from integration.delius.reference_data import add_person
+from integration_tests.daemon_harness import free_port, prepare_instance, project_env, start_group, stop_group, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.daemon, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dagster_dev(tmp_path, sqs, standins, delius_pg):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home)
+    home, _ = prepare_instance(tmp_path)
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST"))},
-           "DAGSTER_HOME": str(home),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DELIUS_DATABASE_URL": delius_pg.url.render_as_string(hide_password=False),
-           "EVENTS_QUEUE_URL": sqs.queue_url, "AWS_ENDPOINT_URL": sqs.endpoint_url, "AWS_REGION": "eu-west-2",
-           "HMPPS_AUTH_URL": standins.auth_url, "CLIENT_ID": standins.client_id,
-           "CLIENT_SECRET": standins.client_secret, "CASE_NOTES_API_URL": standins.case_notes_url,
-           "ALERTS_API_URL": standins.alerts_url}
+    env = project_env(delius_url=delius_pg.url.render_as_string(hide_password=False), queue_url=sqs.queue_url,
+                      sqs_endpoint=sqs.endpoint_url, auth_url=standins.auth_url, client_id=standins.client_id,
+                      client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
+                      alerts_url=standins.alerts_url, dagster_home=home)
     log = tmp_path / "dagster-dev.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_group(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT,
+                       env=env, log=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, log.read_text()[-3000:]
-            time.sleep(1)
-        else:
-            raise AssertionError("dagster dev did not answer:\n" + log.read_text()[-3000:])
+        wait_until(lambda: requests.get(f"{url}/server_info", timeout=2).ok, 90, "dagster dev to answer",
+                   diagnostics=lambda: log.read_text()[-3000:])
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def test_backfill_of_several_people_through_the_backfill_daemon_and_rerun(dagster_dev, standins, delius_pg, capsys):

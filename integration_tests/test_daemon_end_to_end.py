@@ -7,12 +7,7 @@ Dagster daemon with its code server and run workers.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,22 +18,11 @@ from sqlalchemy import func, select
 from integration.delius import models as m
 from integration.delius.reference_data import add_person
 from integration.local import event_factory as ev
+from integration_tests.daemon_harness import DaemonProcess, project_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs, pytest.mark.daemon, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_for(predicate, timeout: float, what: str, proc=None, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(1)
-    tail = log.read_text()[-4000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n--- daemon log tail ---\n{tail}")
 
 
 @pytest.fixture
@@ -68,35 +52,22 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
     sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody="{not json")
     sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=ev.linkage_event("A3000BB", "X300002"))
 
-    env = {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DELIUS_DATABASE_URL": delius_pg.url.render_as_string(hide_password=False),
-        "EVENTS_QUEUE_URL": sqs.queue_url,
-        "AWS_ENDPOINT_URL": sqs.endpoint_url,
-        "AWS_REGION": "eu-west-2",
-        "HMPPS_AUTH_URL": standins.auth_url,
-        "CLIENT_ID": standins.client_id,
-        "CLIENT_SECRET": standins.client_secret,
-        "CASE_NOTES_API_URL": standins.case_notes_url,
-        "ALERTS_API_URL": standins.alerts_url,
-    }
+    # Only the design.md §1 variables: no DAGSTER_HOME (the project root's dagster.yaml is found by the package).
+    env = project_env(delius_url=delius_pg.url.render_as_string(hide_password=False), queue_url=sqs.queue_url,
+                      sqs_endpoint=sqs.endpoint_url, auth_url=standins.auth_url, client_id=standins.client_id,
+                      client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
+                      alerts_url=standins.alerts_url)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME", "LANG"):
+        env.pop(name)
     log = project_root / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["dagster-daemon", "run", "-w", "workspace.yaml"], cwd=project_root, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        def contacts() -> int:
-            with delius_pg.connect() as conn:
-                return conn.execute(select(func.count()).select_from(m.contact)).scalar_one()
 
-        wait_for(lambda: contacts() == 8 and sqs.depth() == 0, 150, "8 contacts and an empty queue", proc, log)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    def contacts() -> int:
+        with delius_pg.connect() as conn:
+            return conn.execute(select(func.count()).select_from(m.contact)).scalar_one()
+
+    with DaemonProcess(project_root, env, log).start() as daemon:
+        wait_until(lambda: contacts() == 8 and sqs.depth() == 0, 150, "8 contacts and an empty queue",
+                   diagnostics=daemon.tail)
 
     with delius_pg.connect() as conn:
         urns = set(conn.execute(select(m.contact.c.external_reference)).scalars())
