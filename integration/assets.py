@@ -3,7 +3,8 @@
 
 import dagster as dg
 
-from .backfill import CASE_NOTE, BackfillReport, backfill_people
+from .backfill import BackfillReport, backfill_people
+from .logfmt import kv
 from .partitions import noms_partitions
 from .resources import DeliusDatabase, SourceApiResource
 
@@ -26,6 +27,9 @@ PREVIEW_ROWS = 50
     kinds={"postgres"},
     deps=[delius_contacts],
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=100),
+    # Each person's partition is materialized on its own (below), so one person's failure fails only that partition
+    # of a 100-partition run: the run's other people keep their materializations and counts.
+    output_required=False,
     check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="linked_person_contacts",
                                    description="Every case note and alert of interest of the person has exactly "
                                                "one contact on the person's Delius record.")],
@@ -40,54 +44,57 @@ def linked_person_contacts(context: dg.AssetExecutionContext, delius: DeliusData
     for report in backfill_people(context.partition_keys, source, store):
         if report.fetch_error is not None:
             errors.append(f"{report.noms_number}: {report.fetch_error.reason}")
-            context.log.warning(f"backfill noms={report.noms_number} fetch_failed reason={report.fetch_error.reason}")
+            context.log.warning(kv("backfill", noms=report.noms_number, outcome="fetch_failed",
+                                   reason=report.fetch_error.reason))
             continue
         reports.append(report)
-        counts = " ".join(f"{k}={v}" for k, v in report.counts.items() if v)
-        context.log.info(f"backfill noms={report.noms_number} {counts}")
+        context.log.info(kv("backfill", noms=report.noms_number, **{k: v for k, v in report.counts.items() if v}))
         if report.first_failure:
             errors.append(f"{report.noms_number}: {report.first_failure}")
-    metadata = backfill_metadata(reports)
-    check = check_contacts(reports, store)
+        else:
+            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.noms_number,
+                                          description="contacts of a linked person",
+                                          metadata=person_metadata(report))
+    yield check_contacts(reports, store)
+    totals = backfill_totals(reports)
+    context.log.info(kv("backfill_run", people=len(context.partition_keys), failed=len(errors),
+                        **{k: v for k, v in totals.items() if v}))
     if errors:
         raise dg.Failure(description=f"{len(errors)} of {len(context.partition_keys)} backfills failed: "
-                                     + "; ".join(errors[:10]), metadata=metadata)
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+                                     + "; ".join(errors[:10]),
+                         metadata={"people": len(context.partition_keys), "failed_people": len(errors),
+                                   **totals})
 
 
-def backfill_metadata(reports: list[BackfillReport]) -> dict:
+def backfill_totals(reports: list[BackfillReport]) -> dict[str, int]:
     totals: dict[str, int] = {}
-    skipped: dict[str, int] = {}
     for report in reports:
         for key, value in report.counts.items():
             totals[key] = totals.get(key, 0) + value
-        for reason, value in report.skipped_by_reason.items():
-            skipped[reason] = skipped.get(reason, 0) + value
-    preview = [dg.TableRecord({"noms_number": r.noms_number, "crn": r.crn or "",
-                               "case_notes": sum(1 for i in r.items if i.kind == CASE_NOTE),
-                               "alerts": sum(1 for i in r.items if i.kind != CASE_NOTE),
-                               "created": sum(v for k, v in r.counts.items() if k.endswith("_created")),
-                               "updated": sum(v for k, v in r.counts.items() if k.endswith("_updated")),
-                               "moved": sum(v for k, v in r.counts.items() if k.endswith("_moved")),
-                               "unchanged": sum(v for k, v in r.counts.items() if k.endswith("_unchanged")),
-                               "failed": len(r.failures),
-                               "offender_in_delius": not r.offender_not_found})
-               for r in reports[:PREVIEW_ROWS]]
-    columns = [("noms_number", "string"), ("crn", "string"), ("case_notes", "int"), ("alerts", "int"),
-               ("created", "int"), ("updated", "int"), ("moved", "int"), ("unchanged", "int"), ("failed", "int"),
-               ("offender_in_delius", "bool")]
-    planned: dict[str, int] = {}
-    for report in reports:
-        for key, value in report.planned.items():
-            planned[key] = planned.get(key, 0) + value
+    return totals
+
+
+ITEM_COLUMNS = [("kind", "string"), ("source_id", "string"), ("planned", "string"), ("action", "string"),
+                ("reason", "string"), ("contact_id", "int")]
+
+
+def person_metadata(report: BackfillReport) -> dict:
+    """One person's counts (CaseNotesMigrated-style), reasons and a preview of the items: ids and codes, no text."""
+    preview = [dg.TableRecord({"kind": i.kind, "source_id": i.source_id, "planned": i.planned or "",
+                               "action": i.outcome.action.value if i.outcome else "filtered",
+                               "reason": (i.outcome.reason if i.outcome else i.filtered) or "",
+                               "contact_id": i.outcome.contact_id if i.outcome else None})
+               for i in report.items[:PREVIEW_ROWS]]
     return {
-        "people": dg.MetadataValue.int(len(reports)),
-        "planned": dg.MetadataValue.json(planned),
-        "seconds": dg.MetadataValue.json(reports[0].seconds if reports else {}),
-        **{key: dg.MetadataValue.int(value) for key, value in totals.items()},
-        "skipped_by_reason": dg.MetadataValue.json(skipped),
+        "crn": report.crn or "",
+        "offender_in_delius": not report.offender_not_found,
+        "items": len(report.items),
+        "planned": dg.MetadataValue.json(report.planned),
+        "seconds": dg.MetadataValue.json(report.seconds),
+        **{key: dg.MetadataValue.int(value) for key, value in report.counts.items()},
+        "skipped_by_reason": dg.MetadataValue.json(report.skipped_by_reason),
         "preview": dg.MetadataValue.table(
-            records=preview, schema=dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in columns])),
+            records=preview, schema=dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in ITEM_COLUMNS])),
     }
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from integration.assets import CHECK_NAME, check_contacts, linked_person_contacts
 from integration.backfill import backfill_person
 from integration.delius import models as m
-from integration.delius.merge import DeliusStore
+from integration.delius.merge import REASON_OFFENDER_NOT_FOUND, DeliusStore
 from integration.delius.reference_data import add_person
 from integration.resources import DeliusDatabase, HmppsApis
 
@@ -112,8 +112,9 @@ def test_person_not_in_delius_is_not_an_error(instance, standins, delius_pg):
     result = materialize(instance, standins, delius_pg, "A4000ZZ")
     assert result.success and count(delius_pg, m.contact) == 0
     [materialization] = result.asset_materializations_for_node("linked_person_contacts")
-    preview = materialization.metadata["preview"].value.records
-    assert preview[0].data["offender_in_delius"] is False
+    assert materialization.metadata["offender_in_delius"].value is False
+    [item] = materialization.metadata["preview"].value.records
+    assert item.data["action"] == "skipped" and item.data["reason"] == REASON_OFFENDER_NOT_FOUND
     assert materialization.metadata["case_notes_skipped"].value == 1
 
 
@@ -131,6 +132,27 @@ def test_a_failing_item_fails_the_partition_after_every_item_was_tried(instance,
     assert description == (f"1 of 1 backfills failed: A4000AA: case_note {bad['caseNoteId']}: "
                            "Probation Area not found for NOMIS institution: XYZ")
     assert count(delius_pg, m.contact) == len(good) + 1 and good_alert
+
+
+def test_in_a_run_of_several_people_only_the_failing_person_s_partition_fails(instance, standins, delius_pg):
+    for crn, noms in (("X400001", "A4000AA"), ("X400002", "A4000BB"), ("X400003", "A4000CC")):
+        add_person(delius_pg, crn, noms)
+        standins.add_case_note(noms, type="KA", sub_type="KS")
+    standins.add_case_note("A4000BB", type="KA", sub_type="KE", location_id="XYZ")   # no probation area
+    instance.add_dynamic_partitions("noms_number", ["A4000AA", "A4000BB", "A4000CC"])
+
+    result = dg.materialize([linked_person_contacts], instance=instance, resources=resources(standins, delius_pg),
+                            tags={"dagster/asset_partition_range_start": "A4000AA",
+                                  "dagster/asset_partition_range_end": "A4000CC"}, raise_on_error=False)
+
+    assert not result.success
+    materialized = {m.partition: m for m in result.asset_materializations_for_node("linked_person_contacts")}
+    assert set(materialized) == {"A4000AA", "A4000CC"}
+    assert materialized["A4000CC"].metadata["case_notes_created"].value == 1
+    assert instance.get_materialized_partitions(dg.AssetKey("linked_person_contacts")) == {"A4000AA", "A4000CC"}
+    assert count(delius_pg, m.contact) == 3          # every item was tried: the failing person's good note too
+    [failure] = [e for e in result.all_node_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.event_specific_data.user_failure_data.description.startswith("1 of 3 backfills failed: A4000BB")
 
 
 def test_an_upstream_outage_fails_the_partition(instance, standins, delius_pg):
