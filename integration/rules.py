@@ -288,7 +288,8 @@ def draft_from_alert(alert: Alert) -> ContactDraft:
     no ``activeTo`` (the reference would fail; the start date is the only date the alert certainly has). Time of
     day = that of the latest of ``activeToLastSetAt``, ``lastModifiedAt`` and ``createdAt``. System time =
     ``lastModifiedAt`` else ``createdAt``. Staff = ``lastModifiedByDisplayName`` else ``createdByDisplayName``
-    (blank counts as missing), parsed by :func:`parse_staff_name`. Content = ``description`` or ``""``.
+    (blank counts as missing), split at the last space by :func:`parse_alert_staff_name`. Content = ``description``
+    or ``""``.
     """
     if not alert.prison_code_when_created or not alert.prison_code_when_created.strip():
         raise InvalidSourceRecord("Unable to verify establishment for alert")
@@ -299,7 +300,7 @@ def draft_from_alert(alert: Alert) -> ContactDraft:
     staff_name = alert.last_modified_by_display_name
     if not staff_name or not staff_name.strip():
         staff_name = alert.created_by_display_name
-    forename, surname = parse_staff_name(staff_name)
+    forename, surname = parse_alert_staff_name(staff_name)
     state = "active" if active else "inactive"
     return ContactDraft(
         urn=alert_urn(alert.alert_uuid, active),
@@ -372,8 +373,9 @@ def truncate_utf8(text: str, max_bytes: int = DESCRIPTION_MAX_BYTES) -> str:
 
 
 def parse_staff_name(author_name: str | None) -> tuple[str, str]:
-    """(forename, surname): "Surname, Forename" comma rule first, else first and last whitespace tokens; one word ->
-    both the same. Each part trimmed and cut to 35 characters. Blank -> ("Unknown", "Unknown").
+    """Case-note author (§5.2): (forename, surname): "Surname, Forename" comma rule first, else first and last
+    whitespace tokens; one word -> both the same. Each part trimmed and cut to 35 characters. Blank ->
+    ("Unknown", "Unknown").
 
     With a comma, the forename is the text after the last comma and the surname the text before it; if one side
     is blank the other is used for both (``"Smith,"`` -> ``("Smith", "Smith")``).
@@ -381,15 +383,36 @@ def parse_staff_name(author_name: str | None) -> tuple[str, str]:
     if author_name is None or not author_name.strip():
         return (_UNKNOWN_NAME, _UNKNOWN_NAME)
     if "," in author_name:
-        surname, _, forename = author_name.rpartition(",")
-        forename, surname = forename.strip(), surname.strip()
-        if not forename and not surname:
-            return (_UNKNOWN_NAME, _UNKNOWN_NAME)
-        forename = forename or surname
-        surname = surname or forename
-    else:
-        tokens = author_name.split()
-        forename, surname = tokens[0], tokens[-1]
+        return _comma_name(author_name)
+    tokens = author_name.split()
+    return _cut_name(tokens[0], tokens[-1])
+
+
+def parse_alert_staff_name(display_name: str | None) -> tuple[str, str]:
+    """Alert author (§5.3): (forename, surname) split at the last space: ``"Mary Ann Smith"`` ->
+    ``("Mary Ann", "Smith")``; one word -> both the same. Blank -> ("Unknown", "Unknown").
+
+    Runs of whitespace (spaces, tabs) count as one space and the ends are trimmed, so the forename keeps every word
+    but the last, single-spaced. A comma form ``"Smith, Mary"`` is read as "Surname, Forename" exactly as for case
+    notes (:func:`parse_staff_name`): both reference parsers handle it first. Each part is cut to 35 characters.
+    """
+    if display_name is None or not display_name.strip():
+        return (_UNKNOWN_NAME, _UNKNOWN_NAME)
+    if "," in display_name:
+        return _comma_name(display_name)
+    forename, _, surname = " ".join(display_name.split()).rpartition(" ")
+    return _cut_name(forename or surname, surname)
+
+
+def _comma_name(name: str) -> tuple[str, str]:
+    surname, _, forename = name.rpartition(",")
+    forename, surname = forename.strip(), surname.strip()
+    if not forename and not surname:
+        return (_UNKNOWN_NAME, _UNKNOWN_NAME)
+    return _cut_name(forename or surname, surname or forename)
+
+
+def _cut_name(forename: str, surname: str) -> tuple[str, str]:
     return (forename[:STAFF_NAME_MAX_CHARS].strip(), surname[:STAFF_NAME_MAX_CHARS].strip())
 
 

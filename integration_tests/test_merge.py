@@ -184,6 +184,70 @@ def test_people_not_in_delius_are_skipped_and_duplicates_fail(delius):
     assert count(delius, m.contact) == 0 and count(delius, m.audited_interaction) == 0
 
 
+def staff_rows(engine) -> list[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(m.staff.c.officer_code, m.staff.c.forename, m.staff.c.surname)).all())
+
+
+def test_person_not_in_delius_creates_no_staff(delius):
+    add_person(delius, "X000001", "A1111AA", soft_deleted=True)
+    staff_before, teams_before = count(delius, m.staff), count(delius, m.staff_team)
+    missing, deleted = DeliusStore(delius).merge([case_note_draft("Z9999ZZ", forename="Ghost", surname="Writer"),
+                                                  alert_draft("A1111AA")])
+    assert (missing.action, missing.reason) == (Action.SKIPPED, "offender not found in Delius")
+    assert (deleted.action, deleted.reason) == (Action.SKIPPED, "offender not found in Delius")
+    assert (count(delius, m.staff), count(delius, m.staff_team)) == (staff_before, teams_before)
+    assert count(delius, m.contact) == 0 and count(delius, m.audited_interaction) == 0
+
+
+def test_person_on_several_offenders_creates_no_staff(delius):
+    add_person(delius, "X000002", "A2222BB")
+    add_person(delius, "X000003", "A2222BB")
+    staff_before, teams_before = count(delius, m.staff), count(delius, m.staff_team)
+    [duplicate] = DeliusStore(delius).merge([case_note_draft("A2222BB", forename="Ghost", surname="Writer")])
+    assert duplicate.action is Action.FAILED and duplicate.reason == "2 offenders have NOMS number A2222BB"
+    assert not duplicate.retryable
+    assert (count(delius, m.staff), count(delius, m.staff_team)) == (staff_before, teams_before)
+    assert count(delius, m.contact) == 0
+
+
+def test_mixed_batch_creates_staff_only_for_the_known_persons_author(delius):
+    add_person(delius, "X123456", "A1234BC")
+    add_person(delius, "X000002", "A2222BB")
+    add_person(delius, "X000003", "A2222BB")
+    before = staff_rows(delius)
+    teams_before = count(delius, m.staff_team)
+    outcomes = DeliusStore(delius).merge([
+        case_note_draft("Z9999ZZ", forename="Ghost", surname="Writer"),
+        case_note_draft("A1234BC", forename="Known", surname="Author"),
+        case_note_draft("A2222BB", forename="Twin", surname="Writer"),
+        alert_draft("Z9999ZZ"),                                     # Jane Jones at MDI: no staff for MDI either
+    ])
+    assert [o.action for o in outcomes] == [Action.SKIPPED, Action.CREATED, Action.FAILED, Action.SKIPPED]
+    new_staff = sorted(set(staff_rows(delius)) - set(before))
+    assert new_staff == [("LEIA001", "Known", "Author")]            # the skipped drafts consumed no officer code
+    assert count(delius, m.staff_team) == teams_before + 1
+    [row] = contacts(delius)
+    assert row["external_reference"] == outcomes[1].urn
+    with delius.connect() as conn:
+        assert conn.execute(select(m.staff.c.officer_code)
+                            .where(m.staff.c.staff_id == row["staff_id"])).scalar() == "LEIA001"
+
+
+def test_move_to_a_person_not_in_delius_creates_no_staff_and_leaves_the_contact(delius):
+    add_person(delius, "X000001", "A1111AA")
+    store = DeliusStore(delius)
+    note_id = str(uuid.uuid4())
+    store.merge([case_note_draft("A1111AA", uuid_=note_id)])
+    [before] = contacts(delius)
+    staff_before, teams_before = count(delius, m.staff), count(delius, m.staff_team)
+    [moved] = store.merge([case_note_draft("Z9999ZZ", uuid_=note_id, content="Corrected", forename="Zed",
+                                           surname="Q", system=T0 + timedelta(hours=1))])
+    assert (moved.action, moved.reason) == (Action.SKIPPED, "offender not found in Delius")
+    assert (count(delius, m.staff), count(delius, m.staff_team)) == (staff_before, teams_before)
+    assert contacts(delius) == [before]
+
+
 def test_unknown_or_short_establishment_fails_with_reason(delius):
     add_person(delius, "X123456", "A1234BC")
     unknown, short, good = DeliusStore(delius).merge(

@@ -33,6 +33,7 @@ from integration.rules import (
     format_delius_datetime,
     notes_text,
     pad_notes,
+    parse_alert_staff_name,
     parse_staff_name,
     to_london,
     truncate_utf8,
@@ -304,6 +305,44 @@ def test_parse_staff_name_truncates_each_part_to_35_characters():
     assert (forename, surname) == ("F" * 35, "S" * 35)
     single = parse_staff_name("X" * 60)
     assert single == ("X" * 35, "X" * 35)
+
+
+@pytest.mark.parametrize(
+    "display_name, expected",
+    [
+        ("Mary Ann Smith", ("Mary Ann", "Smith")),          # split at the last space (§5.3)
+        ("John Paul Smith", ("John Paul", "Smith")),
+        ("Some Name", ("Some", "Name")),
+        ("  Mary \t Ann   Smith  ", ("Mary Ann", "Smith")),  # whitespace runs count as one space
+        ("bob", ("bob", "bob")),
+        ("  bob  ", ("bob", "bob")),
+        ("Smith, Mary", ("Mary", "Smith")),                 # comma form as for case notes
+        ("Smith,Mary Ann", ("Mary Ann", "Smith")),
+        ("Van Der Berg, Anna Maria", ("Anna Maria", "Van Der Berg")),
+        ("Smith,", ("Smith", "Smith")),
+        (",", ("Unknown", "Unknown")),
+        ("", ("Unknown", "Unknown")),
+        ("   ", ("Unknown", "Unknown")),
+        (None, ("Unknown", "Unknown")),
+    ],
+)
+def test_parse_alert_staff_name(display_name, expected):
+    assert parse_alert_staff_name(display_name) == expected
+
+
+def test_alert_and_case_note_rules_differ_only_for_middle_names():
+    assert parse_staff_name("Mary Ann Smith") == ("Mary", "Smith")
+    assert parse_alert_staff_name("Mary Ann Smith") == ("Mary Ann", "Smith")
+    for same in ("Jane Smith", "Smith, Jane", "jane", None):
+        assert parse_alert_staff_name(same) == parse_staff_name(same)
+
+
+def test_parse_alert_staff_name_truncates_each_part_to_35_characters():
+    forename, surname = parse_alert_staff_name("A" * 20 + " " + "C" * 20 + " " + "B" * 50)
+    assert forename == "A" * 20 + " " + "C" * 14
+    assert surname == "B" * 35
+    assert parse_alert_staff_name("A" * 34 + " " + "C" + " Smith") == ("A" * 34, "Smith")   # no trailing space
+    assert parse_alert_staff_name("X" * 60) == ("X" * 35, "X" * 35)
 
 
 # --- case note parsing -------------------------------------------------------------------------------------------
@@ -598,6 +637,11 @@ def test_draft_staff_name_comma_form_and_unk_location():
     assert result.notes == "NEG IEP_WARN\n" + UNK_LINE + "\n" + result.content
 
 
+def test_case_note_author_keeps_the_first_and_last_token_rule():
+    result = draft_from_case_note(note(authorName="Mary Ann Smith"))
+    assert (result.staff_forename, result.staff_surname) == ("Mary", "Smith")
+
+
 def test_stage3_alert_case_note_rules():
     result = draft_from_case_note(
         note(
@@ -757,7 +801,7 @@ def test_alert_contact_time_uses_the_latest_of_three_times():
     )
     assert result.contact_datetime == datetime(2025, 2, 27, 7, 0, 0)
     assert result.system_datetime == datetime(2025, 3, 2, 7, 0, 0)
-    assert (result.staff_forename, result.staff_surname) == ("Mary", "Jones")
+    assert (result.staff_forename, result.staff_surname) == ("Mary Ann", "Jones")   # alerts: split at the last space
 
 
 def test_alert_contact_time_active_to_last_set_wins():
@@ -786,6 +830,16 @@ def test_alert_staff_falls_back_to_creator_and_unknown():
     assert (result.staff_forename, result.staff_surname) == ("John", "Smith")
     result = draft_from_alert(Alert.from_api(alert_json(createdByDisplayName=None)))
     assert (result.staff_forename, result.staff_surname) == ("Unknown", "Unknown")
+
+
+def test_alert_staff_name_is_split_at_the_last_space():
+    result = draft_from_alert(Alert.from_api(alert_json(ALERT_JSON, lastModifiedByDisplayName="Mary Ann Smith")))
+    assert (result.staff_forename, result.staff_surname) == ("Mary Ann", "Smith")
+    result = draft_from_alert(Alert.from_api(alert_json(ALERT_JSON, lastModifiedByDisplayName=None,
+                                                        createdByDisplayName="John Paul Jones")))
+    assert (result.staff_forename, result.staff_surname) == ("John Paul", "Jones")
+    result = draft_from_alert(Alert.from_api(alert_json(ALERT_JSON, lastModifiedByDisplayName="Smith, Mary Ann")))
+    assert (result.staff_forename, result.staff_surname) == ("Mary Ann", "Smith")
 
 
 @pytest.mark.parametrize("prison_code", [None, _DELETE, "", "  "])

@@ -11,7 +11,8 @@ own outcome, as if merged alone (reference-behaviour §6-§7):
   (database unreachable, repeated deadlocks) raise.
 
 Staff are found or created before the write transaction, each area in its own short transaction under a
-PostgreSQL advisory lock, so concurrent runs never create the same officer code twice.
+PostgreSQL advisory lock, so concurrent runs never create the same officer code twice -- and only for drafts that
+will be written (one offender with the NOMS number, reference data present): a skipped or failed draft creates none.
 """
 
 from __future__ import annotations
@@ -218,14 +219,18 @@ class DeliusStore:
             ref = self._load_reference(conn, subset)
             existing = self._find_existing(conn, subset, lock=False)
             persons = self._find_persons(conn, {d.noms_number for d in subset})
+        # Staff only for drafts that can be written: a person not in Delius (or on several offenders), or missing
+        # reference data, fails in step 2 before staff are needed, and must leave no STAFF/STAFF_TEAM rows behind.
         staff_needed: dict[_Provider, set[tuple[str, str]]] = defaultdict(set)
         for idx in idxs:
             draft = drafts[idx]
             row = existing.get(idx_key(draft))
             if row is None or row.noms_number != draft.noms_number:
-                provider = ref.provider_by_prison.get(draft.establishment_code[:3])
-                if isinstance(provider, _Provider):
-                    staff_needed[provider].add((draft.staff_forename, draft.staff_surname))
+                try:
+                    _, _, provider = _resolve_target(draft, ref, persons)
+                except MergeFailure:
+                    continue
+                staff_needed[provider].add((draft.staff_forename, draft.staff_surname))
         staff_ids = self._find_or_create_staff(ref, staff_needed)
 
         # 2. Write under row locks, re-planning from what is there now.
@@ -364,24 +369,8 @@ class DeliusStore:
     def _derive(self, conn: Connection, draft: ContactDraft, ref: _Reference, persons: dict[str, list[_Person]],
                 staff_ids: dict[tuple[int, str, str], int | str]) -> dict:
         """Every column of a new contact for ``draft`` (create or move), event/NSI still to be linked."""
-        matches = persons.get(draft.noms_number, [])
-        if not matches:
-            raise MergeFailure(REASON_OFFENDER_NOT_FOUND)
-        if len(matches) > 1:
-            raise MergeFailure(f"{len(matches)} offenders have NOMS number {draft.noms_number}")
-        person = matches[0]
-        type_id = ref.mapped_type.get(draft.type_key)
-        if type_id is None:
-            default = ref.contact_type_by_code.get(rules.DEFAULT_CONTACT_TYPE_CODE)
-            if default is None:
-                raise MergeFailure(f"contact type {rules.DEFAULT_CONTACT_TYPE_CODE} not found", retryable=True)
-            type_id = default[0]
+        person, type_id, provider = _resolve_target(draft, ref, persons)
         type_code, sensitive = ref.contact_type_by_id[type_id]
-        if len(draft.establishment_code) < 3:
-            raise MergeFailure(f"Invalid establishment code: {draft.establishment_code!r}")
-        provider = ref.provider_by_prison.get(draft.establishment_code[:3])
-        if not isinstance(provider, _Provider):
-            raise MergeFailure(provider or "establishment not resolved")
         staff_id = staff_ids.get((provider.area_id, draft.staff_forename.lower(), draft.staff_surname.lower()))
         if staff_id is None:
             raise _NeedsAnotherRound()
@@ -630,6 +619,33 @@ class _NeedsAnotherRound(Exception):
 
 def idx_key(draft: ContactDraft) -> str:
     return draft.urn
+
+
+def _resolve_target(draft: ContactDraft, ref: _Reference,
+                    persons: dict[str, list[_Person]]) -> tuple[_Person, int, _Provider]:
+    """(person, contact type id, provider) of a create or move, or MergeFailure -- everything but the staff.
+
+    The person comes first (§7): exactly one non-soft-deleted offender with the NOMS number, else
+    REASON_OFFENDER_NOT_FOUND (skipped) or a failure for several offenders. Checked before staff are found or created,
+    so a draft that cannot be written creates no staff (§9.2: "offender not found" writes nothing).
+    """
+    matches = persons.get(draft.noms_number, [])
+    if not matches:
+        raise MergeFailure(REASON_OFFENDER_NOT_FOUND)
+    if len(matches) > 1:
+        raise MergeFailure(f"{len(matches)} offenders have NOMS number {draft.noms_number}")
+    type_id = ref.mapped_type.get(draft.type_key)
+    if type_id is None:
+        default = ref.contact_type_by_code.get(rules.DEFAULT_CONTACT_TYPE_CODE)
+        if default is None:
+            raise MergeFailure(f"contact type {rules.DEFAULT_CONTACT_TYPE_CODE} not found", retryable=True)
+        type_id = default[0]
+    if len(draft.establishment_code) < 3:
+        raise MergeFailure(f"Invalid establishment code: {draft.establishment_code!r}")
+    provider = ref.provider_by_prison.get(draft.establishment_code[:3])
+    if not isinstance(provider, _Provider):
+        raise MergeFailure(provider or "establishment not resolved")
+    return matches[0], type_id, provider
 
 
 def _existing(row) -> _Existing:
