@@ -3,10 +3,14 @@
 No Dagster in here: the ``prison_events_job`` op is a thin wrapper, and tests drive this module directly too.
 
 The walk of one message: parse -> route/filter -> fetch the source record (concurrently, a thread pool) -> rules ->
-one bulk merge for the whole batch -> per message: delete (done: created, updated, moved, unchanged or skipped with a
-reason), leave on the queue with a back-off (retryable failure, attempts left), or send to the dead-letter queue
-with the reason and delete (permanent failure, or attempts used up). A message is deleted only after the merge
-transaction that holds its effect has committed.
+bulk merges -> per message: delete (done: created, updated, moved, unchanged or skipped with a reason), leave on the
+queue with a back-off (retryable failure, attempts left), or send to the dead-letter queue with the reason and delete
+(permanent failure, or attempts used up). A message is deleted only after the merge transaction that holds its
+effect has committed.
+
+A batch is worked in chunks of ``merge_chunk`` messages, as a pipeline: the fetch pool runs ahead while the chunk
+before is merged (one transaction) and acknowledged, so the first contacts land within a second of the run starting,
+leases are given back as the run goes, and fetching, merging and acknowledging overlap.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class LeasedEvent:
 @dataclass(frozen=True)
 class PipelineSettings:
     fetch_workers: int = 8
+    merge_chunk: int = 250                # messages merged (one transaction) and acknowledged together
     visibility_timeout: int = 300         # seconds a lease lasts; extended while the batch runs
     lease_margin: int = 60                # extend a lease at start if less than this is left
     max_attempts: int = 3                 # deliveries before a retryable failure goes to the DLQ
@@ -111,26 +116,46 @@ class BatchReport:
 def process_batch(events: Sequence[LeasedEvent], *, source: SourceApi, store: DeliusStore, queue: EventsQueue,
                   settings: PipelineSettings = PipelineSettings(), run_id: str | None = None) -> BatchReport:
     started = time.monotonic()
+    seconds = Counter()
     keeper = _LeaseKeeper(queue, events, settings)
     keeper.extend_expiring()
     keeper.start()
+    outcomes, to_fetch = _route_all(events)
+    chunk = max(1, settings.merge_chunk)
     try:
-        outcomes, drafts = _fetch_all(events, source, settings)
-        fetched = time.monotonic()
-        _merge(drafts, outcomes, store)
-        merged = time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_workers, len(to_fetch) or 1))) as pool:
+            futures = [pool.submit(_fetch_one, event, source) for _, event in to_fetch]
+            # The messages that need no fetch (skipped, unreadable) are acknowledged with the first chunk.
+            pending = [i for i, o in enumerate(outcomes) if o.action != _UNDECIDED]
+            for start in range(0, max(len(to_fetch), 1), chunk):
+                part = list(zip(to_fetch[start:start + chunk], futures[start:start + chunk]))
+                t0 = time.monotonic()
+                drafts = _collect(part, outcomes)
+                t1 = time.monotonic()
+                _merge(drafts, outcomes, store)
+                t2 = time.monotonic()
+                pending += [idx for (idx, _), _ in part]
+                _acknowledge([events[i] for i in pending], [outcomes[i] for i in pending], queue, settings, run_id)
+                keeper.release(events[i] for i in pending)
+                pending = []
+                seconds["fetch"] += t1 - t0
+                seconds["merge"] += t2 - t1
+                seconds["acknowledge"] += time.monotonic() - t2
     finally:
         keeper.stop()
-    _acknowledge(events, outcomes, queue, settings, run_id)
-    done = time.monotonic()
-    return BatchReport(outcomes, {"fetch": round(fetched - started, 3), "merge": round(merged - fetched, 3),
-                                  "acknowledge": round(done - merged, 3), "total": round(done - started, 3)})
+    report = {phase: round(seconds[phase], 3) for phase in ("fetch", "merge", "acknowledge")}
+    report["total"] = round(time.monotonic() - started, 3)
+    return BatchReport(outcomes, report)
 
 
 # --------------------------------------------------------------------------------------------- fetch and map
 
 
-def _fetch_all(events: Sequence[LeasedEvent], source: SourceApi, settings: PipelineSettings):
+_UNDECIDED = "undecided"     # an outcome's action until its fetch (and merge) decided it
+
+
+def _route_all(events: Sequence[LeasedEvent]) -> tuple[list[EventOutcome], list[tuple[int, DomainEvent]]]:
+    """Parse and route every message (pure core); returns the outcomes and the events whose record must be fetched."""
     outcomes: list[EventOutcome] = []
     to_fetch: list[tuple[int, DomainEvent]] = []
     for idx, leased in enumerate(events):
@@ -152,21 +177,24 @@ def _fetch_all(events: Sequence[LeasedEvent], source: SourceApi, settings: Pipel
         elif not event.detail_url:
             _fail(outcome, "event has no detailUrl", retryable=False)
         else:
+            outcome.action = _UNDECIDED
             to_fetch.append((idx, event))
+    return outcomes, to_fetch
 
+
+def _collect(part, outcomes: list[EventOutcome]) -> dict[int, rules.ContactDraft]:
+    """Wait for one chunk's fetches; record skips and failures, return the drafts to merge by message index."""
     drafts: dict[int, rules.ContactDraft] = {}
-    if to_fetch:
-        with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_workers, len(to_fetch)))) as pool:
-            results = list(pool.map(lambda item: _fetch_one(item[1], source), to_fetch))
-        for (idx, _), (draft, skip_reason, failure) in zip(to_fetch, results):
-            if failure is not None:
-                _fail(outcomes[idx], failure[0], retryable=failure[1])
-            elif skip_reason is not None:
-                _skip(outcomes[idx], skip_reason)
-            else:
-                drafts[idx] = draft
-                outcomes[idx].noms_number = draft.noms_number
-    return outcomes, drafts
+    for (idx, _), future in part:
+        draft, skip_reason, failure = future.result()
+        if failure is not None:
+            _fail(outcomes[idx], failure[0], retryable=failure[1])
+        elif skip_reason is not None:
+            _skip(outcomes[idx], skip_reason)
+        else:
+            drafts[idx] = draft
+            outcomes[idx].noms_number = draft.noms_number
+    return drafts
 
 
 NOT_FOUND_RETRY_DELAYS = (0.1, 0.4)    # the reference re-asks twice before believing a 404 (read-after-publish lag)
@@ -276,6 +304,14 @@ class _LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
         self._extended_at: float | None = None
+        self._lock = threading.Lock()
+        self._held = {e.sqs_message_id: e.receipt_handle for e in events}
+
+    def release(self, events) -> None:
+        """Stop extending the leases of messages that were acknowledged (deleted, deferred or dead-lettered)."""
+        with self._lock:
+            for e in events:
+                self._held.pop(e.sqs_message_id, None)
 
     def extend_expiring(self) -> None:
         now = time.time()
@@ -297,8 +333,11 @@ class _LeaseKeeper:
     def _run(self) -> None:
         period = max(5.0, self.settings.visibility_timeout / 3)
         while not self._stop.wait(period):
+            with self._lock:
+                held = list(self._held.items())
+            if not held:
+                continue
             try:
-                self.queue.change_visibility([(e.sqs_message_id, e.receipt_handle) for e in self.events],
-                                             self.settings.visibility_timeout)
+                self.queue.change_visibility(held, self.settings.visibility_timeout)
             except Exception as exc:  # pragma: no cover - best effort; redelivery is harmless
                 log.warning(kv("lease_extension_failed", error=type(exc).__name__))

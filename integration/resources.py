@@ -6,6 +6,7 @@ environment, then to defaults, when the resource is used.
 """
 
 
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -22,7 +23,10 @@ from .clients.queue import EventsQueue, sqs_client
 from .delius.engine import create_delius_engine
 from .delius.merge import DeliusStore
 from .delius.reference_data import SERVICE_USERNAME
+from .logfmt import kv
 from .pipeline import PipelineSettings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_REGION = "eu-west-2"
 _engines: dict[str, object] = {}
@@ -135,16 +139,25 @@ class ConsumerSettings(dg.ConfigurableResource):
     max_attempts: int = 3               # deliveries before a retryable failure is dead-lettered
     retry_delays: str = "10,60,300"     # seconds before retry 1, 2, 3...
     fetch_workers: int = 16             # concurrent fetches per run
+    merge_chunk: int = 250              # messages merged in one transaction and then acknowledged, as a run goes
 
     def resolved(self) -> "ConsumerSettings":
+        """The settings with ``CONSUMER_<FIELD>`` applied; a bad value is logged and the default kept (a typo must
+        never stop the queue sensor)."""
         values = {}
-        for name, field in type(self).model_fields.items():
-            raw = os.environ.get(f"CONSUMER_{name.upper()}")
-            values[name] = getattr(self, name) if raw in (None, "") else type(getattr(self, name))(raw)
+        for name in type(self).model_fields:
+            default = getattr(self, name)
+            raw = (os.environ.get(f"CONSUMER_{name.upper()}") or "").strip()
+            try:
+                values[name] = type(default)(raw) if raw else default
+            except ValueError:
+                log.warning(kv("invalid_setting", setting=f"CONSUMER_{name.upper()}", value=raw, using=default))
+                values[name] = default
         return ConsumerSettings(**values)
 
     def pipeline_settings(self) -> PipelineSettings:
         s = self.resolved()
-        return PipelineSettings(fetch_workers=s.fetch_workers, visibility_timeout=s.visibility_timeout,
+        return PipelineSettings(fetch_workers=s.fetch_workers, merge_chunk=max(1, s.merge_chunk),
+                                visibility_timeout=s.visibility_timeout,
                                 lease_margin=min(60, s.visibility_timeout // 3), max_attempts=s.max_attempts,
                                 retry_delays=tuple(int(x) for x in s.retry_delays.split(",") if x.strip()))

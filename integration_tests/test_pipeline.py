@@ -193,6 +193,44 @@ def test_delius_unavailable_keeps_every_message_for_a_retry(sqs, standins, sourc
     assert sqs.depth() == 3 and sqs.depth(sqs.dlq_url) == 0
 
 
+class FlakyStore(DeliusStore):
+    """A real store whose second merge call finds the database gone (the outage hits one chunk of the batch)."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.calls: list[int] = []
+
+    def merge(self, drafts):
+        self.calls.append(len(drafts))
+        if len(self.calls) == 2:
+            from sqlalchemy.exc import OperationalError
+            raise OperationalError("merge", {}, Exception("connection refused"))
+        return super().merge(drafts)
+
+
+def test_a_batch_is_merged_and_acknowledged_chunk_by_chunk(sqs, standins, source, delius_pg):
+    """Chunks of 2: five notes are three merges; the chunk hit by an outage alone waits for a retry, the others'
+    contacts are committed and their messages deleted."""
+    from dataclasses import replace
+
+    add_person(delius_pg, "X100001", "A1000AA")
+    notes = [standins.add_case_note("A1000AA", type="KA", sub_type="KS") for _ in range(5)]
+    for note in notes:
+        send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
+    events = lease_all(sqs, 5)
+    store = FlakyStore(delius_pg)
+
+    report = process_batch(events, source=source, store=store, queue=sqs.events_queue(),
+                           settings=replace(SETTINGS, merge_chunk=2), run_id="test-run")
+
+    assert store.calls == [2, 2, 1]
+    outcomes = [(o.action, o.disposition) for o in report.outcomes]
+    assert outcomes == [("created", "acked")] * 2 + [("failed", "retry later")] * 2 + [("created", "acked")]
+    assert len(contacts(delius_pg)) == 3
+    assert sqs.depth() == 2 and sqs.depth(sqs.dlq_url) == 0
+    assert set(report.seconds) == {"fetch", "merge", "acknowledge", "total"}
+
+
 def test_duplicates_redeliveries_and_out_of_order_updates_never_regress_a_contact(sqs, standins, source, delius_pg):
     add_person(delius_pg, "X100001", "A1000AA")
     note = standins.add_case_note("A1000AA", type="KA", sub_type="KS", text="First version.")
