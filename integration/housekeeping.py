@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from .logfmt import kv
 from .settings import cron_from_env, int_env
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,14 @@ def delete_old_runs(context: dg.OpExecutionContext, config: RunHousekeepingConfi
                 by_status[run.status.value] += 1
                 by_job[run.job_name] += 1
             chunks += 1
-            context.log.info(f"housekeeping: chunk {chunks}, {len(records)} runs deleted "
-                             f"({sum(by_status.values())} so far)")
+            context.log.info(kv("housekeeping_chunk", chunk=chunks, deleted=len(records),
+                                deleted_so_far=sum(by_status.values())))
         would = 0
     remaining = instance.get_runs_count(older)
     deleted = sum(by_status.values())
-    context.log.info(f"housekeeping: {deleted} runs created before {cutoff:%Y-%m-%d %H:%M} UTC deleted in {chunks} "
-                     f"chunks; {remaining} such runs remain" + (f" (dry run: {would} would go)" if config.dry_run
-                                                                else ""))
+    context.log.info(kv("housekeeping", deleted=deleted, cutoff_utc=cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        chunks=chunks, remaining_older=remaining, dry_run=config.dry_run,
+                        **({"would_delete": would} if config.dry_run else {})))
     metadata = {
         "cutoff_utc": dg.MetadataValue.text(cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")),
         "older_than_days": dg.MetadataValue.int(config.older_than_days),

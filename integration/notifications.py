@@ -14,6 +14,7 @@ from typing import Any, Optional
 import dagster as dg
 import requests
 
+from .logfmt import kv
 from .operations import redrive_dlq_job
 
 FAILURE_WINDOW = timedelta(hours=1)
@@ -129,14 +130,15 @@ class Notifier(dg.ConfigurableResource):
         """Send, or log why not. Never raises."""
         url = self.webhook_url or os.environ.get("NOTIFY_WEBHOOK_URL")
         if not url:
-            log.info(f"notification skipped (NOTIFY_WEBHOOK_URL is not set): {payload.get('text', '')}")
+            # The message itself is logged instead (ids and counts only, like every notification).
+            log.info(kv("notification_skipped", reason="NOTIFY_WEBHOOK_URL is not set", text=payload.get("text", "")))
             return False
         try:
             error = post_json(url, payload, self.timeout_seconds)
         except Exception as exc:   # a notification must never break what sends it
             error = f"notification failed ({type(exc).__name__})"
         if error:
-            log.warning(f"notification not sent: {error}")
+            log.warning(kv("notification_failed", reason=error))
             return False
         return True
 

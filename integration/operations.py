@@ -1,16 +1,20 @@
 """Operator jobs for the dead-letter queue: redrive it into the main queue, and peek at it without personal data."""
 
-import json
 import time
 
 import dagster as dg
 
 from .clients.queue import ATTEMPTS, FAILED_AT, FAILED_BY, FAILURE_REASON, REDRIVE_COUNT, EventsQueue, QueueMessage
 from .events import PoisonMessage, parse_sqs_body
+from .logfmt import kv
 from .resources import EventsQueueResource
 
 DLQ_VISIBILITY_SECONDS = 60
 PEEK_VISIBILITY_SECONDS = 5
+# SQS short polls (WaitTimeSeconds=0) sample a subset of the servers and can answer empty while messages remain:
+# the DLQ is read with short long polls, and only this many empty answers in a row mean it is empty.
+DLQ_WAIT_SECONDS = 1
+EMPTY_RECEIVES_TO_STOP = 2
 LAST_FAILURE_REASON = "hmpps-last-failure-reason"
 
 
@@ -45,21 +49,34 @@ def describe(message: QueueMessage) -> dict:
     }
 
 
+def receive_dlq(queue: EventsQueue, max_messages: int, visibility_timeout: int) -> list[QueueMessage]:
+    """One receive from the DLQ as a short long poll (``DLQ_WAIT_SECONDS``), never a short poll."""
+    return queue.receive_dlq(max_messages, wait_seconds=DLQ_WAIT_SECONDS, visibility_timeout=visibility_timeout)
+
+
 def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int = 3,
             log=None) -> dict:
     """Move dead-lettered messages back to the main queue (send, then delete), counting redrives on each message.
 
+    At most ``max_messages`` are moved (0 = no limit): each receive asks for no more than are still allowed.
     Messages redriven ``park_after`` times already are parked: left in the DLQ (never deleted) and reported.
+    The DLQ counts as empty after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new.
     """
     moved, parked, failed = [], [], []
     held: list[tuple[str, str]] = []      # parked messages stay invisible until the end, then are released
     seen: set[str] = set()
+    empty = 0
     while not max_messages or len(moved) < max_messages:
-        batch = queue.receive_dlq(10, visibility_timeout=DLQ_VISIBILITY_SECONDS)
+        wanted = 10 if not max_messages else min(10, max_messages - len(moved))
+        batch = receive_dlq(queue, wanted, DLQ_VISIBILITY_SECONDS)
         held += [(m.message_id, m.receipt_handle) for m in batch if m.message_id in seen]
         fresh = [m for m in batch if m.message_id not in seen]
         if not fresh:
-            break
+            empty += 1
+            if empty >= EMPTY_RECEIVES_TO_STOP:
+                break
+            continue
+        empty = 0
         for message in fresh:
             seen.add(message.message_id)
             if park_after and message.redrive_count >= park_after:
@@ -78,21 +95,28 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
             except Exception as exc:   # left in the DLQ: it reappears there after the visibility timeout
                 failed.append({"sqs_message_id": message.message_id, "error": type(exc).__name__})
                 if log:
-                    log.warning(f"redrive of {message.message_id} failed: {type(exc).__name__}")
+                    log.warning(kv("redrive_failed", sqs_message_id=message.message_id, error=type(exc).__name__))
     if held:
         queue.change_visibility(held, 0, queue_url=queue.dlq_url)
     return {"moved": moved, "parked": parked, "failed": failed}
 
 
 def peek(queue: EventsQueue, max_messages: int = 50) -> list[dict]:
-    """Look at up to ``max_messages`` DLQ messages; they become visible again a few seconds later."""
+    """Look at up to ``max_messages`` DLQ messages; they become visible again a few seconds later.
+
+    Stops after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new, or after 20 s."""
     seen: dict[str, dict] = {}
     deadline = time.monotonic() + 20
+    empty = 0
     while len(seen) < max_messages and time.monotonic() < deadline:
-        batch = queue.receive_dlq(min(10, max_messages - len(seen)), visibility_timeout=PEEK_VISIBILITY_SECONDS)
+        batch = receive_dlq(queue, min(10, max_messages - len(seen)), PEEK_VISIBILITY_SECONDS)
         fresh = [m for m in batch if m.message_id not in seen]
         if not fresh:
-            break
+            empty += 1
+            if empty >= EMPTY_RECEIVES_TO_STOP:
+                break
+            continue
+        empty = 0
         for message in fresh:
             seen[message.message_id] = describe(message)
     return list(seen.values())
@@ -114,8 +138,9 @@ def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, 
     queue = events_queue.queue()
     before = queue.dlq_depth().visible
     result = redrive(queue, max_messages=config.max_messages, park_after=config.park_after, log=context.log)
-    context.log.info(f"redrive: {len(result['moved'])} moved, {len(result['parked'])} parked, "
-                     f"{len(result['failed'])} failed (DLQ had {before} visible)")
+    context.log.info(kv("redrive", moved=len(result["moved"]), parked=len(result["parked"]),
+                        failed=len(result["failed"]), dlq_visible_before=before, max_messages=config.max_messages,
+                        park_after=config.park_after))
     metadata = {
         "dlq_before": before,
         "moved": len(result["moved"]),
@@ -143,7 +168,10 @@ def peek_dead_letters(context: dg.OpExecutionContext, config: PeekConfig, events
     context.add_output_metadata({"dlq_visible": depth.visible, "dlq_in_flight": depth.in_flight,
                                  "shown": len(rows), "reasons": dg.MetadataValue.json(reasons),
                                  "messages": dlq_table(rows)})
-    context.log.info(f"DLQ: {depth.visible} visible; reasons {json.dumps(reasons)}")
+    context.log.info(kv("dlq_peek", visible=depth.visible, in_flight=depth.in_flight, shown=len(rows),
+                        reasons=len(reasons)))
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        context.log.info(kv("dlq_reason", messages=count, reason=reason))
     return rows
 
 

@@ -16,7 +16,7 @@ config.
 import logging
 import os
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Iterator, Optional
 
 import dagster as dg
 
@@ -25,6 +25,7 @@ from . import reconciliation as rec
 from .assets import noms_backfill_job
 from .delius.merge import london_now
 from .jobs import prison_events_job
+from .logfmt import kv
 from .notifications import Notifier, reconciliation_message
 from .operations import RedriveConfig, redrive_dlq_job
 from .partitions import noms_partitions
@@ -39,7 +40,7 @@ DEFAULT_DLQ_REDRIVE_CRON = "30 5 * * 1-5"       # weekdays 05:30 London time
 DEFAULT_RECONCILIATION_CRON = "0 2 * * *"       # every night 02:00 London time
 CHECK_NAME = "matches_prison_records"
 CHECK_OP = f"delius_contacts_{CHECK_NAME}"
-MAX_RUNS_SCANNED = 10_000
+RUNS_PAGE = 500                  # runs read from run storage at a time (every run of the window is read)
 PEOPLE_SHOWN = 100
 
 
@@ -55,7 +56,7 @@ def config_from_env(config_class: type[dg.Config], prefix: str) -> dict:
         try:
             values[name] = raw.strip().lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
         except ValueError:
-            log.warning("%s%s=%r is not a valid %s: ignored", prefix, name.upper(), raw, kind.__name__)
+            log.warning(kv("invalid_setting", setting=f"{prefix}{name.upper()}", value=raw, using="default"))
     return values
 
 
@@ -105,14 +106,17 @@ def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext,
                                          notifier: Notifier) -> dg.AssetCheckResult:
     engine = delius.store().engine
     since = datetime.now(timezone.utc) - timedelta(hours=config.window_hours)
+    from_runs, runs_scanned = people_in_recent_runs(context.instance, since)
     sources = {"requested": config.noms_numbers,
-               **people_in_recent_runs(context.instance, since),
+               **from_runs,
                "delius_recent": rec.people_with_recent_contacts(engine, since.astimezone(LONDON).replace(tzinfo=None)),
                "sweep": rec.people_in_sweep(engine, config.sweep_days, london_now().date())}
     linked = rec.linked_people(engine, set().union(*sources.values()))
     selection = rec.choose_people(sources, linked, config.max_people)
-    context.log.info(f"reconciliation: {len(selection.people)} people to check ({selection.by_source}), "
-                     f"{selection.over_limit} over max_people")
+    context.log.info(kv("reconciliation_selection", people=len(selection.people),
+                        over_max_people=selection.over_limit,
+                        **{f"from_{name}": count for name, count in selection.by_source.items()},
+                        **{f"runs_scanned_{name}": count for name, count in runs_scanned.items()}))
     report = rec.reconcile_people(selection.people, source_api.client(), engine, rec.Limits(
         concurrency=config.concurrency, time_budget_seconds=config.time_budget_seconds,
         grace_minutes=config.grace_minutes))
@@ -129,7 +133,9 @@ def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext,
         repair = f"backfill requested for {min(len(to_repair), config.max_repairs)} people"
     else:
         repair = f"off: launch noms_backfill_job for the {len(to_repair)} people in this run's metadata"
-    context.log.info(f"reconciliation: {counts}; repair {repair}")
+    context.log.info(kv("reconciliation", **counts, stopped=report.stopped,
+                        repair="requested" if repair_requested else ("none" if not to_repair else "off"),
+                        repairs=min(len(to_repair), config.max_repairs) if repair_requested else 0))
     notifier.post(reconciliation_message(context.run.run_id, counts, repair, report.stopped,
                                          notifier.run_link(context.run.run_id)), context.log)
 
@@ -141,6 +147,7 @@ def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext,
             **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
             "window_start": dg.MetadataValue.text(since.isoformat(timespec="seconds")),
             "people_by_source": dg.MetadataValue.json(selection.by_source),
+            "runs_scanned": dg.MetadataValue.json(runs_scanned),
             "stopped": dg.MetadataValue.text(report.stopped or "no"),
             "seconds": dg.MetadataValue.float(report.seconds),
             "repair": dg.MetadataValue.text(repair),
@@ -152,20 +159,37 @@ def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext,
         })
 
 
-def people_in_recent_runs(instance: dg.DagsterInstance, since: datetime) -> dict[str, set[str]]:
+def runs_since(instance: dg.DagsterInstance, job_name: str, since: datetime) -> Iterator[dg.DagsterRun]:
+    """Every run of ``job_name`` created after ``since``, newest first, read ``RUNS_PAGE`` at a time. The window
+    bounds the scan, not a count: a busy window (a run per consumer tick: tens of thousands in 48 hours) is read
+    to its start."""
+    cursor = None
+    while True:
+        page = instance.get_runs(dg.RunsFilter(job_name=job_name, created_after=since), cursor=cursor,
+                                 limit=RUNS_PAGE)
+        yield from page
+        if len(page) < RUNS_PAGE:
+            return
+        cursor = page[-1].run_id
+
+
+def people_in_recent_runs(instance: dg.DagsterInstance,
+                          since: datetime) -> tuple[dict[str, set[str]], dict[str, int]]:
     """People the integration heard about since ``since`` (run storage, no API calls): from the events of
-    ``prison_events_job`` runs (failed runs first) and the partitions of ``noms_backfill_job`` runs."""
+    ``prison_events_job`` runs (failed runs first) and the partitions of ``noms_backfill_job`` runs; and how many
+    runs of each job were read (all of the window's)."""
     failed, seen, backfilled = set(), set(), set()
-    for run in instance.get_runs(dg.RunsFilter(job_name=prison_events_job.name, created_after=since),
-                                 limit=MAX_RUNS_SCANNED):
+    scanned = {prison_events_job.name: 0, noms_backfill_job.name: 0}
+    for run in runs_since(instance, prison_events_job.name, since):
+        scanned[prison_events_job.name] += 1
         events = (run.run_config.get("ops", {}).get("process_prison_events", {}).get("config", {})
                   .get("events", []))
         people = rec.people_in_event_bodies(e.get("body", "") for e in events)
         (failed if run.status is dg.DagsterRunStatus.FAILURE else seen).update(people)
-    for run in instance.get_runs(dg.RunsFilter(job_name=noms_backfill_job.name, created_after=since),
-                                 limit=MAX_RUNS_SCANNED):
+    for run in runs_since(instance, noms_backfill_job.name, since):
+        scanned[noms_backfill_job.name] += 1
         backfilled.update(partitions_of(instance, run))
-    return {"failed_event_runs": failed, "event_runs": seen, "backfill_runs": backfilled}
+    return {"failed_event_runs": failed, "event_runs": seen, "backfill_runs": backfilled}, scanned
 
 
 def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
@@ -232,7 +256,7 @@ def reconciliation_repair_sensor(context: dg.RunStatusSensorContext):
     if not metadata or not metadata.get("repair_requested") or not metadata["repair_requested"].value:
         return dg.SkipReason("repair not requested by this reconciliation")
     people = list(metadata["people_to_repair"].value)
-    context.log.info(f"reconciliation {run_id}: requesting backfills of {len(people)} people")
+    context.log.info(kv("reconciliation_repair", reconciliation_run=run_id, backfills_requested=len(people)))
     return [dg.RunRequest(run_key=f"repair-{run_id}-{noms}", partition_key=noms,
                           tags={"hmpps/trigger": "reconciliation", "hmpps/reconciliation-run": run_id})
             for noms in people]

@@ -84,6 +84,10 @@ def test_schedule_deletes_finished_runs_older_than_the_retention_in_chunks(insta
     assert shown["deleted"].value == 5 and shown["chunks"].value == 3
     assert shown["deleted_by_status"].value == {"FAILURE": 1, "SUCCESS": 4}
     assert shown["deleted_by_job"].value == {"failing_job": 1, "ok_job": 4}
+    lines = [r.user_message for r in instance.all_logs(result.run_id) if r.dagster_event is None]
+    assert "housekeeping_chunk chunk=3 deleted=1 deleted_so_far=5" in lines
+    assert any(line.startswith("housekeeping deleted=5 cutoff_utc=") and "chunks=3 remaining_older=0 dry_run=false"
+               in line for line in lines)
 
 
 def test_max_runs_leaves_the_rest_for_next_time_and_dry_run_deletes_nothing(instance, monkeypatch):

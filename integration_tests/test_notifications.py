@@ -103,9 +103,10 @@ def test_without_a_webhook_or_with_a_broken_one_the_sensor_logs_and_carries_on(i
     assert not Notifier().post(payload, log)
     assert not Notifier(webhook_url=webhook.url).post(payload, log)
     assert not Notifier(webhook_url=unreachable, timeout_seconds=1).post(payload, log)
-    assert log.lines == ["notification skipped (NOTIFY_WEBHOOK_URL is not set): title\nline",
-                         "notification not sent: webhook answered HTTP 500",
-                         "notification not sent: webhook not reachable (ConnectionError)"]
+    assert log.lines == ['notification_skipped reason="NOTIFY_WEBHOOK_URL is not set" text="title\\nline"',
+                         'notification_failed reason="webhook answered HTTP 500"',
+                         'notification_failed reason="webhook not reachable (ConnectionError)"']
+    assert all("hook-secret" not in line for line in log.lines)          # the webhook URL is a secret
     webhook.status = 200
     assert Notifier(webhook_url=webhook.url).post(payload, log) and webhook.messages == [payload]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from integration.clients.queue import FAILURE_REASON, REDRIVE_COUNT, QueueMessage
 from integration.local import event_factory as ev
-from integration.operations import peek_dlq_job, redrive_dlq_job
+from integration.operations import DLQ_WAIT_SECONDS, peek, peek_dlq_job, redrive, redrive_dlq_job
 from integration.resources import EventsQueueResource
 
 pytestmark = [pytest.mark.sqs]
@@ -63,3 +64,56 @@ def test_peek_shows_ids_types_and_reasons_but_no_message_text(sqs):
     output = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"][0]
     assert "PRIVATE" not in repr(output.event_specific_data.metadata)
     assert sqs.depth(sqs.dlq_url) == 2            # peeking deletes nothing
+
+
+def test_redrive_moves_exactly_max_messages_and_leaves_the_rest(sqs):
+    for n in range(12):
+        sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody=f'{{"n": {n}}}')
+    config = {"ops": {"redrive_dead_letters": {"config": {"max_messages": 5}}}}
+
+    with dg.instance_for_test() as instance:
+        result = redrive_dlq_job.execute_in_process(run_config=config, resources=resources(sqs), instance=instance)
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if r.dagster_event is None]
+
+    assert result.success
+    output = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"][0]
+    assert output.event_specific_data.metadata["moved"].value == 5
+    assert sqs.depth(sqs.queue_url) == 5 and sqs.depth(sqs.dlq_url) == 7
+    assert any(line.startswith("redrive moved=5 parked=0 failed=0 dlq_visible_before=12") for line in lines)
+
+
+class FlakyDlq:
+    """A DLQ that answers empty now and then although it holds messages (as SQS short polls may)."""
+
+    dlq_url = "dlq"
+
+    def __init__(self, replies: list[list[str]]):
+        self.replies = list(replies)
+        self.waits: list[int] = []
+        self.sent: list[str] = []
+
+    def receive_dlq(self, max_messages=10, *, wait_seconds=0, visibility_timeout=None):
+        self.waits.append(wait_seconds)
+        ids = self.replies.pop(0) if self.replies else []
+        return [QueueMessage(i, f"handle-{i}", "not json") for i in ids[:max_messages]]
+
+    def send(self, body, attributes=None):
+        self.sent.append(body)
+
+    def delete(self, messages, *, queue_url=None):
+        return []
+
+    delete_dlq = delete
+
+    def change_visibility(self, messages, seconds, *, queue_url=None):
+        return []
+
+
+def test_one_empty_reply_does_not_end_the_redrive_or_the_peek_two_in_a_row_do():
+    queue = FlakyDlq([["a"], [], ["b"], [], []])
+    assert redrive(queue, max_messages=0)["moved"] == ["a", "b"]
+    assert queue.waits == [DLQ_WAIT_SECONDS] * 5 and DLQ_WAIT_SECONDS >= 1
+
+    queue = FlakyDlq([[], ["a", "b"], [], ["c"], [], [], ["never"]])
+    assert [row["sqs_message_id"] for row in peek(queue, 10)] == ["a", "b", "c"]
+    assert len(queue.waits) == 6

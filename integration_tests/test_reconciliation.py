@@ -4,10 +4,12 @@ repair (the repair sensor's backfill runs) on PostgreSQL, the HTTP stand-ins and
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import uuid
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
+from dagster._core.utils import make_new_run_id
 from sqlalchemy import delete, func, select
 
 from integration import reconciliation as rec
@@ -101,6 +103,41 @@ def test_the_sweep_checks_a_share_of_every_linked_person_each_day(delius_sqlite)
     assert everyone == set(ids.values())
 
 
+def test_every_run_of_the_window_is_read_page_by_page_and_older_runs_are_not(monkeypatch):
+    from integration import schedules
+    from integration.local import event_factory as ev
+
+    monkeypatch.setattr(schedules, "RUNS_PAGE", 3)      # 10 event runs and 4 backfill runs: several pages each
+    now = datetime.now(timezone.utc)
+
+    def add(instance, job_name, created, *, status=dg.DagsterRunStatus.SUCCESS, noms=None, partition=None):
+        config = {}
+        if noms:
+            body = ev.case_note_event(noms, str(uuid.uuid4()), "KA", "KS", case_notes_url="http://127.0.0.1:9")
+            config = {"ops": {"process_prison_events": {"config": {"events": [{"body": body}]}}}}
+        run = dg.DagsterRun(job_name=job_name, run_id=make_new_run_id(), run_config=config, status=status,
+                            tags={"dagster/partition": partition} if partition else {})
+        instance.run_storage.add_historical_run(run, created)
+
+    with dg.instance_for_test() as instance:
+        people = [f"A9{n:03d}AA" for n in range(10)]
+        for n, noms in enumerate(people):          # the oldest first, one every 4 hours back from now
+            add(instance, "prison_events_job", now - timedelta(hours=40 - 4 * n), noms=noms,
+                status=dg.DagsterRunStatus.FAILURE if n == 0 else dg.DagsterRunStatus.SUCCESS)
+        for n in range(4):
+            add(instance, "noms_backfill_job", now - timedelta(hours=n + 1), partition=f"B9{n:03d}BB")
+        add(instance, "prison_events_job", now - timedelta(hours=49), noms="C9000CC")      # before the window
+        add(instance, "noms_backfill_job", now - timedelta(days=3), partition="C9001CC")
+
+        sources, scanned = schedules.people_in_recent_runs(instance, now - timedelta(hours=48))
+        assert sources == {"failed_event_runs": {people[0]}, "event_runs": set(people[1:]),
+                           "backfill_runs": {f"B9{n:03d}BB" for n in range(4)}}
+        assert scanned == {"prison_events_job": 10, "noms_backfill_job": 4}
+
+        sources, scanned = schedules.people_in_recent_runs(instance, now - timedelta(hours=10))
+        assert sources["event_runs"] == set(people[8:]) and scanned["prison_events_job"] == 2
+
+
 # ----------------------------------------------------------------------------------------------- bounded driver
 
 
@@ -185,6 +222,13 @@ def test_nightly_reconciliation_finds_a_deleted_contact_and_its_repair_restores_
     assert (metadata["people_checked"], metadata["missing"], metadata["stale"]) == (2, 1, 0)
     assert metadata["people_to_repair"] == ["A6000AA"] and metadata["repair_requested"] is True
     assert metadata["people_by_source"]["backfill_runs"] == 2 and metadata["missing_urns"] == [deleted]
+    assert metadata["runs_scanned"] == {"prison_events_job": 0, "noms_backfill_job": 2}
+    lines = [r.user_message for r in instance.all_logs(result.run_id) if r.dagster_event is None]
+    assert any(line.startswith("reconciliation_selection people=2 over_max_people=0 ") and
+               "runs_scanned_noms_backfill_job=2" in line for line in lines)
+    assert any(line.startswith("reconciliation people_checked=2 people_needing_repair=1 ") and " missing=1 " in line
+               and line.endswith("repair=requested repairs=1") for line in lines)
+    assert SECRET_TEXT not in repr(lines)
     [row] = metadata["people"].records
     assert row.data["noms_number"] == "A6000AA" and row.data["missing"] == 1
     [message] = webhook.messages

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -47,6 +48,20 @@ def test_schedules_and_sensors_load_running_by_default_with_their_next_ticks():
     assert next_ticks(nightly, friday_evening, 1) == [datetime(2026, 7, 4, 1, 0, tzinfo=timezone.utc)]
     winter_friday = datetime(2026, 11, 6, 6, 0, tzinfo=LONDON)
     assert next_ticks(redrive, winter_friday, 1) == [datetime(2026, 11, 9, 5, 30, tzinfo=timezone.utc)]
+
+
+def test_the_operations_guide_lists_every_schedule_and_sensor_with_its_default_and_its_off_switch():
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    section = guide.split("## 10. What runs by default and how to turn it off", 1)[1]
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[1:-1] for line in section.splitlines()
+            if line.startswith("| `")}
+    repository = defs.get_repository_def()
+    defaults = {s.name: s.default_status.value for s in repository.schedule_defs}
+    defaults.update({s.name: s.default_status.value for s in repository.sensor_defs})
+    assert set(rows) == set(defaults)
+    for name, (_, kind, default, _, _, off) in rows.items():
+        assert default.strip().startswith(defaults[name]), name
+        assert f"dagster {'schedule' if 'schedule' in kind else 'sensor'} stop {name}" in off, name
 
 
 def test_crons_come_from_the_environment_and_a_bad_one_falls_back_to_the_default(monkeypatch):

@@ -155,8 +155,10 @@ class EventsQueue:
         self.send(body if body is not None else message.body, attributes, queue_url=self.dlq_url)
         self.delete([(message.message_id, message.receipt_handle)])
 
-    def receive_dlq(self, max_messages: int = 10, *, visibility_timeout: int = 30) -> list[QueueMessage]:
-        return self.receive(max_messages, visibility_timeout=visibility_timeout, queue_url=self.dlq_url)
+    def receive_dlq(self, max_messages: int = 10, *, wait_seconds: int = 0,
+                    visibility_timeout: int = 30) -> list[QueueMessage]:
+        return self.receive(max_messages, wait_seconds=wait_seconds, visibility_timeout=visibility_timeout,
+                            queue_url=self.dlq_url)
 
     def delete_dlq(self, messages: Sequence[tuple[str, str]]) -> list[str]:
         return self.delete(messages, queue_url=self.dlq_url)
