@@ -134,7 +134,6 @@ class ConsumerSettings(dg.ConfigurableResource):
     max_events_per_run: int = 2000      # micro-batch size (a tick's messages are split into equal batches)
     max_events_per_tick: int = 2000     # receive at most this many messages per sensor tick
     tick_seconds: float = 4.0           # receive for at most this long per tick (ticks start at most every 5 s)
-    idle_tick_seconds: float = 1.0      # ... and only this long when no batch run is active (low latency)
     max_pending_runs: int = 2           # stop receiving while this many batch runs wait in the run queue
     visibility_timeout: int = 300       # the lease on a received message, extended while its run works
     max_attempts: int = 3               # deliveries before a retryable failure is dead-lettered

@@ -30,7 +30,6 @@ SENSOR_NAME = "prison_events_sensor"
 # Runs that wait for the run queue. STARTING runs are being launched and take their messages within seconds; a run
 # queue that does not move (daemon down, limits full) shows as QUEUED runs piling up.
 PENDING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
-ACTIVE_STATUSES = PENDING_STATUSES + [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 EMPTY_POLLS_TO_STOP = 2      # consecutive empty 1 s long polls that end a tick's receiving early
 
 
@@ -57,10 +56,8 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, events_queue: Even
         return dg.SensorResult(skip_reason=f"back-pressure: {pending} batch runs waiting to start",
                                cursor=_dump_cursor(custody))
 
-    busy = pending or context.instance.get_runs_count(dg.RunsFilter(job_name=prison_events_job.name,
-                                                                    statuses=ACTIVE_STATUSES))
     received_at = time.time()
-    messages = receive_for_tick(context, queue, settings, receive_budget(settings, busy=bool(busy)))
+    messages = receive_for_tick(context, queue, settings)
     plan = plan_intake(messages, received_at=received_at, max_per_run=settings.max_events_per_run)
     dead_lettered = dead_letter_poison(context, queue, plan)
     run_requests = batch_run_requests(plan, dead_lettered)
@@ -83,19 +80,12 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, events_queue: Even
         cursor=_dump_cursor(custody))
 
 
-def receive_budget(settings: ConsumerSettings, *, busy: bool) -> float:
-    """Seconds this tick may receive. While batch runs work, the whole ``tick_seconds`` (large batches: a run's
-    fixed cost is paid rarely); when none is active, only ``idle_tick_seconds``, so the first events after a quiet
-    spell are handed over at once instead of waiting for a full tick."""
-    return settings.tick_seconds if busy else min(settings.tick_seconds, settings.idle_tick_seconds)
-
-
-def receive_for_tick(context, queue: EventsQueue, settings: ConsumerSettings, budget: float) -> list:
-    """Long-poll for ``budget`` seconds (messages arriving mid-tick are taken too); stop early once the queue has
+def receive_for_tick(context, queue: EventsQueue, settings: ConsumerSettings) -> list:
+    """Long-poll for the whole tick budget (messages arriving mid-tick are taken too); stop early once the queue has
     stayed empty for a couple of polls, so an idle queue costs a short tick."""
     messages: list = []
     empty_polls = 0
-    deadline = time.monotonic() + budget
+    deadline = time.monotonic() + settings.tick_seconds
     while len(messages) < settings.max_events_per_tick and time.monotonic() < deadline:
         try:
             batch = queue.receive(min(10, settings.max_events_per_tick - len(messages)), wait_seconds=1,

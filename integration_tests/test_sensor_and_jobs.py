@@ -212,27 +212,3 @@ def test_a_tick_is_split_into_as_few_equal_batches_as_the_maximum_allows():
     assert split_evenly([], 10) == []
     assert sum(split_evenly(list(range(2001)), 1000), []) == list(range(2001))
 
-
-def test_an_idle_consumer_receives_briefly_and_a_busy_one_for_the_whole_tick():
-    from integration.sensors import receive_budget
-
-    settings = consumer(tick_seconds=4, idle_tick_seconds=1)
-    assert receive_budget(settings, busy=False) == 1
-    assert receive_budget(settings, busy=True) == 4
-    assert receive_budget(consumer(tick_seconds=0.5, idle_tick_seconds=1), busy=False) == 0.5
-
-
-def test_a_tick_counts_batch_runs_at_work_as_busy(instance, sqs, monkeypatch):
-    """While a batch run works, the tick receives for the whole tick (big batches); with none, briefly."""
-    import integration.sensors as sensors
-
-    budgets = []
-    monkeypatch.setattr(sensors, "receive_for_tick",
-                        lambda context, queue, settings, budget: budgets.append(budget) or [])
-    tick(instance, sqs, tick_seconds=3, idle_tick_seconds=1)
-    working = create_run_for_test(instance, job_name="prison_events_job", status=dg.DagsterRunStatus.STARTED)
-    tick(instance, sqs, tick_seconds=3, idle_tick_seconds=1)
-    instance.report_run_failed(working)
-    create_run_for_test(instance, job_name="noms_backfill_job", status=dg.DagsterRunStatus.STARTED)
-    tick(instance, sqs, tick_seconds=3, idle_tick_seconds=1)
-    assert budgets == [1, 3, 1]
