@@ -62,7 +62,7 @@ class LeasedEvent:
 @dataclass(frozen=True)
 class PipelineSettings:
     fetch_workers: int = 8
-    merge_chunk: int = 250                # messages merged (one transaction) and acknowledged together
+    merge_chunk: int = 500                # messages merged (one transaction) and acknowledged together
     visibility_timeout: int = 300         # seconds a lease lasts; extended while the batch runs
     lease_margin: int = 60                # extend a lease at start if less than this is left
     max_attempts: int = 3                 # deliveries before a retryable failure goes to the DLQ

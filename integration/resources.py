@@ -139,7 +139,7 @@ class ConsumerSettings(dg.ConfigurableResource):
     max_attempts: int = 3               # deliveries before a retryable failure is dead-lettered
     retry_delays: str = "10,60,300"     # seconds before retry 1, 2, 3...
     fetch_workers: int = 16             # concurrent fetches per run
-    merge_chunk: int = 250              # messages merged in one transaction and then acknowledged, as a run goes
+    merge_chunk: int = 500              # messages merged in one transaction and then acknowledged, as a run goes
 
     def resolved(self) -> "ConsumerSettings":
         """The settings with ``CONSUMER_<FIELD>`` applied; a bad value is logged and the default kept (a typo must
