@@ -62,3 +62,32 @@ def test_backfill_of_several_people_through_the_backfill_daemon_and_rerun(dagste
     assert main(["--url", dagster_dev, "--wait", *people]) == 0
     assert "COMPLETED_SUCCESS" in capsys.readouterr().out
     assert totals() == (15, 15)
+
+
+SCHEDULES = """
+query Schedules($selector: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $selector) {
+    __typename
+    ... on Schedules { results { name cronSchedule executionTimezone scheduleState { status }
+                                 futureTicks(limit: 1) { results { timestamp } } } }
+  }
+}"""
+
+
+def test_the_ui_lists_the_schedules_running_with_their_next_tick(dagster_dev):
+    """What the UI's Schedules page asks the webserver: every schedule RUNNING by default, with a next tick."""
+    import time as _time
+
+    from integration.backfill_cli import LOCATION, _graphql, wait_for_code_location
+
+    selector = {"repositoryLocationName": LOCATION, "repositoryName": wait_for_code_location(dagster_dev)}
+    answer = _graphql(dagster_dev, SCHEDULES, {"selector": selector})["schedulesOrError"]
+    assert answer["__typename"] == "Schedules"
+    schedules = {s["name"]: s for s in answer["results"]}
+    assert set(schedules) == {"dlq_redrive_schedule", "reconciliation_schedule", "run_housekeeping_schedule"}
+    assert schedules["dlq_redrive_schedule"]["cronSchedule"] == "30 5 * * 1-5"
+    for schedule in schedules.values():
+        assert schedule["executionTimezone"] == "Europe/London"
+        assert schedule["scheduleState"]["status"] == "RUNNING"
+        [tick] = schedule["futureTicks"]["results"]
+        assert _time.time() < tick["timestamp"] < _time.time() + 8 * 86400
