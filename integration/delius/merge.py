@@ -31,8 +31,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from .. import rules
-from ..rules import ContactDraft, ContactKind
+from ..core import rules
+from ..core.rules import ContactDraft, ContactKind
+from ..core.times import london_now
 from . import models as m
 from .reference_data import CASE_NOTES_MERGE_INTERACTION, SERVICE_USERNAME
 
@@ -126,10 +127,6 @@ class _Plan:
     moves: list[tuple[int, _Existing]] = field(default_factory=list)
     done: dict[int, MergeOutcome] = field(default_factory=dict)
     retry: list[int] = field(default_factory=list)
-
-
-def london_now() -> datetime:
-    return datetime.now(rules.LONDON).replace(tzinfo=None)
 
 
 def _seconds(value: datetime) -> datetime:
