@@ -79,11 +79,11 @@ CONSUMER_ENV = {
     "CONSUMER_VISIBILITY_TIMEOUT": "45",
     "CONSUMER_RETRY_DELAYS": "2,4",
     "CONSUMER_MAX_ATTEMPTS": "3",
-    "CONSUMER_MAX_EVENTS_PER_RUN": "60",
-    "CONSUMER_MAX_EVENTS_PER_TICK": "240",
-    "CONSUMER_TICK_SECONDS": "3",
-    "CONSUMER_MAX_PENDING_RUNS": "2",
+    "CONSUMER_MAX_BATCH": "60",             # small batches: a worker is killed in the middle of one
+    "CONSUMER_RECEIVERS": "2",
     "CONSUMER_FETCH_WORKERS": "16",
+    "CONSUMER_LIFETIME_SECONDS": "60",      # consumer runs end and hand over to their successors under the faults
+    "CONSUMER_IDLE_SECONDS": "10",          # and exit soon once the queue is quiet
 }
 
 

@@ -229,3 +229,38 @@ def test_an_outage_leaves_events_for_retry_and_makes_the_run_fail_with_the_reaso
     result = consume(queue, source=source, store=Store(), hooks=Hooks(), settings=SETTINGS)
     assert result.failed
     assert result.failure_summary() == "6 x case notes API answered HTTP 503 -> retry later"
+
+
+# --------------------------------------------------------------------------------------------- docs agree with the code
+
+
+def test_the_readme_lists_every_consumer_setting_with_the_default_of_the_code():
+    import re
+    from pathlib import Path
+
+    from integration.resources import ConsumerSettings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    documented = {name: default.strip().strip("`") for name, default in
+                  re.findall(r"^\| `CONSUMER_([A-Z_]+)` \|[^|]*\| ([^|]+) \|$", readme, flags=re.MULTILINE)}
+    defaults = {name.upper(): str(field.default) for name, field in ConsumerSettings.model_fields.items()}
+    assert documented == defaults
+
+
+def test_the_protocol_document_quotes_the_defaults_of_the_code():
+    from pathlib import Path
+
+    from integration.resources import ConsumerSettings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "queue-protocol.md").read_text(encoding="utf-8")
+    s = ConsumerSettings()
+    for name, shown in [("RECEIVERS", s.receivers), ("WAIT_SECONDS", f"{s.wait_seconds} s"),
+                        ("MAX_BATCH", f"{s.max_batch:,}"), ("VISIBILITY_TIMEOUT", f"{s.visibility_timeout} s"),
+                        ("FETCH_WORKERS", s.fetch_workers), ("MERGE_CHUNK", s.merge_chunk),
+                        ("REPORT_EVENTS", s.report_events), ("REPORT_SECONDS", f"{s.report_seconds} s"),
+                        ("LIFETIME_SECONDS", s.lifetime_seconds), ("IDLE_SECONDS", s.idle_seconds),
+                        ("MAX_RUNS", s.max_runs), ("SCALE_UP_BACKLOG", f"{s.scale_up_backlog:,}"),
+                        ("LINKAGE_VISIBILITY_TIMEOUT", f"{s.linkage_visibility_timeout:,} s"),
+                        ("MAX_BACKFILLS_PER_TICK", s.max_backfills_per_tick),
+                        ("MAX_PENDING_BACKFILLS", s.max_pending_backfills), ("MAX_ATTEMPTS", s.max_attempts)]:
+        assert f"`CONSUMER_{name}` ({shown}" in doc, name
