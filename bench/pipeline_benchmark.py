@@ -6,6 +6,7 @@
     .venv/bin/python bench/pipeline_benchmark.py --events 3000 --consumer MAX_BATCH=500 --json out.json
     .venv/bin/python bench/pipeline_benchmark.py --sqs fauxqs --steady 2 --seconds 120 --idle 180   # a trickle
     .venv/bin/python bench/pipeline_benchmark.py --sqs fauxqs --delius sqlite --events 10000       # SQLite Delius
+    .venv/bin/python bench/pipeline_benchmark.py --sqs fauxqs --delius sqlite --standins light --events 10000
 
 What it starts (and stops, by process group, whatever happens): an SQS server (moto_server, or fauxqs from npm:
 ``npm install --prefix ~/.cache/pcn2p-fauxqs fauxqs@1``), the stand-ins (``python -m integration.local.standins``,
@@ -68,6 +69,7 @@ from integration_tests.harness.daemon import (  # noqa: E402
     SqsServer,
     StandInsProcess,
     load_average,
+    start_group,
     machine_info,
     prepare_instance,
     project_env,
@@ -85,6 +87,25 @@ TUNED_CONSUMER = {
     "moto": {"RECEIVERS": "1", "MAX_BATCH": "250", "FETCH_WORKERS": "8"},
     "fauxqs": {"RECEIVERS": "3", "MAX_BATCH": "1000", "FETCH_WORKERS": "16"},
 }
+
+
+class LightStandInsProcess(StandInsProcess):
+    """``bench/light_standins.py`` in its own process: token and case-note GETs only, HTTP/1.1 keep-alive, fast."""
+
+    def start(self, timeout: float = 30) -> "LightStandInsProcess":
+        self.case_notes_url = f"http://127.0.0.1:{self.ports['case_notes']}"
+        self.alerts_url = self.case_notes_url
+        self.proc = start_group([sys.executable, str(ROOT / "bench" / "light_standins.py"),
+                                 "--auth-port", str(self.ports["auth"]),
+                                 "--case-notes-port", str(self.ports["case_notes"]),
+                                 "--client-id", self.client_id, "--client-secret", self.client_secret],
+                                cwd=ROOT, log=self.log)
+        wait_until(lambda: self.http.get(f"{self.case_notes_url}/__admin/health", timeout=2).ok, timeout,
+                   "the light stand-ins", interval=0.2)
+        return self
+
+    def set_fault(self, route: str, **spec) -> None:
+        raise SystemExit("--standins light has no faults (no --api-latency-ms)")
 
 
 # --------------------------------------------------------------------------------------------- feeding
@@ -543,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="start from this benchmark's per-SQS tuned values instead of the shipped defaults")
     parser.add_argument("--project-defaults", action="store_true",
                         help="the shipped ConsumerSettings defaults (the default; kept for old command lines)")
+    parser.add_argument("--standins", choices=["project", "light"], default="project",
+                        help="the project's stand-ins (faithful, Connection: close) or bench/light_standins.py "
+                             "(token and case-note GETs only, keep-alive, fast)")
     parser.add_argument("--delius", choices=["postgres", "sqlite"], default="postgres",
                         help="the Delius database: a fresh PostgreSQL database, or a SQLite file")
     parser.add_argument("--steady", type=float, default=None, metavar="RATE",
@@ -562,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     admin_url = os.environ.get("TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(), "sqs": args.sqs,
-                     "delius": args.delius,
+                     "delius": args.delius, "standins": args.standins,
                      "events": args.events, "api_latency_ms": args.api_latency_ms,
                      "depth": f"{args.depth_low}-{args.depth_high} ({args.depth_metric})"}
     print(f"machine: {results['machine']}", flush=True)
@@ -570,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         sqs = stack.enter_context(SqsServer(args.sqs, fauxqs_dir=args.fauxqs_dir, log=tmp / "sqs.log"))
         pair = sqs.create_queue_pair("bench-events", visibility_timeout=60)
-        standins = stack.enter_context(StandInsProcess(log=tmp / "standins.log"))
+        standins_class = LightStandInsProcess if args.standins == "light" else StandInsProcess
+        standins = stack.enter_context(standins_class(log=tmp / "standins.log"))
         if args.delius == "sqlite":
             db_url = f"sqlite:///{tmp / 'delius.db'}"
         else:

@@ -12,16 +12,16 @@ Standard library only; the Dagster shell (``defs/events/``) reads the inputs and
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from .messages import QueueDepth
 
 # Exit reasons of a consumer run (also its log lines and run metadata).
-LIFETIME = "lifetime"        # lived CONSUMER_LIFETIME_SECONDS: the supervisor has started (or will start) the next
-IDLE = "idle"                # nothing received for CONSUMER_IDLE_SECONDS
-PAUSED = "paused"            # prison_events_sensor was stopped by an operator: consumption is paused
-STOPPED = "stopped"          # the run was asked to stop (termination)
+LIFETIME = "lifetime"  # lived CONSUMER_LIFETIME_SECONDS: the supervisor has started (or will start) the next
+IDLE = "idle"  # nothing received for CONSUMER_IDLE_SECONDS
+PAUSED = "paused"  # prison_events_sensor was stopped by an operator: consumption is paused
+STOPPED = "stopped"  # the run was asked to stop (termination)
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,29 @@ class LiveConsumer:
 
 @dataclass(frozen=True)
 class SupervisionSettings:
-    max_runs: int = 2                 # consumer runs alive at once, at most
-    scale_up_backlog: int = 2000      # visible messages that make a backlog "deep": a second run while it lasts
-    scale_up_after: float = 15.0      # seconds a deep backlog must have lasted before another run is requested
-    handover_seconds: float = 30.0    # a run this close to its planned exit no longer counts as lasting
-    request_grace: float = 120.0      # a requested run not yet in run storage counts as live this long
+    max_runs: int = 2  # consumer runs alive at once, at most
+    scale_up_backlog: int = 2000  # visible messages that make a backlog "deep": a second run while it lasts
+    scale_up_after: float = 15.0  # seconds a deep backlog must have lasted before another run is requested
+    handover_seconds: float = 30.0  # a run this close to its planned exit no longer counts as lasting
+    request_grace: float = 120.0  # a requested run not yet in run storage counts as live this long
 
 
 @dataclass(frozen=True)
 class Supervision:
-    start: int                        # runs to request now
-    deep_since: float | None          # since when the backlog has been deep (kept in the sensor's cursor)
-    reason: str                       # for the tick's log line and skip reason
+    start: int  # runs to request now
+    deep_since: float | None  # since when the backlog has been deep (kept in the sensor's cursor)
+    reason: str  # for the tick's log line and skip reason
 
 
-def consumers_to_start(depth: QueueDepth, live: Sequence[LiveConsumer], requested: int, settings: SupervisionSettings,
-                       *, now: float, deep_since: float | None) -> Supervision:
+def consumers_to_start(
+    depth: QueueDepth,
+    live: Sequence[LiveConsumer],
+    requested: int,
+    settings: SupervisionSettings,
+    *,
+    now: float,
+    deep_since: float | None,
+) -> Supervision:
     """How many consumer runs to request.
 
     ``live`` are the runs in run storage that are queued, starting or started; ``requested`` the runs this sensor
@@ -88,8 +95,15 @@ class LoopSettings:
     idle_seconds: float = 60.0
 
 
-def exit_reason(settings: LoopSettings, *, now: float, started: float, last_received: float, paused: bool = False,
-                stop_requested: bool = False) -> str | None:
+def exit_reason(
+    settings: LoopSettings,
+    *,
+    now: float,
+    started: float,
+    last_received: float,
+    paused: bool = False,
+    stop_requested: bool = False,
+) -> str | None:
     """Why a consumer run stops receiving now, or None to keep going. ``last_received`` is when a receive last
     returned a message (the run's start before the first). Once it stops receiving it still finishes, acknowledges
     and reports what it holds, then exits."""
@@ -121,17 +135,17 @@ class Custody:
         return {"id": self.message_id, "h": self.receipt_handle, "k": self.run_key, "u": round(self.until, 1)}
 
     @classmethod
-    def from_json(cls, raw: dict) -> "Custody":
+    def from_json(cls, raw: dict) -> Custody:
         return cls(str(raw["id"]), str(raw["h"]), str(raw["k"]), float(raw["u"]))
 
 
 @dataclass(frozen=True)
 class CustodyPlan:
-    delete: list[Custody] = field(default_factory=list)     # their run exists: acknowledge the message
-    extend: list[Custody] = field(default_factory=list)     # lease ends soon: extend it
-    forget: list[Custody] = field(default_factory=list)     # lease ended without a run: SQS redelivers it
-    keep: list[Custody] = field(default_factory=list)       # still waiting for their run
-    may_request: int = 0                                    # new backfill runs this tick may request
+    delete: list[Custody] = field(default_factory=list)  # their run exists: acknowledge the message
+    extend: list[Custody] = field(default_factory=list)  # lease ends soon: extend it
+    forget: list[Custody] = field(default_factory=list)  # lease ended without a run: SQS redelivers it
+    keep: list[Custody] = field(default_factory=list)  # still waiting for their run
+    may_request: int = 0  # new backfill runs this tick may request
 
 
 def linkage_run_key(message_id: str) -> str:
@@ -140,8 +154,16 @@ def linkage_run_key(message_id: str) -> str:
     return "link-" + message_id
 
 
-def plan_custody(custody: Iterable[Custody], existing_keys: set[str], *, now: float, extend_margin: float,
-                 per_tick: int, max_pending: int, pending_runs: int) -> CustodyPlan:
+def plan_custody(
+    custody: Iterable[Custody],
+    existing_keys: set[str],
+    *,
+    now: float,
+    extend_margin: float,
+    per_tick: int,
+    max_pending: int,
+    pending_runs: int,
+) -> CustodyPlan:
     """``existing_keys``: the run keys of ``custody`` that have a run in run storage. ``pending_runs``: linkage
     backfill runs waiting in the run queue; together with the requests still in custody they make the back-pressure
     that caps new requests (``max_pending``), on top of ``per_tick``."""

@@ -25,8 +25,9 @@ import queue as queue_module
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..core.consumer import STOPPED, LoopSettings, exit_reason
 from ..core.intake import plan_intake
@@ -38,8 +39,8 @@ from .batch import ACKED, DEAD_LETTERED, LEASE_LOST, RETRY, BatchSettings, Event
 
 log = logging.getLogger(__name__)
 
-LINKAGE = "linkage"                              # an outcome's action: handed to the sensor for its backfill
-HANDED_OVER = "handed to the sensor"             # its disposition
+LINKAGE = "linkage"  # an outcome's action: handed to the sensor for its backfill
+HANDED_OVER = "handed to the sensor"  # its disposition
 HAND_OVER_FAILED = "hand-over failed (will be redelivered)"
 COUNT_KEYS = tuple(a.value for a in Action) + (LINKAGE,)
 RECEIVE_BACKOFF_SECONDS = 2.0
@@ -49,13 +50,13 @@ RECEIVE_BACKOFF_SECONDS = 2.0
 class ConsumeSettings:
     batch: BatchSettings = BatchSettings()
     loop: LoopSettings = LoopSettings()
-    receivers: int = 2                   # receive calls in parallel
-    wait_seconds: int = 2                # long poll of each receive call
-    max_batch: int = 1000                # messages routed and processed together at most
-    linkage_visibility_timeout: int = 3600   # lease given to a linkage message handed to the sensor
-    report_events: int = 500             # outcomes per report at most
-    report_seconds: float = 30.0         # a report at least this often while outcomes wait
-    pause_check_seconds: float = 2.0     # how often ``paused()`` is asked
+    receivers: int = 2  # receive calls in parallel
+    wait_seconds: int = 2  # long poll of each receive call
+    max_batch: int = 1000  # messages routed and processed together at most
+    linkage_visibility_timeout: int = 3600  # lease given to a linkage message handed to the sensor
+    report_events: int = 500  # outcomes per report at most
+    report_seconds: float = 30.0  # a report at least this often while outcomes wait
+    pause_check_seconds: float = 2.0  # how often ``paused()`` is asked
 
 
 @dataclass
@@ -66,7 +67,7 @@ class ChunkReport:
     seconds: dict[str, float] = field(default_factory=dict)
     first_received_at: float | None = None
     last_received_at: float | None = None
-    oldest_age_at_receipt: float | None = None     # seconds the oldest message had waited on the queue
+    oldest_age_at_receipt: float | None = None  # seconds the oldest message had waited on the queue
 
     @property
     def counts(self) -> dict[str, int]:
@@ -92,9 +93,9 @@ class ConsumeResult:
     seconds: float
     received: int = 0
     counts: Counter = field(default_factory=Counter)
-    receive_errors: Counter = field(default_factory=Counter)          # error class -> times
-    needs_action: Counter = field(default_factory=Counter)            # (reason, disposition) -> events
-    data_failures: Counter = field(default_factory=Counter)           # (reason, disposition) -> events
+    receive_errors: Counter = field(default_factory=Counter)  # error class -> times
+    needs_action: Counter = field(default_factory=Counter)  # (reason, disposition) -> events
+    data_failures: Counter = field(default_factory=Counter)  # (reason, disposition) -> events
 
     @property
     def failed(self) -> bool:
@@ -103,13 +104,16 @@ class ConsumeResult:
         return bool(self.needs_action) or bool(self.receive_errors)
 
     def failure_summary(self, limit: int = 5) -> str:
-        parts = [f"{n} x {reason} -> {disposition}" for (reason, disposition), n in self.needs_action.most_common(limit)]
+        parts = [
+            f"{n} x {reason} -> {disposition}" for (reason, disposition), n in self.needs_action.most_common(limit)
+        ]
         parts += [f"receive failed {n} x ({error})" for error, n in self.receive_errors.most_common(limit)]
         return "; ".join(parts)
 
     def warning_summary(self, limit: int = 5) -> str:
-        return "; ".join(f"{n} x {reason} -> {disposition}"
-                         for (reason, disposition), n in self.data_failures.most_common(limit))
+        return "; ".join(
+            f"{n} x {reason} -> {disposition}" for (reason, disposition), n in self.data_failures.most_common(limit)
+        )
 
 
 def classify(outcome: EventOutcome) -> str | None:
@@ -134,8 +138,10 @@ class _Receivers:
         self.errors: Counter = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, name=f"receiver-{n}", daemon=True)
-                         for n in range(max(1, settings.receivers))]
+        self._threads = [
+            threading.Thread(target=self._run, name=f"receiver-{n}", daemon=True)
+            for n in range(max(1, settings.receivers))
+        ]
 
     def start(self) -> None:
         for thread in self._threads:
@@ -154,9 +160,12 @@ class _Receivers:
                 self._stop.wait(0.05)
                 continue
             try:
-                messages = self.queue.receive(10, wait_seconds=self.settings.wait_seconds,
-                                              visibility_timeout=self.settings.batch.visibility_timeout)
-            except Exception as exc:   # SQS unreachable: counted (the run fails), retried after a pause
+                messages = self.queue.receive(
+                    10,
+                    wait_seconds=self.settings.wait_seconds,
+                    visibility_timeout=self.settings.batch.visibility_timeout,
+                )
+            except Exception as exc:  # noqa: BLE001 - SQS unreachable: counted (the run fails), retried after a pause
                 with self._lock:
                     self.errors[type(exc).__name__] += 1
                 log.warning(kv("receive_failed", error=type(exc).__name__))
@@ -184,17 +193,31 @@ class _Receivers:
         return taken
 
 
-def consume(queue: EventsQueue, *, source: SourceApi, store: DeliusStore, hooks: ConsumerHooks,
-            settings: ConsumeSettings = ConsumeSettings(), run_id: str | None = None,
-            stop_requested: Callable[[], bool] = lambda: False, clock: Callable[[], float] = time.time) -> ConsumeResult:
+def consume(
+    queue: EventsQueue,
+    *,
+    source: SourceApi,
+    store: DeliusStore,
+    hooks: ConsumerHooks,
+    settings: ConsumeSettings = ConsumeSettings(),
+    run_id: str | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.time,
+) -> ConsumeResult:
     started = clock()
     receivers = _Receivers(queue, settings, clock)
     result = ConsumeResult(exit_reason=STOPPED, seconds=0.0)
     pending = _Pending(settings, clock)
     paused, paused_checked = _ask(hooks.paused), clock()
-    reason = exit_reason(settings.loop, now=started, started=started, last_received=started, paused=paused,
-                         stop_requested=stop_requested())
-    if reason is not None:       # paused (or stopped) before it began: receive nothing
+    reason = exit_reason(
+        settings.loop,
+        now=started,
+        started=started,
+        last_received=started,
+        paused=paused,
+        stop_requested=stop_requested(),
+    )
+    if reason is not None:  # paused (or stopped) before it began: receive nothing
         result.exit_reason, result.seconds = reason, round(clock() - started, 3)
         return result
     receivers.start()
@@ -203,8 +226,14 @@ def consume(queue: EventsQueue, *, source: SourceApi, store: DeliusStore, hooks:
             now = clock()
             if now - paused_checked >= settings.pause_check_seconds:
                 paused, paused_checked = _ask(hooks.paused), now
-            reason = exit_reason(settings.loop, now=now, started=started, last_received=receivers.last_received,
-                                 paused=paused, stop_requested=stop_requested())
+            reason = exit_reason(
+                settings.loop,
+                now=now,
+                started=started,
+                last_received=receivers.last_received,
+                paused=paused,
+                stop_requested=stop_requested(),
+            )
             if reason is not None:
                 break
             messages = receivers.take(settings.max_batch, wait=0.5)
@@ -233,36 +262,45 @@ def consume(queue: EventsQueue, *, source: SourceApi, store: DeliusStore, hooks:
     return result
 
 
-def _give_back(queue: EventsQueue, receivers: "_Receivers") -> None:
+def _give_back(queue: EventsQueue, receivers: _Receivers) -> None:
     held = receivers.take(receivers.room, wait=0)
     if not held:
         return
     try:
         queue.change_visibility([m.handle for m in held], 0)
-    except Exception as exc:   # their leases run out instead
+    except Exception as exc:  # noqa: BLE001 - their leases run out instead
         log.warning(kv("give_back_failed", messages=len(held), error=type(exc).__name__))
 
 
 def _ask(paused: Callable[[], bool]) -> bool:
     try:
         return bool(paused())
-    except Exception as exc:   # the instance is briefly unreadable: keep consuming, ask again later
+    except Exception as exc:  # noqa: BLE001 - the instance is briefly unreadable: keep consuming, ask again later
         log.warning(kv("pause_check_failed", error=type(exc).__name__))
         return False
 
 
-def _handle(messages: list[QueueMessage], queue: EventsQueue, source: SourceApi, store: DeliusStore,
-            hooks: ConsumerHooks, settings: ConsumeSettings, run_id: str | None, pending: "_Pending",
-            result: ConsumeResult) -> None:
+def _handle(
+    messages: list[QueueMessage],
+    queue: EventsQueue,
+    source: SourceApi,
+    store: DeliusStore,
+    hooks: ConsumerHooks,
+    settings: ConsumeSettings,
+    run_id: str | None,
+    pending: _Pending,
+    result: ConsumeResult,
+) -> None:
     plan = plan_intake(messages, max_per_run=max(1, len(messages)))
     outcomes: list[EventOutcome] = []
     for message, reason in plan.poison:
-        outcome = EventOutcome(message.message_id, action=Action.FAILED.value, reason=reason,
-                               attempt=message.receive_count)
+        outcome = EventOutcome(
+            message.message_id, action=Action.FAILED.value, reason=reason, attempt=message.receive_count
+        )
         try:
             queue.dead_letter(message, reason, failed_by=run_id)
             outcome.disposition = DEAD_LETTERED
-        except Exception as exc:   # left in flight: it comes back (and SQS's own redrive catches it at worst)
+        except Exception as exc:  # noqa: BLE001 - left in flight: it comes back (and SQS's own redrive catches it at worst)
             log.warning(kv("dead_letter_failed", sqs_message_id=message.message_id, error=type(exc).__name__))
             outcome.disposition = LEASE_LOST
         outcomes.append(outcome)
@@ -271,8 +309,7 @@ def _handle(messages: list[QueueMessage], queue: EventsQueue, source: SourceApi,
             outcomes.append(_hand_over(message, link.noms_number, queue, hooks, settings))
     seconds: dict[str, float] = {}
     for batch in plan.batches:
-        report = process_batch(batch, source=source, store=store, queue=queue, settings=settings.batch,
-                               run_id=run_id)
+        report = process_batch(batch, source=source, store=store, queue=queue, settings=settings.batch, run_id=run_id)
         outcomes += report.outcomes
         for phase, value in report.seconds.items():
             seconds[phase] = seconds.get(phase, 0.0) + value
@@ -285,17 +322,24 @@ def _handle(messages: list[QueueMessage], queue: EventsQueue, source: SourceApi,
     pending.add(outcomes, messages, seconds, hooks)
 
 
-def _hand_over(message: QueueMessage, noms: str, queue: EventsQueue, hooks: ConsumerHooks,
-               settings: ConsumeSettings) -> EventOutcome:
+def _hand_over(
+    message: QueueMessage, noms: str, queue: EventsQueue, hooks: ConsumerHooks, settings: ConsumeSettings
+) -> EventOutcome:
     """Record the message for the sensor (a durable event first), then give it the long linkage lease."""
-    outcome = EventOutcome(message.message_id, event_type="probation-case.prison-identifier.added", noms_number=noms,
-                           action=LINKAGE, reason="backfilled by noms_backfill_job", attempt=message.receive_count)
+    outcome = EventOutcome(
+        message.message_id,
+        event_type="probation-case.prison-identifier.added",
+        noms_number=noms,
+        action=LINKAGE,
+        reason="backfilled by noms_backfill_job",
+        attempt=message.receive_count,
+    )
     lease = settings.linkage_visibility_timeout
     try:
         hooks.hand_over_linkage(message, noms, time.time() + lease)
         lost = queue.change_visibility([message.handle], lease)
         outcome.disposition = HAND_OVER_FAILED if lost else HANDED_OVER
-    except Exception as exc:   # not recorded or not extended: the lease runs out and it is received again
+    except Exception as exc:  # noqa: BLE001 - not recorded or not extended: the lease runs out and it is received again
         log.warning(kv("linkage_hand_over_failed", sqs_message_id=message.message_id, error=type(exc).__name__))
         outcome.disposition = HAND_OVER_FAILED
     return outcome
@@ -313,8 +357,13 @@ class _Pending:
         self.oldest: float | None = None
         self.reported_at = clock()
 
-    def add(self, outcomes: list[EventOutcome], messages: list[QueueMessage], seconds: dict[str, float],
-            hooks: ConsumerHooks) -> None:
+    def add(
+        self,
+        outcomes: list[EventOutcome],
+        messages: list[QueueMessage],
+        seconds: dict[str, float],
+        hooks: ConsumerHooks,
+    ) -> None:
         for message in messages:
             if message.received_at:
                 self.first = message.received_at if self.first is None else min(self.first, message.received_at)
@@ -337,16 +386,29 @@ class _Pending:
 
     def _emit(self, hooks: ConsumerHooks, size: int) -> None:
         part, self.outcomes = self.outcomes[:size], self.outcomes[size:]
-        chunk = ChunkReport(part, {k: round(v, 3) for k, v in self.seconds.items()}, self.first, self.last,
-                            self.oldest)
+        # The phase seconds go with the first report after the batches they measured (each counted once).
+        chunk = ChunkReport(part, {k: round(v, 3) for k, v in self.seconds.items()}, self.first, self.last, self.oldest)
+        self.seconds = Counter()
         if not self.outcomes:
-            self.seconds, self.first, self.last, self.oldest = Counter(), None, None, None
+            self.first, self.last, self.oldest = None, None, None
         self.reported_at = self.clock()
         try:
             hooks.report(chunk)
-        except Exception as exc:   # reporting must never stop consumption (the contacts are committed)
+        except Exception as exc:  # noqa: BLE001 - reporting must never stop consumption (the contacts are committed)
             log.warning(kv("report_failed", events=len(part), error=type(exc).__name__))
 
 
-__all__ = ["ACKED", "RETRY", "DEAD_LETTERED", "LEASE_LOST", "LINKAGE", "HANDED_OVER", "ChunkReport",
-           "ConsumeResult", "ConsumeSettings", "ConsumerHooks", "classify", "consume"]
+__all__ = [
+    "ACKED",
+    "RETRY",
+    "DEAD_LETTERED",
+    "LEASE_LOST",
+    "LINKAGE",
+    "HANDED_OVER",
+    "ChunkReport",
+    "ConsumeResult",
+    "ConsumeSettings",
+    "ConsumerHooks",
+    "classify",
+    "consume",
+]

@@ -28,8 +28,15 @@ pytestmark = [pytest.mark.postgres, pytest.mark.sqs]
 
 def consumer(**overrides) -> ConsumerSettings:
     # A short idle exit so that a run ends soon after the queue is empty; generous enough for a busy machine.
-    settings = dict(idle_seconds=5, wait_seconds=1, lifetime_seconds=120, visibility_timeout=30,
-                    retry_delays="1,1,1", fetch_workers=4, report_seconds=1)
+    settings = dict(
+        idle_seconds=5,
+        wait_seconds=1,
+        lifetime_seconds=120,
+        visibility_timeout=30,
+        retry_delays="1,1,1",
+        fetch_workers=4,
+        report_seconds=1,
+    )
     return ConsumerSettings(**{**settings, **overrides})
 
 
@@ -43,14 +50,19 @@ def job_resources(sqs, standins, delius_pg, **settings):
 
 
 def consume(instance, sqs, standins, delius_pg, **settings):
-    return prison_events_job.execute_in_process(instance=instance, raise_on_error=False,
-                                                resources=job_resources(sqs, standins, delius_pg, **settings))
+    return prison_events_job.execute_in_process(
+        instance=instance, raise_on_error=False, resources=job_resources(sqs, standins, delius_pg, **settings)
+    )
 
 
 def tick(instance, sqs, cursor=None, **settings):
-    context = dg.build_sensor_context(instance=instance, sensor_name=SENSOR_NAME, cursor=cursor,
-                                      resources={"events_queue": queue_resource(sqs), "consumer": consumer(**settings)},
-                                      definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance,
+        sensor_name=SENSOR_NAME,
+        cursor=cursor,
+        resources={"events_queue": queue_resource(sqs), "consumer": consumer(**settings)},
+        definitions=defs,
+    )
     return prison_events_sensor(context)
 
 
@@ -59,8 +71,9 @@ def send(sqs, body):
 
 
 def visible(sqs) -> int:
-    attrs = sqs.client.get_queue_attributes(QueueUrl=sqs.queue_url,
-                                            AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    attrs = sqs.client.get_queue_attributes(QueueUrl=sqs.queue_url, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"
+    ]
     return int(attrs["ApproximateNumberOfMessages"])
 
 
@@ -81,26 +94,36 @@ def test_definitions_load_and_the_sensor_runs_by_default():
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert sensor.default_status is dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds <= 10
-    assert {j.name for j in sensor.targets and [t.job_def for t in sensor.targets]} >= {"prison_events_job",
-                                                                                         "noms_backfill_job"}
+    assert {j.name for j in sensor.targets and [t.job_def for t in sensor.targets]} >= {
+        "prison_events_job",
+        "noms_backfill_job",
+    }
 
 
 def test_the_sensor_starts_one_consumer_for_waiting_work_and_receives_nothing(instance, sqs, standins):
-    send(sqs, ev.case_note_event("A1000AA", "00000000-0000-4000-8000-000000000001", "GEN", "OSE",
-                                 case_notes_url=standins.case_notes_url))
+    send(
+        sqs,
+        ev.case_note_event(
+            "A1000AA", "00000000-0000-4000-8000-000000000001", "GEN", "OSE", case_notes_url=standins.case_notes_url
+        ),
+    )
     first = tick(instance, sqs)
     [request] = first.run_requests
     assert request.job_name == "prison_events_job" and request.run_key.startswith("consumer-")
-    assert not request.run_config            # no message in run config: the run receives them itself
+    assert not request.run_config  # no message in run config: the run receives them itself
     # The next tick, before the run is in run storage, does not request a duplicate ...
     second = tick(instance, sqs, cursor=first.cursor)
     assert not second.run_requests
     # ... nor once it is (waiting to start).
-    create_run_for_test(instance, job_name="prison_events_job", status=dg.DagsterRunStatus.NOT_STARTED,
-                        tags={"dagster/run_key": request.run_key})
+    create_run_for_test(
+        instance,
+        job_name="prison_events_job",
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={"dagster/run_key": request.run_key},
+    )
     assert not tick(instance, sqs, cursor=second.cursor).run_requests
     [message] = sqs.drain(sqs.queue_url)
-    assert message["Attributes"]["ApproximateReceiveCount"] == "1"     # the sensor never received it
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # the sensor never received it
 
 
 def test_an_empty_queue_starts_nothing(instance, sqs):
@@ -109,41 +132,59 @@ def test_an_empty_queue_starts_nothing(instance, sqs):
 
 
 def test_a_retiring_consumer_gets_its_successor_before_it_exits_and_the_cap_holds(instance, sqs, standins):
-    send(sqs, ev.case_note_event("A1000AA", "00000000-0000-4000-8000-000000000001", "GEN", "OSE",
-                                 case_notes_url=standins.case_notes_url))
-    retiring = create_run_for_test(instance, job_name="prison_events_job", status=dg.DagsterRunStatus.STARTED,
-                                   tags={"hmpps/consumer-until": str(int(time.time() + 10))})
+    send(
+        sqs,
+        ev.case_note_event(
+            "A1000AA", "00000000-0000-4000-8000-000000000001", "GEN", "OSE", case_notes_url=standins.case_notes_url
+        ),
+    )
+    retiring = create_run_for_test(
+        instance,
+        job_name="prison_events_job",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"hmpps/consumer-until": str(int(time.time() + 10))},
+    )
     assert retiring
     [successor] = tick(instance, sqs).run_requests
     assert successor.job_name == "prison_events_job"
-    create_run_for_test(instance, job_name="prison_events_job", status=dg.DagsterRunStatus.STARTED,
-                        tags={"hmpps/consumer-until": str(int(time.time() + 10))})
-    assert not tick(instance, sqs).run_requests        # two alive: the cap (CONSUMER_MAX_RUNS 2)
+    create_run_for_test(
+        instance,
+        job_name="prison_events_job",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"hmpps/consumer-until": str(int(time.time() + 10))},
+    )
+    assert not tick(instance, sqs).run_requests  # two alive: the cap (CONSUMER_MAX_RUNS 2)
 
 
-def test_a_consumer_run_processes_the_queue_dead_letters_poison_and_hands_over_linkage(instance, sqs, standins,
-                                                                                      delius_pg):
+def test_a_consumer_run_processes_the_queue_dead_letters_poison_and_hands_over_linkage(
+    instance, sqs, standins, delius_pg
+):
     add_person(delius_pg, "X100001", "A1000AA")
     notes = [standins.add_case_note("A1000AA", type="KA", sub_type="KS") for _ in range(2)]
     for note in notes:
         send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
-    send(sqs, ev.case_note_event("A1000AA", "11111111-2222-4333-8444-555555555555", "OMIC", "OPEN",
-                                 case_notes_url=standins.case_notes_url))   # 404
+    send(
+        sqs,
+        ev.case_note_event(
+            "A1000AA", "11111111-2222-4333-8444-555555555555", "OMIC", "OPEN", case_notes_url=standins.case_notes_url
+        ),
+    )  # 404
     poison = send(sqs, "this is not json")
     linkage = send(sqs, ev.linkage_event("a2000bb", "X200002"))
 
     result = consume(instance, sqs, standins, delius_pg)
 
-    assert result.success                       # the poison is in the DLQ with its reason: a warning, not red
+    assert result.success  # the poison is in the DLQ with its reason: a warning, not red
     tags = run_tags(instance, result)
     assert tags["hmpps/dead-lettered"] == "1" and "hmpps/failure" not in tags
     assert float(tags["hmpps/consumer-until"]) > time.time()
     with delius_pg.connect() as conn:
         assert len(conn.execute(select(m.contact)).all()) == 2
-    totals = {key: sum(r.metadata[key].value for r in reports(result)) for key in
-              ("created", "updated", "moved", "unchanged", "skipped", "failed", "linkage")}
-    assert totals == {"created": 2, "updated": 0, "moved": 0, "unchanged": 0, "skipped": 1, "failed": 1,
-                      "linkage": 1}
+    totals = {
+        key: sum(r.metadata[key].value for r in reports(result))
+        for key in ("created", "updated", "moved", "unchanged", "skipped", "failed", "linkage")
+    }
+    assert totals == {"created": 2, "updated": 0, "moved": 0, "unchanged": 0, "skipped": 1, "failed": 1, "linkage": 1}
     rows = {r["sqs_message_id"]: r for r in outcome_rows(result)}
     assert (rows[poison]["action"], rows[poison]["disposition"]) == ("failed", "dead-lettered")
     assert (rows[linkage]["action"], rows[linkage]["disposition"]) == ("linkage", "handed to the sensor")
@@ -160,16 +201,20 @@ def test_a_consumer_run_processes_the_queue_dead_letters_poison_and_hands_over_l
 
 
 def test_the_sensor_backfills_a_handed_over_linkage_message_and_deletes_it_once_the_run_exists(
-        instance, sqs, standins, delius_pg):
+    instance, sqs, standins, delius_pg
+):
     linkage = send(sqs, ev.linkage_event("A2000BB", "X200002"))
     assert consume(instance, sqs, standins, delius_pg).success
     first = tick(instance, sqs)
     [request] = first.run_requests
     assert (request.job_name, request.partition_key, request.run_key) == (
-        "noms_backfill_job", "A2000BB", linkage_run_key(linkage))
+        "noms_backfill_job",
+        "A2000BB",
+        linkage_run_key(linkage),
+    )
     assert [c["id"] for c in json.loads(first.cursor)["custody"]] == [linkage]
     second = tick(instance, sqs, cursor=first.cursor)
-    assert not second.run_requests and sqs.depth() == 1     # no run yet: still held, not requested twice
+    assert not second.run_requests and sqs.depth() == 1  # no run yet: still held, not requested twice
     create_run_for_test(instance, job_name="noms_backfill_job", tags={"dagster/run_key": request.run_key})
     third = tick(instance, sqs, cursor=second.cursor)
     assert json.loads(third.cursor)["custody"] == [] and sqs.depth() == 0
@@ -183,25 +228,38 @@ def test_linkage_backfills_are_capped_per_tick_and_by_the_runs_waiting(instance,
     first = tick(instance, sqs, max_backfills_per_tick=2, max_pending_backfills=3)
     assert len(first.run_requests) == 2
     for request in first.run_requests:
-        create_run_for_test(instance, job_name="noms_backfill_job", status=dg.DagsterRunStatus.NOT_STARTED,
-                            tags={"dagster/run_key": request.run_key, "hmpps/trigger": "linkage"})
+        create_run_for_test(
+            instance,
+            job_name="noms_backfill_job",
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            tags={"dagster/run_key": request.run_key, "hmpps/trigger": "linkage"},
+        )
     second = tick(instance, sqs, cursor=first.cursor, max_backfills_per_tick=2, max_pending_backfills=3)
-    assert len(second.run_requests) == 1              # 2 waiting in the run queue, 3 at most
+    assert len(second.run_requests) == 1  # 2 waiting in the run queue, 3 at most
     requested = {r.partition_key for r in first.run_requests + second.run_requests}
-    assert len(requested) == 3 and sqs.depth() == 3   # the first two settled; the third in custody; two untaken
+    assert len(requested) == 3 and sqs.depth() == 3  # the first two settled; the third in custody; two untaken
 
 
-def test_a_retryable_failure_fails_the_run_with_its_reason_and_good_events_still_land(instance, sqs, standins,
-                                                                                      delius_pg):
+def test_a_retryable_failure_fails_the_run_with_its_reason_and_good_events_still_land(
+    instance, sqs, standins, delius_pg
+):
     add_person(delius_pg, "X100001", "A1000AA")
     good = standins.add_case_note("A1000AA", type="KA", sub_type="KS")
     bad = standins.add_case_note("A1000AA", type="KA", sub_type="KS")
     send(sqs, ev.case_note_event_for(good, case_notes_url=standins.case_notes_url))
-    send(sqs, ev.case_note_event("A1000AA", "0b0c8f6e-1111-4222-8333-444455556666", "GEN", "OSE",
-                                 case_notes_url="http://elsewhere.example.org"))     # data: not on the allow-list
+    send(
+        sqs,
+        ev.case_note_event(
+            "A1000AA",
+            "0b0c8f6e-1111-4222-8333-444455556666",
+            "GEN",
+            "OSE",
+            case_notes_url="http://elsewhere.example.org",
+        ),
+    )  # data: not on the allow-list
     result = consume(instance, sqs, standins, delius_pg)
 
-    assert result.success                        # the allow-list failure is data, in the DLQ with its reason
+    assert result.success  # the allow-list failure is data, in the DLQ with its reason
     assert run_tags(instance, result)["hmpps/dead-lettered"] == "1"
     with delius_pg.connect() as conn:
         assert len(conn.execute(select(m.contact)).all()) == 1
@@ -222,9 +280,13 @@ def test_a_retryable_failure_fails_the_run_with_its_reason_and_good_events_still
 def test_a_paused_sensor_makes_a_consumer_run_exit_without_receiving(instance, sqs, standins, delius_pg, monkeypatch):
     from integration.defs.events import jobs
 
-    monkeypatch.setattr(jobs, "sensor_stopped", lambda instance: True)      # an operator stopped the sensor
-    send(sqs, ev.case_note_event("A1000AA", "00000000-0000-4000-8000-000000000001", "GEN", "OSE",
-                                 case_notes_url=standins.case_notes_url))
+    monkeypatch.setattr(jobs, "sensor_stopped", lambda instance: True)  # an operator stopped the sensor
+    send(
+        sqs,
+        ev.case_note_event(
+            "A1000AA", "00000000-0000-4000-8000-000000000001", "GEN", "OSE", case_notes_url=standins.case_notes_url
+        ),
+    )
     result = consume(instance, sqs, standins, delius_pg, idle_seconds=600, wait_seconds=0)
     assert result.success
     [output] = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]

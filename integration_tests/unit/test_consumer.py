@@ -9,9 +9,20 @@ import time
 import pytest
 
 from integration.clients.fakes import FakeEventsQueue, FakeSourceApi
-from integration.core.consumer import (IDLE, LIFETIME, PAUSED, STOPPED, Custody, LiveConsumer, LoopSettings,
-                                       SupervisionSettings, consumers_to_start, exit_reason, linkage_run_key,
-                                       plan_custody)
+from integration.core.consumer import (
+    IDLE,
+    LIFETIME,
+    PAUSED,
+    STOPPED,
+    Custody,
+    LiveConsumer,
+    LoopSettings,
+    SupervisionSettings,
+    consumers_to_start,
+    exit_reason,
+    linkage_run_key,
+    plan_custody,
+)
 from integration.core.messages import FAILURE_REASON, QueueDepth
 from integration.delius.merge import Action, MergeOutcome
 from integration.flows.batch import DEAD_LETTERED, RETRY, BatchSettings, EventOutcome
@@ -38,16 +49,17 @@ def test_no_visible_work_starts_nothing_and_waiting_work_starts_one_consumer():
 def test_a_lasting_consumer_or_a_recent_request_means_no_second_one_for_a_shallow_queue():
     lasting = [LiveConsumer("a", until=NOW + 600)]
     assert consumers_to_start(depth(50), lasting, 0, S, now=NOW, deep_since=None).start == 0
-    assert consumers_to_start(depth(50), [LiveConsumer("queued", until=None)], 0, S, now=NOW,
-                              deep_since=None).start == 0
-    assert consumers_to_start(depth(50), [], 1, S, now=NOW, deep_since=None).start == 0   # requested, not yet stored
+    assert (
+        consumers_to_start(depth(50), [LiveConsumer("queued", until=None)], 0, S, now=NOW, deep_since=None).start == 0
+    )
+    assert consumers_to_start(depth(50), [], 1, S, now=NOW, deep_since=None).start == 0  # requested, not yet stored
 
 
 def test_a_retiring_consumer_gets_a_successor_within_the_cap():
     retiring = [LiveConsumer("a", until=NOW + 20)]
     assert consumers_to_start(depth(5), retiring, 0, S, now=NOW, deep_since=None).start == 1
     both_retiring = [LiveConsumer("a", until=NOW + 20), LiveConsumer("b", until=NOW + 25)]
-    assert consumers_to_start(depth(5), both_retiring, 0, S, now=NOW, deep_since=None).start == 0   # the cap
+    assert consumers_to_start(depth(5), both_retiring, 0, S, now=NOW, deep_since=None).start == 0  # the cap
 
 
 def test_a_deep_backlog_gets_a_second_consumer_once_it_has_lasted_and_never_a_third():
@@ -81,17 +93,27 @@ def test_custody_deletes_settled_messages_extends_expiring_leases_and_forgets_ex
     expiring = Custody("m2", "h2", linkage_run_key("m2"), NOW + 60)
     expired = Custody("m3", "h3", linkage_run_key("m3"), NOW - 1)
     waiting = Custody("m4", "h4", linkage_run_key("m4"), NOW + 3000)
-    plan = plan_custody([settled, expiring, expired, waiting], {settled.run_key}, now=NOW, extend_margin=120,
-                        per_tick=10, max_pending=10, pending_runs=3)
+    plan = plan_custody(
+        [settled, expiring, expired, waiting],
+        {settled.run_key},
+        now=NOW,
+        extend_margin=120,
+        per_tick=10,
+        max_pending=10,
+        pending_runs=3,
+    )
     assert (plan.delete, plan.extend, plan.forget, plan.keep) == ([settled], [expiring], [expired], [waiting])
-    assert plan.may_request == 10 - 3 - 2          # back-pressure: runs waiting and requests still in custody
+    assert plan.may_request == 10 - 3 - 2  # back-pressure: runs waiting and requests still in custody
 
 
 def test_new_backfills_are_capped_per_tick_and_stop_while_the_run_queue_is_full():
-    assert plan_custody([], set(), now=NOW, extend_margin=120, per_tick=5, max_pending=10,
-                        pending_runs=0).may_request == 5
-    assert plan_custody([], set(), now=NOW, extend_margin=120, per_tick=5, max_pending=10,
-                        pending_runs=12).may_request == 0
+    assert (
+        plan_custody([], set(), now=NOW, extend_margin=120, per_tick=5, max_pending=10, pending_runs=0).may_request == 5
+    )
+    assert (
+        plan_custody([], set(), now=NOW, extend_margin=120, per_tick=5, max_pending=10, pending_runs=12).may_request
+        == 0
+    )
 
 
 def test_the_backfill_run_key_is_the_same_for_every_delivery_of_a_linkage_message():
@@ -107,9 +129,9 @@ def test_only_failures_an_operator_must_act_on_make_a_run_red():
         return EventOutcome("m", action=action, disposition=disposition, retryable=retryable)
 
     assert classify(outcome("created", "acked")) is None
-    assert classify(outcome("failed", DEAD_LETTERED, retryable=False)) == "data"        # in the DLQ with a reason
-    assert classify(outcome("failed", DEAD_LETTERED, retryable=True)) == "action"       # an outage used its attempts
-    assert classify(outcome("failed", RETRY, retryable=True)) == "action"               # left for a retry
+    assert classify(outcome("failed", DEAD_LETTERED, retryable=False)) == "data"  # in the DLQ with a reason
+    assert classify(outcome("failed", DEAD_LETTERED, retryable=True)) == "action"  # an outage used its attempts
+    assert classify(outcome("failed", RETRY, retryable=True)) == "action"  # left for a retry
     assert classify(outcome("skipped", "lease lost (will be redelivered)")) == "action"
 
 
@@ -120,8 +142,9 @@ class WaitingQueue(FakeEventsQueue):
     """The fake queue, with a long poll's pause when nothing is visible (the fake returns at once)."""
 
     def receive(self, max_messages=10, *, wait_seconds=0, visibility_timeout=None, queue_url=None):
-        messages = super().receive(max_messages, wait_seconds=wait_seconds, visibility_timeout=visibility_timeout,
-                                   queue_url=queue_url)
+        messages = super().receive(
+            max_messages, wait_seconds=wait_seconds, visibility_timeout=visibility_timeout, queue_url=queue_url
+        )
         if not messages:
             time.sleep(0.02)
         return messages
@@ -135,8 +158,10 @@ class Store:
     def merge(self, drafts):
         with self.lock:
             self.merged += drafts
-            return [MergeOutcome(urn=d.urn, action=Action.CREATED, contact_id=len(self.merged), crn="X100001")
-                    for d in drafts]
+            return [
+                MergeOutcome(urn=d.urn, action=Action.CREATED, contact_id=len(self.merged), crn="X100001")
+                for d in drafts
+            ]
 
 
 class Hooks:
@@ -155,16 +180,25 @@ class Hooks:
         self.reports.append(chunk)
 
 
-SETTINGS = ConsumeSettings(batch=BatchSettings(fetch_workers=4, visibility_timeout=30, lease_margin=5),
-                           loop=LoopSettings(lifetime_seconds=60, idle_seconds=0.5), receivers=2, wait_seconds=0,
-                           max_batch=50, report_events=4, report_seconds=60, pause_check_seconds=0.1)
+SETTINGS = ConsumeSettings(
+    batch=BatchSettings(fetch_workers=4, visibility_timeout=30, lease_margin=5),
+    loop=LoopSettings(lifetime_seconds=60, idle_seconds=0.5),
+    receivers=2,
+    wait_seconds=0,
+    max_batch=50,
+    report_events=4,
+    report_seconds=60,
+    pause_check_seconds=0.1,
+)
 
 
 @pytest.fixture
 def world():
     source, queue = FakeSourceApi(), WaitingQueue()
-    notes = [make_case_note("A1000AA", type="KA", sub_type="KS", case_note_id=f"00000000-0000-4000-8000-00000000000{n}")
-             for n in range(6)]
+    notes = [
+        make_case_note("A1000AA", type="KA", sub_type="KS", case_note_id=f"00000000-0000-4000-8000-00000000000{n}")
+        for n in range(6)
+    ]
     for note in notes:
         source.add_case_note(note)
         queue.send(ev.case_note_event_for(note, case_notes_url=source.case_notes_url))
@@ -183,7 +217,7 @@ def test_a_consumer_works_until_idle_dead_letters_poison_hands_over_linkage_and_
     assert len(store.merged) == 6
     outcomes = [o for chunk in hooks.reports for o in chunk.outcomes]
     assert sorted(o.action for o in outcomes) == ["created"] * 6 + ["failed", "linkage"]
-    assert max(len(chunk.outcomes) for chunk in hooks.reports) <= 4           # capped reports
+    assert max(len(chunk.outcomes) for chunk in hooks.reports) <= 4  # capped reports
     assert sum(chunk.counts["created"] for chunk in hooks.reports) == 6
     [(message_id, noms, until)] = hooks.hand_overs
     assert (message_id, noms) == (linkage, "A2000BB") and until > time.time() + 3000
@@ -210,13 +244,13 @@ def test_a_consumer_that_is_paused_while_it_works_stops_receiving_and_finishes_w
 
     class PausingStore(Store):
         def merge(self, drafts):
-            hooks.is_paused = True            # the operator stops the sensor while the first batch merges
+            hooks.is_paused = True  # the operator stops the sensor while the first batch merges
             return store.merge(drafts)
 
     result = consume(queue, source=source, store=PausingStore(), hooks=hooks, settings=SETTINGS)
     assert result.exit_reason == PAUSED
     done = sum(len(chunk.outcomes) for chunk in hooks.reports)
-    assert done == result.received == len(store.merged)          # everything received was processed
+    assert done == result.received == len(store.merged)  # everything received was processed
     assert queue.depth().visible == 6 - done and queue.depth().in_flight == 0
 
 
@@ -241,8 +275,10 @@ def test_the_readme_lists_every_consumer_setting_with_the_default_of_the_code():
     from integration.resources import ConsumerSettings
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    documented = {name: default.strip().strip("`") for name, default in
-                  re.findall(r"^\| `CONSUMER_([A-Z_]+)` \|[^|]*\| ([^|]+) \|$", readme, flags=re.MULTILINE)}
+    documented = {
+        name: default.strip().strip("`")
+        for name, default in re.findall(r"^\| `CONSUMER_([A-Z_]+)` \|[^|]*\| ([^|]+) \|$", readme, flags=re.MULTILINE)
+    }
     defaults = {name.upper(): str(field.default) for name, field in ConsumerSettings.model_fields.items()}
     assert documented == defaults
 
@@ -254,13 +290,22 @@ def test_the_protocol_document_quotes_the_defaults_of_the_code():
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "queue-protocol.md").read_text(encoding="utf-8")
     s = ConsumerSettings()
-    for name, shown in [("RECEIVERS", s.receivers), ("WAIT_SECONDS", f"{s.wait_seconds} s"),
-                        ("MAX_BATCH", f"{s.max_batch:,}"), ("VISIBILITY_TIMEOUT", f"{s.visibility_timeout} s"),
-                        ("FETCH_WORKERS", s.fetch_workers), ("MERGE_CHUNK", s.merge_chunk),
-                        ("REPORT_EVENTS", s.report_events), ("REPORT_SECONDS", f"{s.report_seconds} s"),
-                        ("LIFETIME_SECONDS", s.lifetime_seconds), ("IDLE_SECONDS", s.idle_seconds),
-                        ("MAX_RUNS", s.max_runs), ("SCALE_UP_BACKLOG", f"{s.scale_up_backlog:,}"),
-                        ("LINKAGE_VISIBILITY_TIMEOUT", f"{s.linkage_visibility_timeout:,} s"),
-                        ("MAX_BACKFILLS_PER_TICK", s.max_backfills_per_tick),
-                        ("MAX_PENDING_BACKFILLS", s.max_pending_backfills), ("MAX_ATTEMPTS", s.max_attempts)]:
+    for name, shown in [
+        ("RECEIVERS", s.receivers),
+        ("WAIT_SECONDS", f"{s.wait_seconds} s"),
+        ("MAX_BATCH", f"{s.max_batch:,}"),
+        ("VISIBILITY_TIMEOUT", f"{s.visibility_timeout} s"),
+        ("FETCH_WORKERS", s.fetch_workers),
+        ("MERGE_CHUNK", s.merge_chunk),
+        ("REPORT_EVENTS", s.report_events),
+        ("REPORT_SECONDS", f"{s.report_seconds} s"),
+        ("LIFETIME_SECONDS", s.lifetime_seconds),
+        ("IDLE_SECONDS", s.idle_seconds),
+        ("MAX_RUNS", s.max_runs),
+        ("SCALE_UP_BACKLOG", f"{s.scale_up_backlog:,}"),
+        ("LINKAGE_VISIBILITY_TIMEOUT", f"{s.linkage_visibility_timeout:,} s"),
+        ("MAX_BACKFILLS_PER_TICK", s.max_backfills_per_tick),
+        ("MAX_PENDING_BACKFILLS", s.max_pending_backfills),
+        ("MAX_ATTEMPTS", s.max_attempts),
+    ]:
         assert f"`CONSUMER_{name}` ({shown}" in doc, name

@@ -11,15 +11,21 @@ Each tick (the protocol and its proof are in docs/queue-protocol.md):
    backlog lasts (``core.consumer.consumers_to_start``), never more than ``CONSUMER_MAX_RUNS``.
 """
 
-
 import json
 import time
 from typing import Any
 
 import dagster as dg
 
-from ...constants import (BACKFILL_JOB, CONSUMER_UNTIL_TAG, EVENTS_JOB, EVENTS_SENSOR, LINKED_PERSON_CONTACTS,
-                          MESSAGES_TAG, TRIGGER_TAG)
+from ...constants import (
+    BACKFILL_JOB,
+    CONSUMER_UNTIL_TAG,
+    EVENTS_JOB,
+    EVENTS_SENSOR,
+    LINKED_PERSON_CONTACTS,
+    MESSAGES_TAG,
+    TRIGGER_TAG,
+)
 from ...core.consumer import Custody, LiveConsumer, consumers_to_start, linkage_run_key, plan_custody
 from ...core.events import is_noms_number
 from ...core.logfmt import kv
@@ -30,11 +36,15 @@ from ..backfill.jobs import noms_backfill_job
 from ..backfill.partitions import noms_partitions
 from .jobs import prison_events_job
 
-LIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                 dg.DagsterRunStatus.STARTED]
+LIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 WAITING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
-EXTEND_MARGIN = 120          # extend a linkage lease in custody when less than this is left (seconds)
-OBSERVATION_PAGES = 5        # pages of hand-overs read per tick at most (expired ones are skipped)
+EXTEND_MARGIN = 120  # extend a linkage lease in custody when less than this is left (seconds)
+OBSERVATION_PAGES = 5  # pages of hand-overs read per tick at most (expired ones are skipped)
 TRIGGER_SUPERVISOR = "supervisor"
 INTERVAL_SECONDS = 5
 
@@ -52,9 +62,9 @@ _QUEUES: dict[str, EventsQueue] = {}
     default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"events_queue", "consumer"},
     description="Supervises the queue consumer: starts prison_events_job runs (long-lived consumers) while the "
-                "queue has work, and turns the linkage events they hand over into noms_backfill_job runs. Reads "
-                "queue attributes only. Stop it to pause consumption: consumer runs exit, messages wait on the "
-                "queue.",
+    "queue has work, and turns the linkage events they hand over into noms_backfill_job runs. Reads "
+    "queue attributes only. Stop it to pause consumption: consumer runs exit, messages wait on the "
+    "queue.",
 )
 def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: Any):
     """(Invoked directly, as tests do, Dagster passes the resources as keywords; they are read from the context.)"""
@@ -68,7 +78,7 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: A
         try:
             if cached.depth().total == 0:
                 return dg.SensorResult(skip_reason="queue empty, no consumer alive", cursor=context.cursor)
-        except Exception:   # the full tick below says what is wrong
+        except Exception:  # noqa: BLE001 - the full tick below says what is wrong
             pass
     events_queue: EventsQueueResource = context.resources.events_queue
     consumer: ConsumerSettings = context.resources.consumer
@@ -78,7 +88,7 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: A
     cursor["q"] = queue.queue_url
     try:
         depth: QueueDepth | None = queue.depth()
-    except Exception as exc:   # SQS unreachable: settle custody, decide nothing; the tick and the health check say so
+    except Exception as exc:  # noqa: BLE001 - SQS unreachable: settle custody, decide nothing; the tick and the health check say so
         context.log.warning(kv("tick", error=type(exc).__name__))
         depth = None
     instance = context.instance
@@ -87,34 +97,62 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: A
     requests = list(backfills)
     partitions = sorted({r.partition_key for r in backfills if r.partition_key})
 
-    recent = [r for r in cursor["requested"] if now - r["at"] < consumer.supervision_settings().request_grace
-              and not instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": r["k"]}), limit=1)]
+    recent = [
+        r
+        for r in cursor["requested"]
+        if now - r["at"] < consumer.supervision_settings().request_grace
+        and not instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": r["k"]}), limit=1)
+    ]
     if depth is None:
-        return _result(context, requests, partitions,
-                       _dump_cursor(cursor, custody, recent, cursor["deep"], quiet=False),
-                       "queue attributes could not be read")
+        return _result(
+            context,
+            requests,
+            partitions,
+            _dump_cursor(cursor, custody, recent, cursor["deep"], quiet=False),
+            "queue attributes could not be read",
+        )
     live = live_consumers(instance)
-    decision = consumers_to_start(depth, live, len(recent), consumer.supervision_settings(), now=now,
-                                  deep_since=cursor["deep"])
+    decision = consumers_to_start(
+        depth, live, len(recent), consumer.supervision_settings(), now=now, deep_since=cursor["deep"]
+    )
     for n in range(decision.start):
         key = f"consumer-{int(now * 1000)}-{n}"
         recent.append({"k": key, "at": now})
         requests.append(dg.RunRequest(run_key=key, job_name=EVENTS_JOB, tags={TRIGGER_TAG: TRIGGER_SUPERVISOR}))
-    context.log.info(kv("tick", visible=depth.visible, in_flight=depth.in_flight, consumers=len(live),
-                        requested=len(recent), start=decision.start, decision=decision.reason,
-                        linkage_backfills=len(backfills), linkage_acked=settled, custody=len(custody)))
+    context.log.info(
+        kv(
+            "tick",
+            visible=depth.visible,
+            in_flight=depth.in_flight,
+            consumers=len(live),
+            requested=len(recent),
+            start=decision.start,
+            decision=decision.reason,
+            linkage_backfills=len(backfills),
+            linkage_acked=settled,
+            custody=len(custody),
+        )
+    )
     quiet = not live and not recent
-    return _result(context, requests, partitions,
-                   _dump_cursor(cursor, custody, recent, decision.deep_since, quiet=quiet), decision.reason)
+    return _result(
+        context,
+        requests,
+        partitions,
+        _dump_cursor(cursor, custody, recent, decision.deep_since, quiet=quiet),
+        decision.reason,
+    )
 
 
-def _result(context: dg.SensorEvaluationContext, requests: list[dg.RunRequest], partitions: list[str], cursor: str,
-            reason: str) -> dg.SensorResult:
+def _result(
+    context: dg.SensorEvaluationContext, requests: list[dg.RunRequest], partitions: list[str], cursor: str, reason: str
+) -> dg.SensorResult:
     if not requests:
         return dg.SensorResult(skip_reason=reason, cursor=cursor)
     return dg.SensorResult(
-        run_requests=requests, cursor=cursor,
-        dynamic_partitions_requests=[noms_partitions.build_add_request(partitions)] if partitions else [])
+        run_requests=requests,
+        cursor=cursor,
+        dynamic_partitions_requests=[noms_partitions.build_add_request(partitions)] if partitions else [],
+    )
 
 
 def live_consumers(instance: dg.DagsterInstance) -> list[LiveConsumer]:
@@ -128,24 +166,38 @@ def live_consumers(instance: dg.DagsterInstance) -> list[LiveConsumer]:
     return live
 
 
-def take_custody(context: dg.SensorEvaluationContext, queue: EventsQueue, cursor: dict[str, Any],
-                 settings: ConsumerSettings, now: float) -> tuple[list[Custody], list[dg.RunRequest], int]:
+def take_custody(
+    context: dg.SensorEvaluationContext,
+    queue: EventsQueue,
+    cursor: dict[str, Any],
+    settings: ConsumerSettings,
+    now: float,
+) -> tuple[list[Custody], list[dg.RunRequest], int]:
     """Settle the linkage messages in custody, then take new hand-overs within the caps. Returns the custody to keep,
     the backfill run requests and how many messages were deleted. Updates ``cursor["obs"]``."""
     instance = context.instance
     held = [Custody.from_json(raw) for raw in cursor["custody"]]
-    existing = {c.run_key for c in held
-                if instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": c.run_key}), limit=1)}
-    pending = instance.get_runs_count(dg.RunsFilter(job_name=BACKFILL_JOB, statuses=WAITING_STATUSES,
-                                                    tags={TRIGGER_TAG: "linkage"}))
-    plan = plan_custody(held, existing, now=now, extend_margin=EXTEND_MARGIN, per_tick=settings.max_backfills_per_tick,
-                        max_pending=settings.max_pending_backfills, pending_runs=pending)
+    existing = {
+        c.run_key for c in held if instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": c.run_key}), limit=1)
+    }
+    pending = instance.get_runs_count(
+        dg.RunsFilter(job_name=BACKFILL_JOB, statuses=WAITING_STATUSES, tags={TRIGGER_TAG: "linkage"})
+    )
+    plan = plan_custody(
+        held,
+        existing,
+        now=now,
+        extend_margin=EXTEND_MARGIN,
+        per_tick=settings.max_backfills_per_tick,
+        max_pending=settings.max_pending_backfills,
+        pending_runs=pending,
+    )
     keep = list(plan.keep)
     settled = 0
     if plan.delete:
         try:
             failed = set(queue.delete([(c.message_id, c.receipt_handle) for c in plan.delete]))
-        except Exception as exc:   # kept: deleted on a later tick (or redelivered, and the backfill key dedups)
+        except Exception as exc:  # noqa: BLE001 - kept: deleted on a later tick (or redelivered, and the backfill key dedups)
             context.log.warning(kv("linkage_delete_failed", error=type(exc).__name__, messages=len(plan.delete)))
             keep += plan.delete
         else:
@@ -156,12 +208,15 @@ def take_custody(context: dg.SensorEvaluationContext, queue: EventsQueue, cursor
         lease = min(43200, settings.linkage_visibility_timeout)
         try:
             lost = set(queue.change_visibility([(c.message_id, c.receipt_handle) for c in plan.extend], lease))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - kept, extended on a later tick
             context.log.warning(kv("linkage_extend_failed", error=type(exc).__name__, messages=len(plan.extend)))
             keep += plan.extend
         else:
-            keep += [Custody(c.message_id, c.receipt_handle, c.run_key, now + lease) for c in plan.extend
-                     if c.message_id not in lost]
+            keep += [
+                Custody(c.message_id, c.receipt_handle, c.run_key, now + lease)
+                for c in plan.extend
+                if c.message_id not in lost
+            ]
     requests: list[dg.RunRequest] = []
     for record in _new_hand_overs(instance, cursor, plan.may_request, now):
         meta = record.asset_observation.metadata if record.asset_observation else {}
@@ -173,8 +228,11 @@ def take_custody(context: dg.SensorEvaluationContext, queue: EventsQueue, cursor
             continue
         key = linkage_run_key(str(message_id))
         keep.append(Custody(str(message_id), str(handle), key, float(until)))
-        requests.append(dg.RunRequest(run_key=key, job_name=BACKFILL_JOB, partition_key=noms,
-                                      tags={TRIGGER_TAG: "linkage", MESSAGES_TAG: "1"}))
+        requests.append(
+            dg.RunRequest(
+                run_key=key, job_name=BACKFILL_JOB, partition_key=noms, tags={TRIGGER_TAG: "linkage", MESSAGES_TAG: "1"}
+            )
+        )
     return keep, requests, settled
 
 
@@ -187,11 +245,12 @@ def _new_hand_overs(instance: dg.DagsterInstance, cursor: dict[str, Any], limit:
     for _ in range(OBSERVATION_PAGES):
         result = instance.fetch_observations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(LINKED_PERSON_CONTACTS), after_storage_id=cursor["obs"]),
-            limit=limit - len(taken), ascending=True)
+            limit=limit - len(taken),
+            ascending=True,
+        )
         for record in result.records:
             cursor["obs"] = record.storage_id
-            until = _value((record.asset_observation.metadata if record.asset_observation else {}).get(
-                "visible_until"))
+            until = _value((record.asset_observation.metadata if record.asset_observation else {}).get("visible_until"))
             if until and float(until) > now:
                 taken.append(record)
         if len(taken) >= limit or not result.has_more:
@@ -212,13 +271,27 @@ def _load_cursor(raw: str | None) -> dict[str, Any]:
         cursor = {}
     custody = [c for c in cursor.get("custody", []) if isinstance(c, dict) and {"id", "h", "k", "u"} <= set(c)]
     obs = cursor.get("obs")
-    return {"custody": custody, "obs": obs if isinstance(obs, int) else None,
-            "requested": [r for r in cursor.get("requested", []) if isinstance(r, dict) and "k" in r and "at" in r],
-            "deep": cursor.get("deep") if isinstance(cursor.get("deep"), (int, float)) else None,
-            "quiet": cursor.get("quiet") is True, "q": cursor.get("q") if isinstance(cursor.get("q"), str) else None}
+    return {
+        "custody": custody,
+        "obs": obs if isinstance(obs, int) else None,
+        "requested": [r for r in cursor.get("requested", []) if isinstance(r, dict) and "k" in r and "at" in r],
+        "deep": cursor.get("deep") if isinstance(cursor.get("deep"), (int, float)) else None,
+        "quiet": cursor.get("quiet") is True,
+        "q": cursor.get("q") if isinstance(cursor.get("q"), str) else None,
+    }
 
 
-def _dump_cursor(cursor: dict[str, Any], custody: list[Custody], requested: list[dict], deep_since: float | None, *,
-                 quiet: bool) -> str:
-    return json.dumps({"custody": [c.as_json() for c in custody], "obs": cursor["obs"], "requested": requested,
-                       "deep": deep_since, "quiet": quiet, "q": cursor["q"]}, separators=(",", ":"))
+def _dump_cursor(
+    cursor: dict[str, Any], custody: list[Custody], requested: list[dict], deep_since: float | None, *, quiet: bool
+) -> str:
+    return json.dumps(
+        {
+            "custody": [c.as_json() for c in custody],
+            "obs": cursor["obs"],
+            "requested": requested,
+            "deep": deep_since,
+            "quiet": quiet,
+            "q": cursor["q"],
+        },
+        separators=(",", ":"),
+    )
