@@ -309,3 +309,20 @@ def test_the_protocol_document_quotes_the_defaults_of_the_code():
         ("MAX_ATTEMPTS", s.max_attempts),
     ]:
         assert f"`CONSUMER_{name}` ({shown}" in doc, name
+
+
+def test_the_daemon_reloads_its_code_location_every_daemon_code_reload_seconds():
+    import os
+    import subprocess
+    import sys
+
+    def interval(value: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "DAEMON_CODE_RELOAD_SECONDS"}
+        if value is not None:
+            env["DAEMON_CODE_RELOAD_SECONDS"] = value
+        code = "import dagster._daemon.controller as c; print(c.RELOAD_WORKSPACE_INTERVAL)"
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert interval(None) == "900"
+    assert interval("60") == "60"
