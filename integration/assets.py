@@ -6,6 +6,7 @@ import dagster as dg
 from .backfill import BackfillReport, backfill_people
 from .logfmt import kv
 from .partitions import noms_partitions
+from .delius import queries
 from .resources import DeliusDatabase, SourceApiResource
 
 delius_contacts = dg.AssetSpec(
@@ -104,7 +105,7 @@ def check_contacts(reports: list[BackfillReport], store) -> dg.AssetCheckResult:
     for report in reports:
         if report.offender_not_found:
             continue
-        found = store.person_contact_urns(report.noms_number)
+        found = queries.person_contact_urns(store.engine, report.noms_number)
         expected = report.urns_of_interest
         missing = len(expected - set(found))
         duplicated = sum(1 for urn in expected if found.get(urn, 0) > 1)

@@ -25,12 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from . import rules
 from .clients.base import SourceApi, UpstreamError
 from .clients.queue import EventsQueue, QueueMessage
-from .delius.merge import Action, DeliusStore, MergeConfigurationError
+from .core.outcomes import Action, MergeConfigurationError, StoreUnavailable
+from .delius.store import DeliusStore
 from .events import DomainEvent, EventKind, PoisonMessage, parse_sqs_body
 from .logfmt import kv
 
@@ -240,9 +239,8 @@ def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], 
     order = sorted(drafts)
     try:
         results = store.merge([drafts[idx] for idx in order])
-    except (SQLAlchemyError, MergeConfigurationError) as exc:
-        reason = (str(exc) if isinstance(exc, MergeConfigurationError)
-                  else f"Delius database unavailable ({type(exc).__name__})")
+    except (StoreUnavailable, MergeConfigurationError) as exc:
+        reason = str(exc)
         log.warning(kv("merge_failed", drafts=len(order), reason=reason))
         for idx in order:
             _fail(outcomes[idx], reason, retryable=True)

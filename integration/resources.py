@@ -21,7 +21,7 @@ from .clients.fake import FakeSourceApi
 from .clients.hmpps import HmppsSourceApi
 from .clients.queue import EventsQueue, sqs_client
 from .delius.engine import create_delius_engine
-from .delius.merge import DeliusStore
+from .delius.store import DeliusStore
 from .delius.reference_data import SERVICE_USERNAME
 from .logfmt import kv
 from .pipeline import PipelineSettings

@@ -23,7 +23,7 @@ import dagster as dg
 from . import notifications
 from . import reconciliation as rec
 from .assets import noms_backfill_job
-from .delius.merge import london_now
+from .delius.plan import london_now
 from .jobs import prison_events_job
 from .logfmt import kv
 from .notifications import Notifier, reconciliation_message

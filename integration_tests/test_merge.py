@@ -7,11 +7,13 @@ import uuid
 from datetime import date, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from integration import rules
 from integration.delius import models as m
-from integration.delius.merge import Action, DeliusStore, officer_codes_after
+from integration.core.outcomes import Action
+from integration.delius.plan import officer_codes_after
+from integration.delius.store import DeliusStore
 from integration.delius.reference_data import add_person
 from integration.rules import ContactDraft, ContactKind
 
@@ -75,8 +77,7 @@ def test_create_writes_every_column_and_an_audit_row(delius):
     assert row["contact_type_id"] == nkws
     assert row["description"] is None                      # mapped, not NOMISD, not alert, not BCST
     assert row["notes"] == "KA KS\nKey work session held"
-    assert row["contact_date"] == date(2024, 3, 1)
-    assert row["contact_start_time"] == time(9, 0, 5)
+    assert row["contact_date"] == row["contact_start_time"] == datetime(2024, 3, 1, 9, 0, 5)   # both: the timestamp
     assert row["team_id"] == csn_team and row["trust_provider_team_id"] == csn_team
     assert row["probation_area_id"] == lei_area
     assert row["staff_employee_id"] == row["staff_id"]
@@ -91,13 +92,28 @@ def test_create_writes_every_column_and_an_audit_row(delius):
     with delius.connect() as conn:
         staff = conn.execute(select(m.staff).where(m.staff.c.staff_id == row["staff_id"])).mappings().one()
         staff_teams = conn.execute(select(m.staff_team.c.team_id).where(m.staff_team.c.staff_id == staff["staff_id"])).scalars().all()
+        staff_team = conn.execute(select(m.staff_team).where(m.staff_team.c.staff_id == staff["staff_id"])).mappings().one()
         audit = conn.execute(select(m.audited_interaction)).mappings().all()
     assert (staff["forename"], staff["surname"], staff["officer_code"]) == ("Bob", "Smith", "LEIA001")
-    assert staff["probation_area_id"] == lei_area and staff["private"] == 0
+    assert staff["probation_area_id"] == lei_area and staff["private"] == 0 and staff["row_version"] == 0
+    assert staff["created_by_user_id"] == staff["last_updated_user_id"] == user_id
+    assert staff["start_date"] == staff["created_datetime"] == staff["last_updated_datetime"]
+    assert staff["start_date"].microsecond == 0
     assert staff_teams == [csn_team]
+    assert (staff_team["created_by_user_id"], staff_team["last_updated_user_id"], staff_team["row_version"]) == \
+        (user_id, user_id, 0)
+    assert staff_team["created_datetime"] == staff_team["last_updated_datetime"] == staff["created_datetime"]
     assert len(audit) == 1
-    assert audit[0]["interaction_parameters"] == f"dpsId={draft.source_id}, contactId={row['contact_id']}"
-    assert audit[0]["outcome"] == "S" and audit[0]["user_id"] == user_id
+    assert audit[0]["interaction_parameters"] == f"dpsId='{draft.source_id}',contactId='{row['contact_id']}'"
+    assert audit[0]["outcome"] == "P" and audit[0]["user_id"] == user_id
+    interaction = scalar(delius, select(m.business_interaction.c.business_interaction_id)
+                         .where(m.business_interaction.c.business_interaction_code == "APIBI001"))
+    assert audit[0]["business_interaction_id"] == interaction
+    if delius.dialect.name == "postgresql":      # ids from contact_id_seq / staff_id_seq (they start there)
+        assert row["contact_id"] >= 5_000_000 and staff["staff_id"] >= 1_000_000
+        with delius.connect() as conn:
+            assert conn.execute(text("select last_value from contact_id_seq")).scalar() >= row["contact_id"]
+            assert conn.execute(text("select last_value from staff_id_seq")).scalar() >= staff["staff_id"]
 
 
 def test_unmapped_type_uses_nomisd_with_description_and_sensitive_type_sets_flag(delius):
@@ -157,7 +173,7 @@ def test_replay_is_a_no_op_and_newer_version_updates_notes_dates_and_never_short
     [row] = contacts(delius)
     assert row["notes"].rstrip(" ") == "KA KE\nShort"
     assert len(row["notes"]) == len("KA KS\nA long original note text")
-    assert row["contact_date"] == date(2024, 3, 2) and row["contact_start_time"] == time(12, 15, 30)
+    assert row["contact_date"] == row["contact_start_time"] == datetime(2024, 3, 2, 12, 15, 30)
     assert row["last_updated_datetime"] == T0 + timedelta(hours=1)
     assert row["created_datetime"] == T0
     assert row["row_version"] == 1
@@ -331,7 +347,7 @@ def test_legacy_rows_are_matched_by_nomis_id_and_get_their_urn(delius):
     with delius.begin() as conn:
         for legacy_id, stamp in ((111, T0), (222, recent), (333, T0)):
             row = dict(template, contact_id=None, external_reference=None, nomis_case_note_id=legacy_id,
-                       last_updated_datetime=stamp, contact_date=stamp.date())
+                       last_updated_datetime=stamp, contact_date=stamp, contact_start_time=stamp)
             row.pop("contact_id")
             conn.execute(m.contact.insert().values(**row))
     newer = case_note_draft(legacy_id=111, system=T0 + timedelta(seconds=5), content="new text")

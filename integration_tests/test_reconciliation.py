@@ -17,7 +17,7 @@ from integration.assets import delius_contacts, linked_person_contacts, noms_bac
 from integration.clients.base import UpstreamError
 from integration.clients.fake import FakeSourceApi
 from integration.delius import models as m
-from integration.delius.merge import london_now
+from integration.delius.plan import london_now
 from integration.delius.reference_data import add_person
 from integration.local.standins import format_local, make_alert, make_amendment, make_case_note
 from integration.notifications import Notifier

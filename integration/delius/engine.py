@@ -37,7 +37,3 @@ def create_delius_engine(url: str, *, pool_size: int = 5) -> Engine:
 
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
-
-
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
