@@ -7,7 +7,8 @@ writes what they return, so every rule below is unit-tested without a database (
 * **Winner**: of several drafts with one URN in a batch, the newest (system time; the later one on a tie) is merged,
   the others are reported as superseded.
 * **Classification** of the winner against the contact found by URN (or, for a case note without one, by the legacy
-  NOMIS id on a contact that has no URN yet): none -> create; on another person -> move; on the same person ->
+  NOMIS id on a contact that has no URN yet): none -> create; on another person -> move (unless the draft is older
+  than the contact, to the second: then unchanged, out of sequence); on the same person ->
   update when the stored ``last_updated_datetime`` is older than the draft's system time *to the second*; else a URN
   back-fill onto a legacy row still without one (if the item is "of interest for external reference"), else
   unchanged (up to date, or out of sequence).
@@ -180,9 +181,13 @@ def classify(draft: ContactDraft, existing: Existing | None, now: datetime) -> D
     """What to do with ``draft`` given the contact found for it (None: none)."""
     if existing is None:
         return Decision(Kind.CREATE)
-    if existing.noms_number != draft.noms_number:
-        return Decision(Kind.MOVE, existing)
     stored, incoming = to_second(existing.last_updated), to_second(draft.system_datetime)
+    if existing.noms_number != draft.noms_number:
+        # A corrected NOMS number does not change the source item's time: a move needs a draft that is not older
+        # (an older version naming the previous person must not move the contact back).
+        if stored > incoming:
+            return Decision(Kind.UNCHANGED, existing, REASON_OUT_OF_SEQUENCE)
+        return Decision(Kind.MOVE, existing)
     if stored < incoming:
         return Decision(Kind.UPDATE, existing)
     if existing.external_reference is None and of_interest_for_external_reference(draft, now):
