@@ -1,4 +1,5 @@
-"""Engines for the Delius database: PostgreSQL in tests and production, SQLite for the local stack."""
+"""Engines for the Delius database: Oracle (NDelius, ``oracle+oracledb://``), PostgreSQL (tests, stand-ins built from
+the contract), SQLite (the local stack)."""
 
 from __future__ import annotations
 
