@@ -1,4 +1,4 @@
-"""The merge into Delius (reference-behaviour §5.5-§7), on PostgreSQL and SQLite, asserting rows in the database."""
+"""The merge into Delius (integration/delius/store.py), on PostgreSQL and SQLite, asserting rows in the database."""
 
 from __future__ import annotations
 

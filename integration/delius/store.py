@@ -472,7 +472,7 @@ class DeliusStore:
         if self.engine.dialect.name == "oracle":
             step = timedelta(seconds=1)
             try:
-                columns = inspect(self.engine).get_columns("audited_interaction")
+                columns = inspect(self.engine).get_columns("audited_interaction", oracle_resolve_synonyms=True)
                 kind = next(type(c["type"]).__name__ for c in columns if c["name"].lower() == "date_time")
                 if kind.upper().startswith("TIMESTAMP"):
                     step = timedelta(microseconds=1)
