@@ -92,17 +92,15 @@ def oracle_variant(name: str) -> Executable:
     raise KeyError(name)
 
 
-def has_officer_code_function(engine: Engine) -> bool:
-    """Whether ``spgconfig.getnextstaffreference`` can be called here; probed once per engine."""
+def has_officer_code_function(conn: Connection) -> bool:
+    """Whether ``spgconfig.getnextstaffreference`` can be called here; probed once per engine (on ``conn``)."""
+    engine = conn.engine
     with _function_cache_lock:
         known = _function_cache.get(engine)
     if known is not None:
         return known
     probe = officer_code_probe(engine.dialect.name)
-    found = False
-    if probe is not None:
-        with engine.connect() as conn:
-            found = bool(conn.execute(probe).scalar())
+    found = bool(conn.execute(probe).scalar()) if probe is not None else False
     with _function_cache_lock:
         _function_cache[engine] = found
     return found

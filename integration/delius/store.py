@@ -559,7 +559,7 @@ class DeliusStore:
         ``{prefix}A000``. Without the function the same rule is applied here, for all rows at once."""
         taken = set(conn.execute(select(m.staff.c.officer_code)
                                  .where(m.staff.c.officer_code.like(f"{prefix}%"))).scalars())
-        if not dialect.has_officer_code_function(self.engine):
+        if not dialect.has_officer_code_function(conn):
             for row, code in zip(rows, plan.officer_codes_after(prefix, taken, len(rows))):
                 row["officer_code"] = code
             conn.execute(insert(m.staff), rows)
