@@ -22,9 +22,9 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    Sequence,
     String,
     Table,
-    Sequence,
     Text,
 )
 

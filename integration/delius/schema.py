@@ -37,7 +37,7 @@ def create_schema(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             # One script as the file is (its function body holds semicolons), on the driver's own cursor so that
             # nothing interprets the '%' in it.
-            cursor = conn.connection.dbapi_connection.cursor()
+            cursor = conn.connection.cursor()
             try:
                 cursor.execute(ddl)
             finally:

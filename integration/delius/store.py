@@ -54,9 +54,8 @@ from ..core.outcomes import (
     StoreUnavailable,
 )
 from ..rules import ContactDraft
-from . import dialect
+from . import dialect, plan
 from . import models as m
-from . import plan
 from .plan import Decision, Existing, Kind, Person, Provider, Reference, StaffKey, london_now
 from .reference_data import CASE_NOTES_MERGE_INTERACTION, SERVICE_USERNAME
 
@@ -86,6 +85,12 @@ class _Write:
     values: dict
     existing: Existing | None = None          # a move: the contact it rewrites
     warning: str | None = None
+
+    @property
+    def previous(self) -> Existing:
+        """The contact a move rewrites (its current owner is the previous person)."""
+        assert self.existing is not None, "not a move"
+        return self.existing
 
 
 class DeliusStore:
@@ -199,7 +204,8 @@ class DeliusStore:
         return needed
 
     def _derive(self, draft: ContactDraft, idx: int, decision: Decision, ref: Reference,
-                persons: dict[str, list[Person]], staff_ids: dict[StaffKey, int | str], result: _Round) -> _Write | None:
+                persons: dict[str, list[Person]], staff_ids: dict[StaffKey, int | str],
+                result: _Round) -> _Write | None:
         try:
             target = plan.resolve_target(draft, ref, persons)
         except MergeFailure as failure:
@@ -230,9 +236,9 @@ class DeliusStore:
                                     m.r_contact_type.c.sensitive_contact)).all()
         mapped: dict[str, int] = {}
         for chunk in _chunks(sorted({d.type_key for d in drafts})):
-            mapped.update(conn.execute(select(m.r_contact_type_nomis_type.c.nomis_contact_type,
-                                              m.r_contact_type_nomis_type.c.contact_type_id)
-                                       .where(m.r_contact_type_nomis_type.c.nomis_contact_type.in_(chunk))).all())
+            mapped.update({key: type_id for key, type_id in conn.execute(
+                select(m.r_contact_type_nomis_type.c.nomis_contact_type, m.r_contact_type_nomis_type.c.contact_type_id)
+                .where(m.r_contact_type_nomis_type.c.nomis_contact_type.in_(chunk)))})
         prisons = sorted({d.establishment_code[:3] for d in drafts if len(d.establishment_code) >= 3})
         areas: list[tuple[str, int, str]] = []
         teams: dict[str, int] = {}
@@ -244,8 +250,8 @@ class DeliusStore:
                 .where(m.r_institution.c.nomis_cde_code.in_(prisons)))]
             team_codes = sorted({plan.csn_team_code(code) for _, _, code in areas})
             if team_codes:
-                teams = dict(conn.execute(select(m.team.c.code, m.team.c.team_id)
-                                          .where(m.team.c.code.in_(team_codes))).all())
+                teams = {code: team_id for code, team_id in conn.execute(
+                    select(m.team.c.code, m.team.c.team_id).where(m.team.c.code.in_(team_codes)))}
         return Reference(
             user_id=user_id, interaction_id=interaction_id,
             contact_type_by_code={code: (tid, sens) for tid, code, sens in types},
@@ -348,7 +354,7 @@ class DeliusStore:
         is written. Returns the moves to make and the cleanse rows by previous offender_id."""
         if not moves:
             return moves, {}
-        previous = sorted({w.existing.offender_id for w in moves if w.existing is not None})
+        previous = sorted({w.previous.offender_id for w in moves})
         managers: dict[int, tuple[int, int, int]] = {}
         for chunk in _chunks(previous):
             for offender_id, staff_id, team_id, area_id in conn.execute(
@@ -363,7 +369,7 @@ class DeliusStore:
         kept: list[_Write] = []
         cleanse: dict[int, dict] = {}
         for write in moves:
-            offender_id = write.existing.offender_id
+            offender_id = write.previous.offender_id
             manager = managers.get(offender_id)
             if manager is None:                    # no active offender manager: no Data Cleanse contact
                 kept.append(write)
@@ -372,7 +378,7 @@ class DeliusStore:
                     result.done[write.idx] = MergeOutcome(drafts[write.idx].urn, Action.FAILED, reason, retryable=True)
                 else:
                     kept.append(replace(write, warning=f"DataCleanseNotificationFailure: {reason}"))
-                    log.warning("data cleanse contact for %s not written: %s", write.existing.crn, reason)
+                    log.warning("data cleanse contact for %s not written: %s", write.previous.crn, reason)
             else:
                 kept.append(write)
                 staff_id, team_id, area_id = manager
@@ -406,6 +412,7 @@ class DeliusStore:
                        ref: Reference, result: _Round, audits: list) -> None:
         for idx, decision in updates:
             draft, row = drafts[idx], decision.existing
+            assert row is not None, "an update has a contact"
             urn_only = decision.kind is Kind.URN_ONLY
             if not self._update_row(conn, row, plan.update_values(draft, row, ref.user_id, urn_only=urn_only)):
                 result.retry.append(idx)
@@ -419,7 +426,7 @@ class DeliusStore:
         """Rewrite moved contacts in place; returns the previous offender ids of the moves made."""
         moved_from: set[int] = set()
         for write in moves:
-            draft, row = drafts[write.idx], write.existing
+            draft, row = drafts[write.idx], write.previous
             if not self._update_row(conn, row, plan.move_values(write.values, row)):
                 result.retry.append(write.idx)
                 continue
@@ -579,7 +586,8 @@ def _is_concurrency_error(exc: DBAPIError) -> bool:
     code = getattr(exc.orig, "pgcode", None)
     if code in {"40001", "40P01", "23505", "55P03"}:
         return True
-    error = exc.orig.args[0] if getattr(exc.orig, "args", None) else None
+    args = getattr(exc.orig, "args", None) or (None,)
+    error = args[0]
     if getattr(error, "code", None) in {1, 60, 8177}:     # Oracle: ORA-00001, ORA-00060, ORA-08177
         return True
     return isinstance(exc, IntegrityError) or "database is locked" in str(exc.orig)
