@@ -6,24 +6,50 @@ VENV_PYTHON := $(VENV)/bin/python
 # Extra arguments, e.g. `make run ARGS="--fresh --rate 5"` or `make test PYTEST_ARGS="-k world"`.
 ARGS ?=
 PYTEST_ARGS ?=
+# The fast tier runs without any network at all (not even loopback) where the machine lets us make a network
+# namespace; elsewhere its conftest refuses sockets instead.
+NO_NETWORK := $(shell unshare -rn true 2>/dev/null && echo "unshare -rn")
 
-.PHONY: venv run test
+.PHONY: venv run test lint unit integration e2e format
 
-## venv: create .venv if missing and install the project (editable) with its test and local-stack extras
+## venv: create .venv if missing and install the project (editable) with its test, lint and local-stack extras
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
-	$(VENV_PYTHON) -m pip install -e '.[test,local]'
+	$(VENV_PYTHON) -m pip install -e '.[test,local,lint]'
 	touch $@
 
 ## run: the whole local stack in the foreground (moto SQS, stand-ins, SQLite Delius, simulator, dagster dev)
 run: venv
 	$(VENV_PYTHON) -m integration.local $(ARGS)
 
-## test: the test suite
+## test: the test suite (unit, integration and end-to-end tiers; the browser and fault suites run on their own)
 test: venv
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+## lint: ruff (rules and formatting) and mypy, as configured in pyproject.toml
+lint: venv
+	$(VENV)/bin/ruff check integration integration_tests bench
+	$(VENV)/bin/ruff format --check integration integration_tests bench
+	$(VENV)/bin/mypy
+
+## format: apply ruff's formatting and safe fixes
+format: venv
+	$(VENV)/bin/ruff check --fix integration integration_tests bench
+	$(VENV)/bin/ruff format integration integration_tests bench
+
+## unit: the fast tier (pure core, merge plan, flows and Dagster definitions on fakes and SQLite), no network
+unit: venv
+	$(NO_NETWORK) $(VENV_PYTHON) -m pytest integration_tests/unit -q -p no:cacheprovider $(PYTEST_ARGS)
+
+## integration: PostgreSQL, moto's SQS server and the HTTP stand-ins, in process
+integration: venv
+	$(VENV_PYTHON) -m pytest integration_tests/integration $(PYTEST_ARGS)
+
+## e2e: the daemon, dagster dev and the production profile as subprocesses
+e2e: venv
+	$(VENV_PYTHON) -m pytest integration_tests/e2e $(PYTEST_ARGS)
 
 ## browser-test: the UI test in headless chromium (needs Debian's chromium: apt-get install -y chromium)
 .PHONY: browser-test

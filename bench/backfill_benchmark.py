@@ -4,7 +4,7 @@
     .venv/bin/python bench/backfill_benchmark.py --core-only  # only the backfill functions, no Dagster
 
 Case (a): one person with 2,000 case notes and 100 alerts. Case (b): 200 people with 100 items each (95 case notes,
-5 alerts). "dagster" times a partition backfill launched over GraphQL (as the UI and ``integration.backfill_cli``
+5 alerts). "dagster" times a partition backfill launched over GraphQL (as the UI and ``integration.cli.backfill``
 do) on a ``dagster dev`` instance, from the launch to the backfill's completion: run queueing, process start-up and
 the daemon's polling included. "core" times ``backfill_people`` in-process (50 people per call, as one run does).
 Each case runs on a fresh database and is run twice: the second run (a re-run) must change nothing.
@@ -31,8 +31,8 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from integration.backfill import backfill_people  # noqa: E402
-from integration.backfill_cli import launch_backfill, wait_for_backfill  # noqa: E402
+from integration.flows.backfill import backfill_people  # noqa: E402
+from integration.cli.backfill import launch_backfill, wait_for_backfill  # noqa: E402
 from integration.clients.hmpps import HmppsSourceApi  # noqa: E402
 from integration.delius import models as m  # noqa: E402
 from integration.delius.engine import create_delius_engine  # noqa: E402

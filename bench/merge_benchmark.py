@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from integration import rules  # noqa: E402
+from integration.core import rules  # noqa: E402
 from integration.delius import models as m  # noqa: E402
 from integration.delius.engine import create_delius_engine  # noqa: E402
 from integration.delius.reference_data import add_person, seed_reference_data  # noqa: E402

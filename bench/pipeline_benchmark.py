@@ -54,7 +54,7 @@ from integration.delius.reference_data import add_person, seed_reference_data  #
 from integration.delius.schema import create_schema  # noqa: E402
 from integration.local import event_factory as ev  # noqa: E402
 from integration.local.standins import make_case_note  # noqa: E402
-from integration_tests.daemon_harness import (  # noqa: E402
+from integration_tests.harness.daemon import (  # noqa: E402
     DaemonProcess,
     SqsServer,
     StandInsProcess,

@@ -1,19 +1,21 @@
-"""The code location: every definition and resource, wired in one place (design.md §3).
+"""The code location: every feature's definitions and the resources, wired in one place.
 
-Each feature module exports its own ``defs`` (jobs, schedules, sensors, checks) without resources; the resources
-are configured once, here, from the environment (design.md §1).
+Each folder of ``defs/`` contributes its assets, checks, jobs, schedules and sensors (its ``definitions.py``); the
+resources are configured once, here. Required settings are ``EnvVar`` (read when a run or sensor starts, never at
+import time); optional ones are read through ``settings.py``. The variables are listed in README.md.
 """
 
 import dagster as dg
 
-from . import health
-from . import housekeeping
-from . import operations
-from . import notifications, schedules
-from .assets import delius_contacts, linked_person_contacts, noms_backfill_job
-from .jobs import prison_events_job
-from .resources import ConsumerSettings, DeliusDatabase, EventsQueueResource, HmppsApis
-from .sensors import prison_events_sensor
+from .defs.alerting import definitions as alerting
+from .defs.backfill import definitions as backfill
+from .defs.contacts import definitions as contacts
+from .defs.dlq import definitions as dlq
+from .defs.events import definitions as events
+from .defs.health import definitions as health
+from .defs.housekeeping import definitions as housekeeping
+from .defs.reconciliation import definitions as reconciliation
+from .resources import ConsumerSettings, DeliusDatabase, EventsQueueResource, HmppsApis, Notifier
 
 RESOURCES = {
     "delius": DeliusDatabase(url=dg.EnvVar("DELIUS_DATABASE_URL")),
@@ -26,18 +28,17 @@ RESOURCES = {
         alerts_url=dg.EnvVar("ALERTS_API_URL"),
     ),
     "consumer": ConsumerSettings(),
-    "notifier": notifications.Notifier(),
+    "notifier": Notifier(),
 }
 
 defs = dg.Definitions.merge(
-    dg.Definitions(
-        assets=[delius_contacts, linked_person_contacts],
-        jobs=[prison_events_job, noms_backfill_job],
-        sensors=[prison_events_sensor],
-    ),
-    operations.defs,
+    events.defs,
+    contacts.defs,
+    backfill.defs,
+    dlq.defs,
+    reconciliation.defs,
     health.defs,
-    schedules.defs,
     housekeeping.defs,
+    alerting.defs,
     dg.Definitions(resources=RESOURCES),
 )

@@ -1,40 +1,37 @@
-"""Dagster resources: configuration read when a run or sensor starts (``EnvVar``), never at import time.
+"""Dagster resources: the Delius database, the events queue, the HMPPS APIs, the consumer's tunables, the notifier.
 
-Required settings come from ``dg.EnvVar`` (design.md §1); optional ones (``DELIUS_USERNAME``,
-``DETAIL_URL_ALLOWLIST``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``, the ``CONSUMER_*`` tunables) fall back to the
-environment, then to defaults, when the resource is used.
+Configuration is read when a run or sensor uses a resource, never at import time: required settings are ``EnvVar``
+fields (wired in definitions.py), optional ones come from ``settings.py`` at use.
 """
 
+from __future__ import annotations
 
 import logging
-import os
 import threading
 from abc import ABC, abstractmethod
-from typing import Optional
+from typing import Any, Optional
 
-import boto3
 import dagster as dg
 from pydantic import PrivateAttr
 
-from .clients.base import SourceApi
-from .clients.fake import FakeSourceApi
+from . import settings
+from .clients.fakes import FakeSourceApi
 from .clients.hmpps import HmppsSourceApi
-from .clients.queue import EventsQueue, sqs_client
+from .clients.sqs import SqsEventsQueue, sqs_client
+from .clients.webhook import post_json
+from .core.logfmt import kv
+from .core.ports import EventsQueue, SourceApi
 from .delius.engine import create_delius_engine
 from .delius.store import DeliusStore
 from .delius.reference_data import SERVICE_USERNAME
-from .logfmt import kv
-from .pipeline import PipelineSettings
+from .flows.batch import BatchSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REGION = "eu-west-2"
-_engines: dict[str, object] = {}
-_engines_lock = threading.Lock()
-
-
-def _env(name: str, value: Optional[str]) -> Optional[str]:
-    return value if value not in (None, "") else (os.environ.get(name) or None)
+_engines: dict[str, Any] = {}
+_clients: dict[tuple, Any] = {}
+_shared_lock = threading.Lock()
 
 
 class DeliusDatabase(dg.ConfigurableResource):
@@ -44,15 +41,16 @@ class DeliusDatabase(dg.ConfigurableResource):
     username: Optional[str] = None
 
     def store(self) -> DeliusStore:
-        with _engines_lock:   # one engine (connection pool) per URL and process, shared by sensor ticks
+        with _shared_lock:   # one engine (connection pool) per URL and process, shared by sensor ticks
             engine = _engines.get(self.url)
             if engine is None:
                 engine = _engines[self.url] = create_delius_engine(self.url)
-        return DeliusStore(engine, username=_env("DELIUS_USERNAME", self.username) or SERVICE_USERNAME)
+        return DeliusStore(engine, username=self.username or settings.text("DELIUS_USERNAME", SERVICE_USERNAME))
 
 
 class EventsQueueResource(dg.ConfigurableResource):
-    """The SQS queue of HMPPS domain events (``EVENTS_QUEUE_URL``) and its dead-letter queue."""
+    """The SQS queue of HMPPS domain events (``EVENTS_QUEUE_URL``) and its dead-letter queue (``EVENTS_DLQ_URL``,
+    else the queue's RedrivePolicy); ``AWS_REGION`` and ``AWS_ENDPOINT_URL`` as boto3 reads them."""
 
     queue_url: str
     dlq_url: Optional[str] = None
@@ -60,36 +58,26 @@ class EventsQueueResource(dg.ConfigurableResource):
     endpoint_url: Optional[str] = None
 
     def queue(self) -> EventsQueue:
-        region = _env("AWS_REGION", self.region_name) or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-        endpoint = _env("AWS_ENDPOINT_URL", self.endpoint_url)
-        return EventsQueue(self.queue_url, dlq_url=_env("EVENTS_DLQ_URL", self.dlq_url),
-                           client=_cached_sqs_client(region, endpoint))
-
-
-_clients: dict[tuple, object] = {}
-
-
-def _cached_sqs_client(region: str, endpoint: Optional[str]):
-    key = (region, endpoint)
-    client = _clients.get(key)
-    if client is None:
-        if endpoint and boto3.Session().get_credentials() is None:
-            # A local endpoint (moto) needs some credentials to sign with; production uses IRSA and never gets here.
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-        client = _clients[key] = sqs_client(region, endpoint)
-    return client
+        region = (self.region_name or settings.text("AWS_REGION") or settings.text("AWS_DEFAULT_REGION")
+                  or DEFAULT_REGION)
+        endpoint = self.endpoint_url or settings.text("AWS_ENDPOINT_URL")
+        with _shared_lock:   # one boto3 client per (region, endpoint) and process
+            client = _clients.get((region, endpoint))
+            if client is None:
+                client = _clients[(region, endpoint)] = sqs_client(region, endpoint)
+        return SqsEventsQueue(self.queue_url, dlq_url=self.dlq_url or settings.text("EVENTS_DLQ_URL"), client=client)
 
 
 class SourceApiResource(dg.ConfigurableResource, ABC):
-    """Case notes and alerts: the real HMPPS APIs, or an in-memory fake for unit tests."""
+    """Case notes and alerts: the real HMPPS APIs (``HmppsApis``), or an in-memory fake (``FakeApis``)."""
 
     @abstractmethod
     def client(self) -> SourceApi: ...
 
 
 class HmppsApis(SourceApiResource):
-    """The Offender Case Notes API and Prison Alerts API, with an HMPPS Auth client-credentials token."""
+    """The Offender Case Notes API and Prison Alerts API, with an HMPPS Auth client-credentials token; detail URLs
+    must be on ``DETAIL_URL_ALLOWLIST`` (default: the two API origins)."""
 
     auth_url: str
     client_id: str
@@ -106,30 +94,30 @@ class HmppsApis(SourceApiResource):
         if self._client is None:
             self._client = HmppsSourceApi(
                 self.auth_url, self.client_id, self.client_secret, self.case_notes_url, self.alerts_url,
-                allowlist=_env("DETAIL_URL_ALLOWLIST", self.detail_url_allowlist),
+                allowlist=self.detail_url_allowlist or settings.text("DETAIL_URL_ALLOWLIST"),
                 timeout=(3.05, self.timeout_seconds), total_retries=self.retries)
         return self._client
 
 
-_fakes: dict[str, FakeSourceApi] = {}
+class FakeApis(SourceApiResource):
+    """A ``FakeSourceApi`` held in memory: for tests that run ops and assets in process (``FakeApis.serving``)."""
 
+    _fake: Optional[FakeSourceApi] = PrivateAttr(default=None)
 
-class InMemorySourceApi(SourceApiResource):
-    """A named in-memory ``FakeSourceApi`` (register it with ``InMemorySourceApi.register``): unit tests only."""
-
-    name: str = "default"
-
-    @staticmethod
-    def register(name: str, fake: FakeSourceApi) -> "InMemorySourceApi":
-        _fakes[name] = fake
-        return InMemorySourceApi(name=name)
+    @classmethod
+    def serving(cls, fake: FakeSourceApi) -> "FakeApis":
+        resource = cls()
+        resource._fake = fake
+        return resource
 
     def client(self) -> SourceApi:
-        return _fakes[self.name]
+        if self._fake is None:
+            raise RuntimeError("FakeApis needs a FakeSourceApi: build it with FakeApis.serving(fake)")
+        return self._fake
 
 
 class ConsumerSettings(dg.ConfigurableResource):
-    """Tunables of the queue consumer. Each can be overridden by the environment variable ``CONSUMER_<FIELD>``."""
+    """Tunables of the queue consumer; each is overridden by the environment variable ``CONSUMER_<FIELD>``."""
 
     max_events_per_run: int = 2000      # micro-batch size (a tick's messages are split into equal batches)
     max_events_per_tick: int = 2000     # receive at most this many messages per sensor tick
@@ -142,22 +130,49 @@ class ConsumerSettings(dg.ConfigurableResource):
     merge_chunk: int = 500              # messages merged in one transaction and then acknowledged, as a run goes
 
     def resolved(self) -> "ConsumerSettings":
-        """The settings with ``CONSUMER_<FIELD>`` applied; a bad value is logged and the default kept (a typo must
-        never stop the queue sensor)."""
-        values = {}
-        for name in type(self).model_fields:
-            default = getattr(self, name)
-            raw = (os.environ.get(f"CONSUMER_{name.upper()}") or "").strip()
-            try:
-                values[name] = type(default)(raw) if raw else default
-            except ValueError:
-                log.warning(kv("invalid_setting", setting=f"CONSUMER_{name.upper()}", value=raw, using=default))
-                values[name] = default
-        return ConsumerSettings(**values)
+        """These settings with the ``CONSUMER_<FIELD>`` variables applied (bad values logged, defaults kept)."""
+        return settings.load(ConsumerSettings, "CONSUMER_", base=self,
+                             minimums={"max_events_per_run": 1, "max_events_per_tick": 1, "merge_chunk": 1,
+                                       "visibility_timeout": 1, "max_attempts": 1, "fetch_workers": 1})
 
-    def pipeline_settings(self) -> PipelineSettings:
+    def batch_settings(self) -> BatchSettings:
         s = self.resolved()
-        return PipelineSettings(fetch_workers=s.fetch_workers, merge_chunk=max(1, s.merge_chunk),
-                                visibility_timeout=s.visibility_timeout,
-                                lease_margin=min(60, s.visibility_timeout // 3), max_attempts=s.max_attempts,
-                                retry_delays=tuple(int(x) for x in s.retry_delays.split(",") if x.strip()))
+        try:
+            delays = tuple(int(x) for x in s.retry_delays.split(",") if x.strip()) or (10, 60, 300)
+        except ValueError:
+            log.warning(kv("invalid_setting", setting="CONSUMER_RETRY_DELAYS", value=s.retry_delays[:100],
+                           using="10,60,300"))
+            delays = (10, 60, 300)
+        return BatchSettings(fetch_workers=s.fetch_workers, merge_chunk=s.merge_chunk,
+                             visibility_timeout=s.visibility_timeout,
+                             lease_margin=min(60, s.visibility_timeout // 3), max_attempts=s.max_attempts,
+                             retry_delays=delays)
+
+
+class Notifier(dg.ConfigurableResource):
+    """The chat webhook (``NOTIFY_WEBHOOK_URL``) and the UI address for run links (``DAGSTER_UI_URL``), both
+    optional and read when used. Without a webhook URL, notifications are only logged."""
+
+    webhook_url: Optional[str] = None
+    dagster_ui_url: Optional[str] = None
+    timeout_seconds: float = 5.0
+
+    def run_link(self, run_id: str) -> str | None:
+        base = self.dagster_ui_url or settings.text("DAGSTER_UI_URL")
+        return f"{base.rstrip('/')}/runs/{run_id}" if base else None
+
+    def post(self, payload: dict[str, Any], log: Any) -> bool:
+        """Send, or log why not. Never raises."""
+        url = self.webhook_url or settings.text("NOTIFY_WEBHOOK_URL")
+        if not url:
+            # The message itself is logged instead (ids and counts only, like every notification).
+            log.info(kv("notification_skipped", reason="NOTIFY_WEBHOOK_URL is not set", text=payload.get("text", "")))
+            return False
+        try:
+            error = post_json(url, payload, self.timeout_seconds)
+        except Exception as exc:   # a notification must never break what sends it
+            error = f"notification failed ({type(exc).__name__})"
+        if error:
+            log.warning(kv("notification_failed", reason=error))
+            return False
+        return True

@@ -20,7 +20,7 @@ import requests
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
-from .base import UpstreamError
+from ..core.ports import UpstreamError
 from .http import DEFAULT_TIMEOUT, mount_retrying_adapter
 
 DEFAULT_SKEW_SECONDS = 60.0

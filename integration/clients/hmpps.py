@@ -22,7 +22,7 @@ from urllib.parse import quote
 import requests
 
 from .auth import DEFAULT_SKEW_SECONDS, TokenProvider, _is_timeout
-from .base import DetailUrlNotAllowed, SourceApi, UpstreamError
+from ..core.ports import DetailUrlNotAllowed, SourceApi, UpstreamError
 from .http import DEFAULT_TIMEOUT, NotAnOrigin, build_session, origin_of, parse_allowlist
 
 CASE_NOTES = "case notes API"

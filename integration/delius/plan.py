@@ -1,6 +1,6 @@
 """The merge decisions, without a database: what to do with each draft given what Delius holds.
 
-Pure (standard library and ``integration.rules`` only): ``store.py`` reads the rows, calls these functions and
+Pure (standard library and ``integration.core`` only): ``store.py`` reads the rows, calls these functions and
 writes what they return, so every rule below is unit-tested without a database (``integration_tests/test_plan.py``).
 ``docs/delius-contract.md`` describes the tables; ``docs/decisions.md`` the choices where the reference was unclear.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
-from .. import rules
+from ..core import rules
 from ..core.outcomes import (
     REASON_OFFENDER_NOT_FOUND,
     REASON_OUT_OF_SEQUENCE,
@@ -38,18 +38,14 @@ from ..core.outcomes import (
     MergeFailure,
     MergeOutcome,
 )
-from ..rules import ContactDraft, ContactKind
+from ..core.rules import ContactDraft, ContactKind
+from ..core.times import london_now  # noqa: F401  (re-exported: the store's default clock)
 
 AUDIT_OUTCOME_SUCCESS = "P"
 AUDIT_PARAMETERS_MAX = 500                # audited_interaction.interaction_parameters is varchar(500)
 OF_INTEREST_DAYS = 365                    # URN back-fill: case notes and inactive alerts of the last year
 DATA_CLEANSE_DESCRIPTION = "Data Cleanse"
 OFFICER_CODE_LIMIT = 26 * 1000            # A000 .. Z999
-
-
-def london_now() -> datetime:
-    """Now as Delius stores times: naive Europe/London wall-clock time."""
-    return datetime.now(rules.LONDON).replace(tzinfo=None)
 
 
 def to_second(value: datetime) -> datetime:

@@ -43,7 +43,7 @@ from sqlalchemy import func, insert, inspect, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from .. import rules
+from ..core import rules
 from ..core.outcomes import (
     REASON_NOT_SETTLED,
     REASON_URN_BACKFILLED,
@@ -53,10 +53,11 @@ from ..core.outcomes import (
     MergeOutcome,
     StoreUnavailable,
 )
-from ..rules import ContactDraft
+from ..core.rules import ContactDraft
+from ..core.times import london_now
 from . import dialect, plan
 from . import models as m
-from .plan import Decision, Existing, Kind, Person, Provider, Reference, StaffKey, london_now
+from .plan import Decision, Existing, Kind, Person, Provider, Reference, StaffKey
 from .reference_data import CASE_NOTES_MERGE_INTERACTION, SERVICE_USERNAME
 
 log = logging.getLogger(__name__)

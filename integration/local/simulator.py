@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 from sqlalchemy.engine import Engine
 
-from integration.events import LINKAGE_EVENT_TYPE
+from integration.core.events import LINKAGE_EVENT_TYPE
 from integration.local import event_factory
 from integration.local.standins.store import SourceStore, deactivate_alert, london_now
 from integration.local.world import (

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from integration.delius import models as m
 from integration.delius.reference_data import DEFAULT_PRISONS, DEFAULT_REGIONS, add_person
 from integration.delius.schema import schema_exists
-from integration.events import case_note_of_interest
+from integration.core.events import case_note_of_interest
 from integration.local.standins.store import (
     ALERT_CODES,
     SourceStore,

@@ -1,0 +1,169 @@
+"""Reconciliation: the asset check ``delius_contacts / matches_prison_records`` and what it reads from Dagster.
+
+The people whose prison records changed recently are compared with their Delius contacts (flows/reconciliation.py).
+The check fails (in the UI) when anything is missing; the people to repair are added as ``noms_number`` partitions,
+and when repair is on, ``reconciliation_repair_sensor`` requests a ``noms_backfill_job`` run for each. Settings come
+from ``RECONCILIATION_<FIELD>`` variables (settings.py), shown in the run's config; see docs/schedules.md.
+"""
+
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Optional
+
+import dagster as dg
+
+from ...constants import BACKFILL_JOB, DELIUS_CONTACTS, EVENTS_JOB, EVENTS_OP, RECONCILIATION_CHECK
+from ...core.logfmt import kv
+from ...core.notices import reconciliation_message
+from ...core.times import LONDON, london_now
+from ...flows import reconciliation as rec
+from ...resources import DeliusDatabase, Notifier, SourceApiResource
+from ..backfill.partitions import noms_partitions
+
+CHECK_NAME = RECONCILIATION_CHECK
+CHECK_OP = f"{DELIUS_CONTACTS}_{CHECK_NAME}"
+RUNS_PAGE = 500                  # runs read from run storage at a time (every run of the window is read)
+PEOPLE_SHOWN = 100
+
+
+class ReconciliationConfig(dg.Config):
+    window_hours: int = 48          # people whose prison records changed this recently are checked
+    grace_minutes: int = 60         # items changed more recently than this are not judged (events on their way)
+    max_people: int = 2000          # people checked per run
+    concurrency: int = 4            # people fetched from the APIs at once
+    time_budget_seconds: int = 1800  # no new batch of people after this
+    sweep_days: int = 0             # also check 1/sweep_days of all linked people each run (0 = off)
+    auto_repair: bool = False       # request a backfill for every person with missing or stale contacts
+    max_repairs: int = 200          # backfills requested per run at most
+    noms_numbers: list[str] = []    # check these people too (operator's choice), first
+
+
+@dg.asset_check(
+    asset=DELIUS_CONTACTS,
+    name=CHECK_NAME,
+    description="The contacts of people whose prison records changed recently match their case notes of interest "
+                "and alerts: fails when any is missing (ERROR) or older than its source (WARN). See "
+                "docs/schedules.md.",
+)
+def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext, config: ReconciliationConfig,
+                                         delius: DeliusDatabase, source_api: SourceApiResource,
+                                         notifier: Notifier) -> dg.AssetCheckResult:
+    engine = delius.store().engine
+    since = datetime.now(timezone.utc) - timedelta(hours=config.window_hours)
+    from_runs, runs_scanned = people_in_recent_runs(context.instance, since)
+    sources = {"requested": config.noms_numbers,
+               **from_runs,
+               "delius_recent": rec.people_with_recent_contacts(engine, since.astimezone(LONDON).replace(tzinfo=None)),
+               "sweep": rec.people_in_sweep(engine, config.sweep_days, london_now().date())}
+    linked = rec.linked_people(engine, set().union(*sources.values()))
+    selection = rec.choose_people(sources, linked, config.max_people)
+    context.log.info(kv("reconciliation_selection", people=len(selection.people),
+                        over_max_people=selection.over_limit,
+                        **{f"from_{name}": count for name, count in selection.by_source.items()},
+                        **{f"runs_scanned_{name}": count for name, count in runs_scanned.items()}))
+    report = rec.reconcile_people(selection.people, source_api.client(), engine, rec.Limits(
+        concurrency=config.concurrency, time_budget_seconds=config.time_budget_seconds,
+        grace_minutes=config.grace_minutes))
+    report.not_checked += selection.over_limit
+    counts = report.counts()
+
+    to_repair = [c.noms_number for c in report.needing_repair]
+    if to_repair:   # so that the backfill can be launched for them (by the repair sensor or from the UI)
+        context.instance.add_dynamic_partitions(noms_partitions.name, to_repair)
+    repair_requested = config.auto_repair and bool(to_repair)
+    if not to_repair:
+        repair = "nothing to repair"
+    elif repair_requested:
+        repair = f"backfill requested for {min(len(to_repair), config.max_repairs)} people"
+    else:
+        repair = f"off: launch noms_backfill_job for the {len(to_repair)} people in this run's metadata"
+    context.log.info(kv("reconciliation", **counts, stopped=report.stopped,
+                        repair="requested" if repair_requested else ("none" if not to_repair else "off"),
+                        repairs=min(len(to_repair), config.max_repairs) if repair_requested else 0))
+    notifier.post(reconciliation_message(context.run.run_id, counts, repair, report.stopped,
+                                         notifier.run_link(context.run.run_id)), context.log)
+
+    problems = counts["missing"] or counts["stale"] or counts["people_with_errors"]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR if counts["missing"] else dg.AssetCheckSeverity.WARN,
+        metadata={
+            **{name: dg.MetadataValue.int(value) for name, value in counts.items()},
+            "window_start": dg.MetadataValue.text(since.isoformat(timespec="seconds")),
+            "people_by_source": dg.MetadataValue.json(selection.by_source),
+            "runs_scanned": dg.MetadataValue.json(runs_scanned),
+            "stopped": dg.MetadataValue.text(report.stopped or "no"),
+            "seconds": dg.MetadataValue.float(report.seconds),
+            "repair": dg.MetadataValue.text(repair),
+            "repair_requested": dg.MetadataValue.bool(repair_requested),
+            "people_to_repair": dg.MetadataValue.json(to_repair[:config.max_repairs] if repair_requested
+                                                      else to_repair),
+            "people": people_table(report),
+            "missing_urns": dg.MetadataValue.json([urn for c in report.needing_repair for urn in c.missing][:100]),
+        })
+
+
+def runs_since(instance: dg.DagsterInstance, job_name: str, since: datetime) -> Iterator[dg.DagsterRun]:
+    """Every run of ``job_name`` created after ``since``, newest first, read ``RUNS_PAGE`` at a time. The window
+    bounds the scan, not a count: a busy window (a run per consumer tick: tens of thousands in 48 hours) is read
+    to its start."""
+    cursor = None
+    while True:
+        page = instance.get_runs(dg.RunsFilter(job_name=job_name, created_after=since), cursor=cursor,
+                                 limit=RUNS_PAGE)
+        yield from page
+        if len(page) < RUNS_PAGE:
+            return
+        cursor = page[-1].run_id
+
+
+def people_in_recent_runs(instance: dg.DagsterInstance,
+                          since: datetime) -> tuple[dict[str, set[str]], dict[str, int]]:
+    """People the integration heard about since ``since`` (run storage, no API calls): from the events of
+    ``prison_events_job`` runs (failed runs first) and the partitions of ``noms_backfill_job`` runs; and how many
+    runs of each job were read (all of the window's)."""
+    failed, seen, backfilled = set(), set(), set()
+    scanned = {EVENTS_JOB: 0, BACKFILL_JOB: 0}
+    for run in runs_since(instance, EVENTS_JOB, since):
+        scanned[EVENTS_JOB] += 1
+        events = (run.run_config.get("ops", {}).get(EVENTS_OP, {}).get("config", {})
+                  .get("events", []))
+        people = rec.people_in_event_bodies(e.get("body", "") for e in events)
+        (failed if run.status is dg.DagsterRunStatus.FAILURE else seen).update(people)
+    for run in runs_since(instance, BACKFILL_JOB, since):
+        scanned[BACKFILL_JOB] += 1
+        backfilled.update(partitions_of(instance, run))
+    return {"failed_event_runs": failed, "event_runs": seen, "backfill_runs": backfilled}, scanned
+
+
+def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """The NOMS numbers of one backfill run: one partition, or a range (multi-partition backfill runs)."""
+    if run.tags.get("dagster/partition"):
+        return [run.tags["dagster/partition"]]
+    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    if not (start and end):
+        return []
+    try:
+        return noms_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end),
+                                                           dynamic_partitions_store=instance)
+    except Exception:   # a partition deleted since: the range cannot be resolved any more
+        return []
+
+
+def people_table(report: rec.ReconciliationReport) -> dg.MetadataValue:
+    """The people with something wrong (repair first, then errors): ids and counts only."""
+    rows = report.needing_repair + report.errors
+    columns = [("noms_number", "string"), ("items", "int"), ("missing", "int"), ("stale", "int"),
+               ("soft_deleted", "int"), ("unreadable", "int"), ("error", "string")]
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({"noms_number": c.noms_number, "items": c.items, "missing": len(c.missing),
+                                 "stale": len(c.stale), "soft_deleted": c.soft_deleted, "unreadable": c.unreadable,
+                                 "error": c.error or ""}) for c in rows[:PEOPLE_SHOWN]],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]))
+
+
+def check_metadata(instance: dg.DagsterInstance, run_id: str) -> Optional[dict]:
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.check_name == CHECK_NAME:
+            return dict(evaluation.metadata)
+    return None

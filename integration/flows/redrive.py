@@ -1,0 +1,117 @@
+"""The dead-letter queue, for operators: redrive it into the events queue, and peek at it without personal data.
+
+No Dagster here: the jobs and the weekday schedule are in ``defs/dlq/``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..core.events import PoisonMessage, parse_sqs_body
+from ..core.logfmt import kv
+from ..core.messages import ATTEMPTS, FAILED_AT, FAILED_BY, FAILURE_REASON, LAST_FAILURE_REASON, REDRIVE_COUNT, \
+    QueueMessage
+from ..core.ports import EventsQueue
+
+DLQ_VISIBILITY_SECONDS = 60
+PEEK_VISIBILITY_SECONDS = 5
+# SQS short polls (WaitTimeSeconds=0) sample a subset of the servers and can answer empty while messages remain:
+# the DLQ is read with short long polls, and only this many empty answers in a row mean it is empty.
+DLQ_WAIT_SECONDS = 1
+EMPTY_RECEIVES_TO_STOP = 2
+
+
+def describe(message: QueueMessage) -> dict:
+    """What an operator may see of a dead-lettered message: ids, codes, reasons and times; never body text."""
+    try:
+        event = parse_sqs_body(message.body, message.message_id)
+        event_type, source_id = event.event_type, str((event.additional_information or {}).get("id")
+                                                      or (event.additional_information or {}).get("alertUuid") or "")
+    except PoisonMessage as poison:
+        event_type, source_id = f"(unreadable: {poison.reason})", ""
+    age = message.age_seconds
+    return {
+        "sqs_message_id": message.message_id,
+        "event_type": event_type,
+        "source_id": source_id or None,
+        "failure_reason": message.attributes.get(FAILURE_REASON),
+        "failed_at": message.attributes.get(FAILED_AT),
+        "failed_by": message.attributes.get(FAILED_BY),
+        "attempts": message.attributes.get(ATTEMPTS),
+        "redrives": message.redrive_count,
+        "age_hours": round(age / 3600, 1) if age is not None else None,
+    }
+
+
+def receive_dlq(queue: EventsQueue, max_messages: int, visibility_timeout: int) -> list[QueueMessage]:
+    """One receive from the DLQ as a short long poll (``DLQ_WAIT_SECONDS``), never a short poll."""
+    return queue.receive_dlq(max_messages, wait_seconds=DLQ_WAIT_SECONDS, visibility_timeout=visibility_timeout)
+
+
+def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int = 3,
+            log: Any = None) -> dict:
+    """Move dead-lettered messages back to the main queue (send, then delete), counting redrives on each message.
+
+    At most ``max_messages`` are moved (0 = no limit): each receive asks for no more than are still allowed.
+    Messages redriven ``park_after`` times already are parked: left in the DLQ (never deleted) and reported.
+    The DLQ counts as empty after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new.
+    """
+    moved, parked, failed = [], [], []
+    held: list[tuple[str, str]] = []      # parked messages stay invisible until the end, then are released
+    seen: set[str] = set()
+    empty = 0
+    while not max_messages or len(moved) < max_messages:
+        wanted = 10 if not max_messages else min(10, max_messages - len(moved))
+        batch = receive_dlq(queue, wanted, DLQ_VISIBILITY_SECONDS)
+        held += [(m.message_id, m.receipt_handle) for m in batch if m.message_id in seen]
+        fresh = [m for m in batch if m.message_id not in seen]
+        if not fresh:
+            empty += 1
+            if empty >= EMPTY_RECEIVES_TO_STOP:
+                break
+            continue
+        empty = 0
+        for message in fresh:
+            seen.add(message.message_id)
+            if park_after and message.redrive_count >= park_after:
+                parked.append(describe(message))
+                held.append((message.message_id, message.receipt_handle))
+                continue
+            attributes = {k: v for k, v in message.attributes.items()
+                          if k not in (FAILURE_REASON, FAILED_AT, FAILED_BY, ATTEMPTS)}
+            attributes[REDRIVE_COUNT] = str(message.redrive_count + 1)
+            if message.attributes.get(FAILURE_REASON):
+                attributes[LAST_FAILURE_REASON] = message.attributes[FAILURE_REASON]
+            try:
+                queue.send(message.body, attributes)
+                queue.delete_dlq([(message.message_id, message.receipt_handle)])
+                moved.append(message.message_id)
+            except Exception as exc:   # left in the DLQ: it reappears there after the visibility timeout
+                failed.append({"sqs_message_id": message.message_id, "error": type(exc).__name__})
+                if log:
+                    log.warning(kv("redrive_failed", sqs_message_id=message.message_id, error=type(exc).__name__))
+    if held:
+        queue.change_visibility(held, 0, queue_url=queue.dlq_url)
+    return {"moved": moved, "parked": parked, "failed": failed}
+
+
+def peek(queue: EventsQueue, max_messages: int = 50) -> list[dict]:
+    """Look at up to ``max_messages`` DLQ messages; they become visible again a few seconds later.
+
+    Stops after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new, or after 20 s."""
+    seen: dict[str, dict] = {}
+    deadline = time.monotonic() + 20
+    empty = 0
+    while len(seen) < max_messages and time.monotonic() < deadline:
+        batch = receive_dlq(queue, min(10, max_messages - len(seen)), PEEK_VISIBILITY_SECONDS)
+        fresh = [m for m in batch if m.message_id not in seen]
+        if not fresh:
+            empty += 1
+            if empty >= EMPTY_RECEIVES_TO_STOP:
+                break
+            continue
+        empty = 0
+        for message in fresh:
+            seen[message.message_id] = describe(message)
+    return list(seen.values())

@@ -1,0 +1,429 @@
+"""The HTTP clients (token provider, HmppsSourceApi) against the stand-ins over real HTTP, and FakeSourceApi."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from integration.clients.auth import TokenProvider
+from integration.core.ports import DetailUrlNotAllowed, SourceApi, UpstreamError
+from integration.clients.fakes import FakeSourceApi
+from integration.clients.hmpps import HmppsSourceApi
+from integration.clients.http import DEFAULT_TIMEOUT, build_session, origin_of, parse_allowlist
+from integration.local.standins import StandIns, make_alert, make_case_note
+
+SECRET = "s3cr3t-value-never-shown"
+TYPES = [{"type": "PRISON", "subTypes": ["RELEASE"]}, {"type": "KA", "subTypes": []}]
+
+
+@pytest.fixture
+def stands(standins: StandIns) -> StandIns:
+    standins.configure_auth(client_secret=SECRET)
+    return standins
+
+
+def make_api(standins: StandIns, **overrides) -> HmppsSourceApi:
+    options = {"timeout": (1.0, 0.5), "total_retries": 2, "backoff_factor": 0.001}
+    options.update(overrides)
+    return HmppsSourceApi(standins.auth_url, standins.client_id, SECRET, standins.case_notes_url,
+                          standins.alerts_url, **options)
+
+
+@pytest.fixture
+def api(stands: StandIns):
+    with make_api(stands) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- tokens -------------------------------------------------------------------------------------------------------
+def test_token_is_cached_across_many_calls(stands: StandIns, api: HmppsSourceApi) -> None:
+    note = stands.add_case_note()
+    alert = stands.add_alert()
+    for _ in range(10):
+        assert api.get_case_note(stands.case_note_url(note))["caseNoteId"] == note["caseNoteId"]
+        assert api.get_alert(stands.alert_url(alert))["alertUuid"] == alert["alertUuid"]
+    assert stands.tokens_issued == 1
+    assert api.stats() == {"case_notes_calls": 10, "alerts_calls": 10, "token_fetches": 1}
+
+
+def test_token_is_refreshed_near_expiry(stands: StandIns) -> None:
+    now = [1000.0]
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET, clock=lambda: now[0])
+    first = provider.get_token()
+    now[0] += 1199 - 61
+    assert provider.get_token() == first and stands.tokens_issued == 1
+    now[0] += 2  # now within 60 s of expiry
+    assert provider.get_token() != first and stands.tokens_issued == 2
+
+
+def test_short_lived_tokens_are_kept_for_half_their_life(stands: StandIns) -> None:
+    stands.configure_auth(expires_in=10)
+    now = [0.0]
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET, clock=lambda: now[0])
+    provider.get_token()
+    now[0] = 4.9
+    provider.get_token()
+    assert stands.tokens_issued == 1
+    now[0] = 5.1
+    provider.get_token()
+    assert stands.tokens_issued == 2
+
+
+def test_concurrent_callers_cause_one_fetch(stands: StandIns) -> None:
+    stands.set_fault("token", latency_ms=300)  # slow Auth: everyone piles up behind the first fetch
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET)
+    barrier = threading.Barrier(16)
+
+    def get() -> str:
+        barrier.wait()
+        return provider.get_token()
+
+    with ThreadPoolExecutor(16) as pool:
+        tokens = list(pool.map(lambda _: get(), range(16)))
+    assert len(set(tokens)) == 1
+    assert stands.tokens_issued == 1 and stands.requests("token") == 1
+
+
+def test_concurrent_callers_share_one_failed_fetch(stands: StandIns) -> None:
+    stands.set_fault("token", status=400, latency_ms=300)
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET, total_retries=0)
+    barrier = threading.Barrier(8)
+
+    def get() -> str:
+        barrier.wait()
+        try:
+            return provider.get_token()
+        except UpstreamError as exc:
+            return exc.reason
+
+    with ThreadPoolExecutor(8) as pool:
+        reasons = list(pool.map(lambda _: get(), range(8)))
+    assert set(reasons) == {"HMPPS Auth token request failed: HTTP 400"}
+    assert stands.requests("token") == 1
+    stands.clear_faults()
+    assert provider.get_token()  # a later caller tries again
+
+
+def test_invalidate_only_drops_the_given_token(stands: StandIns) -> None:
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET)
+    first = provider.get_token()
+    provider.invalidate("some-other-token")
+    assert provider.get_token() == first
+    provider.invalidate(first)
+    assert provider.get_token() != first
+    assert stands.tokens_issued == 2
+
+
+def test_token_failures_are_retryable_upstream_errors_without_secrets(stands: StandIns) -> None:
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET, total_retries=2, backoff_factor=0.001)
+    stands.set_fault("token", status=503)
+    with pytest.raises(UpstreamError) as outage:
+        provider.get_token()
+    assert outage.value.status == 503 and outage.value.retryable
+    assert stands.requests("token") == 3  # retried by the adapter
+
+    stands.set_fault("token", malformed=True)
+    with pytest.raises(UpstreamError) as malformed:
+        provider.get_token()
+    stands.clear_faults()
+    wrong = TokenProvider(stands.auth_url, stands.client_id, "wrong-secret")
+    with pytest.raises(UpstreamError) as rejected:
+        wrong.get_token()
+    assert rejected.value.status == 401
+    for error in (outage.value, malformed.value, rejected.value):
+        assert SECRET not in str(error) and "wrong-secret" not in str(error)
+        assert "HMPPS Auth" in error.reason
+    assert SECRET not in repr(provider)
+
+
+def test_debug_logging_never_shows_the_secret_or_token(stands: StandIns, api: HmppsSourceApi, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    note = stands.add_case_note(text="private note text")
+    stands.set_fault("get_case_note", status=503, times=1)
+    assert api.get_case_note(stands.case_note_url(note)) is not None
+    token = api.tokens.get_token()
+    assert caplog.records  # urllib3 did log at DEBUG
+    for text in (SECRET, token, "private note text"):
+        assert text not in caplog.text
+
+
+def test_token_endpoint_unreachable(stands: StandIns) -> None:
+    provider = TokenProvider(f"http://127.0.0.1:{free_port()}/auth", "id", SECRET, total_retries=0)
+    with pytest.raises(UpstreamError, match="cannot connect to HMPPS Auth"):
+        provider.get_token()
+
+
+# --- 401 / 403 ----------------------------------------------------------------------------------------------------
+def test_401_refreshes_the_token_once_and_retries(stands: StandIns, api: HmppsSourceApi) -> None:
+    note = stands.add_case_note()
+    api.get_case_note(stands.case_note_url(note))
+    stands.rotate_keys()  # the cached token is now rejected
+    assert api.get_case_note(stands.case_note_url(note))["caseNoteId"] == note["caseNoteId"]
+    assert stands.tokens_issued == 2
+    assert [e["status"] for e in stands.request_log("get_case_note")] == [200, 401, 200]
+
+
+def test_second_401_is_an_upstream_error(stands: StandIns, api: HmppsSourceApi) -> None:
+    alert = stands.add_alert()
+    stands.set_fault("get_alert", status=401)
+    with pytest.raises(UpstreamError) as error:
+        api.get_alert(stands.alert_url(alert))
+    assert error.value.status == 401 and error.value.retryable
+    assert stands.requests("get_alert") == 2 and stands.tokens_issued == 2
+
+
+def test_403_is_an_upstream_error(stands: StandIns, api: HmppsSourceApi) -> None:
+    stands.configure_auth(authorities=["ROLE_PRISONER_ALERTS__RO"])
+    note = stands.add_case_note()
+    with pytest.raises(UpstreamError) as error:
+        api.get_case_note(stands.case_note_url(note))
+    assert error.value.status == 403
+    assert stands.requests("get_case_note") == 1
+
+
+# --- retries, 404, timeouts -----------------------------------------------------------------------------------------
+def test_5xx_is_retried_then_succeeds(stands: StandIns) -> None:
+    note = stands.add_case_note()
+    with make_api(stands, total_retries=3) as api:
+        stands.set_fault("get_case_note", status=503, times=2)
+        assert api.get_case_note(stands.case_note_url(note))["caseNoteId"] == note["caseNoteId"]
+        assert stands.requests("get_case_note") == 3
+        stands.set_fault("search_case_notes", status=502, times=1)  # the read-only POST is retried too
+        assert len(api.search_case_notes("A1234BC", [])) == 1
+        assert stands.requests("search_case_notes") == 2
+
+
+def test_persistent_503_is_a_retryable_upstream_error(stands: StandIns, api: HmppsSourceApi) -> None:
+    alert = stands.add_alert()
+    stands.set_fault("get_alert", status=503)
+    with pytest.raises(UpstreamError) as error:
+        api.get_alert(stands.alert_url(alert))
+    assert error.value.status == 503 and error.value.retryable
+    assert "alerts API" in error.value.reason
+    assert stands.requests("get_alert") == 3  # first try + total_retries=2
+
+
+def test_404_is_none(stands: StandIns, api: HmppsSourceApi) -> None:
+    note = make_case_note("A1234BC")
+    alert = make_alert("A1234BC")
+    assert api.get_case_note(stands.case_note_url(note)) is None
+    assert api.get_alert(stands.alert_url(alert)) is None
+    assert stands.requests("get_case_note") == stands.requests("get_alert") == 1  # 404 is not retried
+
+
+@pytest.mark.parametrize(
+    "make_url",
+    [
+        lambda s, path: f"http://evil.example{path}",
+        lambda s, path: f"http://127.0.0.1:{free_port()}{path}",
+        lambda s, path: f"https://{s.case_notes_url.split('://')[1]}{path}",  # right host, wrong scheme
+        lambda s, path: f"http://{s.case_notes_url.split('://')[1]}@evil.example{path}",
+        lambda s, path: f"{s.case_notes_url}\\@evil.example{path}",
+        lambda s, path: "file:///etc/passwd",
+        lambda s, path: "not a url",
+    ],
+)
+def test_allowlist_violation_raises_and_sends_nothing(stands: StandIns, api: HmppsSourceApi, make_url) -> None:
+    url = make_url(stands, "/case-notes/A1234BC/0ec15f8b-6b57-471f-b02a-c89169a6a3e5")
+    with pytest.raises(DetailUrlNotAllowed) as error:
+        api.get_case_note(url)
+    with pytest.raises(DetailUrlNotAllowed):
+        api.get_alert(url)
+    assert error.value.retryable is False
+    assert "A1234BC" not in str(error.value) and "0ec15f8b" not in str(error.value)  # origin only
+    assert stands.requests() == 0 and stands.tokens_issued == 0
+
+
+def test_allowlist_message_names_the_origin(api: HmppsSourceApi) -> None:
+    with pytest.raises(DetailUrlNotAllowed, match=r"^detailUrl host not on the allow-list: https://evil\.example$"):
+        api.get_alert("HTTPS://Evil.Example:443/alerts/0ec15f8b-6b57-471f-b02a-c89169a6a3e5")
+
+
+def test_configured_allowlist_is_normalised(stands: StandIns) -> None:
+    note = stands.add_case_note()
+    host_port = stands.case_notes_url.split("://")[1]
+    with make_api(stands, allowlist=f" HTTP://{host_port.upper()}/ ,https://other.example:443") as api:
+        assert api.allowlist == {f"http://{host_port}", "https://other.example"}
+        assert api.get_case_note(stands.case_note_url(note)) is not None
+        with pytest.raises(DetailUrlNotAllowed):  # the alerts origin is no longer allowed
+            api.get_alert(stands.alert_url(stands.add_alert()))
+
+
+def test_origin_helpers() -> None:
+    assert origin_of("https://Case-Notes.example:443/x?y=1") == "https://case-notes.example"
+    assert origin_of("http://h.example:80") == "http://h.example"
+    assert origin_of("http://h.example:8080/p") == "http://h.example:8080"
+    assert origin_of("http://[::1]:9/") == "http://[::1]:9"
+    assert parse_allowlist("https://a.example, ,http://b.example:81,https://a.example/") == [
+        "https://a.example", "http://b.example:81"]
+    with pytest.raises(ValueError, match="ftp://x"):
+        parse_allowlist("ftp://x")
+
+
+def test_read_timeout_is_an_upstream_error(stands: StandIns) -> None:
+    note = stands.add_case_note()
+    stands.set_fault("get_case_note", latency_ms=800)
+    with make_api(stands, timeout=(1.0, 0.2), total_retries=1) as api:
+        with pytest.raises(UpstreamError, match="^timeout calling case notes API$") as error:
+            api.get_case_note(stands.case_note_url(note))
+    assert error.value.retryable and error.value.status is None
+    assert stands.requests("get_case_note") == 2
+
+
+def test_one_read_timeout_is_retried(stands: StandIns) -> None:
+    alert = stands.add_alert()
+    stands.set_fault("get_alert", latency_ms=800, times=1)
+    with make_api(stands, timeout=(1.0, 0.2), total_retries=1) as api:
+        assert api.get_alert(stands.alert_url(alert))["alertUuid"] == alert["alertUuid"]
+    assert stands.requests("get_alert") == 2
+
+
+def test_connection_refused_is_an_upstream_error(stands: StandIns) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with make_api(stands, total_retries=1, allowlist=[closed]) as api:
+        api.case_notes_url = closed
+        with pytest.raises(UpstreamError, match="^cannot connect to case notes API$"):
+            api.get_case_note(f"{closed}/case-notes/A1234BC/1")
+
+
+def test_invalid_json_is_an_upstream_error(stands: StandIns, api: HmppsSourceApi) -> None:
+    note = stands.add_case_note()
+    stands.set_fault("get_case_note", malformed=True)
+    with pytest.raises(UpstreamError, match="invalid JSON"):
+        api.get_case_note(stands.case_note_url(note))
+    stands.set_fault("person_alerts", body="[1, 2]", status=200)
+    with pytest.raises(UpstreamError, match="not an object"):
+        api.get_person_alerts("A1234BC")
+
+
+# --- search and person alerts ---------------------------------------------------------------------------------------
+def test_search_collects_every_page_and_sends_the_right_body(stands: StandIns) -> None:
+    wanted = [stands.add_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=f"2025-01-{d:02d}T08:00:00",
+                                   sensitive=d % 5 == 0) for d in range(1, 26)]
+    wanted.append(stands.add_case_note("A1234BC", type="PRISON", sub_type="RELEASE", occurred_at="2025-02-01T08:00"))
+    stands.add_case_note("A1234BC", type="PRISON", sub_type="OTHER")
+    stands.add_case_note("B9999ZZ", type="KA", sub_type="KS")
+    with make_api(stands, page_size=10) as api:
+        notes = api.search_case_notes("a1234bc", TYPES)
+    assert [n["caseNoteId"] for n in notes] == [n["caseNoteId"] for n in wanted]  # oldest first, sensitive too
+    assert [r["body"] for r in stands.search_requests] == [
+        {"typeSubTypes": TYPES, "includeSensitive": True, "page": page, "size": 10, "sort": "occurredAt,asc"}
+        for page in (1, 2, 3)
+    ]
+    assert {r["person"] for r in stands.search_requests} == {"A1234BC"}
+
+
+def test_search_stops_at_total_elements(stands: StandIns) -> None:
+    for _ in range(20):
+        stands.add_case_note(type="KA", sub_type="KS")
+    with make_api(stands, page_size=10) as api:
+        assert len(api.search_case_notes("A1234BC", TYPES)) == 20
+        assert stands.requests("search_case_notes") == 2
+        assert api.search_case_notes("C0000CC", TYPES) == []
+
+
+def test_search_errors_are_upstream_errors(stands: StandIns, api: HmppsSourceApi) -> None:
+    stands.set_fault("search_case_notes", status=400)
+    with pytest.raises(UpstreamError) as error:
+        api.search_case_notes("A1234BC", TYPES)
+    assert error.value.status == 400
+
+
+def test_person_alerts_follow_pages_until_last(stands: StandIns) -> None:
+    alerts = [stands.add_alert("A1234BC", code="VI") for _ in range(5)]
+    alerts += [stands.store.put_alert(make_alert("A1234BC", code="PEEP", active_from="2024-01-01",
+                                                 active_to="2024-06-01")) for _ in range(2)]
+    stands.add_alert("B9999ZZ")
+    with make_api(stands, alerts_page_size=3) as api:
+        got = api.get_person_alerts("a1234bc")
+    assert sorted(a["alertUuid"] for a in got) == sorted(a["alertUuid"] for a in alerts)
+    assert {a["isActive"] for a in got} == {True, False}  # active and inactive
+    log = stands.request_log("person_alerts")
+    assert [e["query"] for e in log] == ["page=0&size=3", "page=1&size=3", "page=2&size=3"]
+    assert {e["path"] for e in log} == {"/prisoners/A1234BC/alerts"}
+
+
+def test_concurrent_fetches_share_one_token(stands: StandIns, api: HmppsSourceApi) -> None:
+    notes = [stands.add_case_note(f"A{n:04d}BC") for n in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        fetched = list(pool.map(lambda n: api.get_case_note(stands.case_note_url(n)), notes))
+    assert [f["caseNoteId"] for f in fetched] == [n["caseNoteId"] for n in notes]
+    assert stands.tokens_issued == 1 and api.http_calls == 40
+
+
+# --- construction -------------------------------------------------------------------------------------------------
+def test_from_env_and_session_defaults(stands: StandIns) -> None:
+    env = {"HMPPS_AUTH_URL": stands.auth_url, "CLIENT_ID": stands.client_id, "CLIENT_SECRET": SECRET,
+           "CASE_NOTES_API_URL": stands.case_notes_url + "/", "ALERTS_API_URL": stands.alerts_url}
+    with HmppsSourceApi.from_env(env) as api:
+        assert api.allowlist == {origin_of(stands.case_notes_url), origin_of(stands.alerts_url)}
+        assert api.timeout == DEFAULT_TIMEOUT == (3.05, 10)
+        assert api.tokens.token_url == f"{stands.auth_url}/oauth/token"
+        assert SECRET not in repr(api)
+    with HmppsSourceApi.from_env({**env, "DETAIL_URL_ALLOWLIST": "https://x.example"}) as api:
+        assert api.allowlist == {"https://x.example"}
+    with pytest.raises(ValueError, match="CLIENT_SECRET"):
+        HmppsSourceApi.from_env({k: v for k, v in env.items() if k != "CLIENT_SECRET"})
+
+    session = build_session(total_retries=4, backoff_factor=0.2, pool_size=8)
+    retry = session.get_adapter("https://x.example").max_retries
+    assert (retry.total, retry.backoff_factor, retry.raise_on_status) == (4, 0.2, False)
+    assert set(retry.status_forcelist) == {500, 502, 503, 504}
+    assert {"GET", "POST"} <= set(retry.allowed_methods)
+    assert retry.respect_retry_after_header
+    assert isinstance(session, requests.Session)
+
+
+# --- FakeSourceApi -----------------------------------------------------------------------------------------------------
+def test_fake_source_api_basics() -> None:
+    fake = FakeSourceApi()
+    assert isinstance(fake, SourceApi)
+    release = make_case_note("A1234BC", type="PRISON", sub_type="RELEASE", occurred_at="2025-01-02T00:00:00")
+    ka = make_case_note("A1234BC", type="KA", sub_type="KS", occurred_at="2025-01-01T00:00:00")
+    other = make_case_note("A1234BC", type="PRISON", sub_type="OTHER")
+    urls = [fake.add_case_note(n) for n in (release, ka, other)]
+    alert = make_alert("A1234BC")
+    alert_url = fake.add_alert(alert)
+
+    assert fake.get_case_note(urls[0]) == release
+    fake.get_case_note(urls[0])["text"] = "mutated"
+    assert fake.get_case_note(urls[0])["text"] == release["text"]  # copies
+    assert fake.get_case_note("http://case-notes.fake/case-notes/A1234BC/nope") is None
+    assert fake.get_alert(alert_url) == alert
+    assert [n["caseNoteId"] for n in fake.search_case_notes("a1234bc", TYPES)] == [ka["caseNoteId"],
+                                                                                  release["caseNoteId"]]
+    assert fake.get_person_alerts("A1234BC") == [alert]
+    assert fake.get_person_alerts("B9999ZZ") == []
+
+    updated = dict(release, text="second version")
+    fake.add_case_note(updated)
+    assert fake.get_case_note(urls[0])["text"] == "second version"
+    assert len(fake.case_notes_by_person["A1234BC"]) == 3
+    fake.remove_alert(alert["alertUuid"])
+    assert fake.get_alert(alert_url) is None
+
+    fake.raise_for(urls[1], UpstreamError("boom", 503), times=1)
+    with pytest.raises(UpstreamError):
+        fake.get_case_note(urls[1])
+    assert fake.get_case_note(urls[1]) is not None
+    fake.raise_for("a1234bc", UpstreamError("search down"))
+    with pytest.raises(UpstreamError):
+        fake.search_case_notes("A1234BC", TYPES)
+    fake.clear_errors()
+    assert fake.calls_to("search_case_notes")[0] == ("A1234BC", TYPES)
+    assert fake.calls_to("get_person_alerts") == ["A1234BC", "B9999ZZ"]
+
+    strict = FakeSourceApi(allowlist="http://case-notes.fake")
+    with pytest.raises(DetailUrlNotAllowed):
+        strict.get_alert("http://alerts.fake/alerts/x")

@@ -1,0 +1,79 @@
+"""Queue health against moto's SQS and a Dagster instance: what the sensor reports, that it never receives, and
+the checks executed as the UI does."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from integration.constants import CONSUMER_IS_ALIVE, DELIUS_CONTACTS, DLQ_IS_EMPTY, EVENTS_JOB, HEALTH_SENSOR, \
+    OLDEST_MESSAGE_AGE_OK
+from integration.definitions import defs
+from integration.defs.health.checks import queue_health_checks
+from integration.defs.health.observe import EVENTS_QUEUE_KEY as EVENTS_QUEUE
+from integration.defs.health.observe import consumer_activity
+from integration.defs.health.sensors import queue_health_sensor
+from integration_tests.fixtures.dagster import queue_resource
+
+
+# --------------------------------------------------------------------------------------------- against SQS and Dagster
+
+
+@pytest.mark.sqs
+def test_the_sensor_reports_depths_and_checks_without_receiving(sqs):
+    for n in range(3):
+        sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=json.dumps({"n": n}))
+    sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody="{not json")
+    resource = queue_resource(sqs)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, sensor_name=HEALTH_SENSOR,
+                                          resources={"events_queue": resource}, definitions=defs)
+        result = queue_health_sensor(context)
+        observation = next(e for e in result.asset_events if isinstance(e, dg.AssetObservation))
+        assert observation.asset_key == EVENTS_QUEUE
+        assert observation.metadata["visible"].value == 3
+        assert observation.metadata["dlq_messages"].value == 1
+        checks = {e.check_name: e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)}
+        assert set(checks) == {DLQ_IS_EMPTY, CONSUMER_IS_ALIVE, OLDEST_MESSAGE_AGE_OK}
+        assert not checks[DLQ_IS_EMPTY].passed and checks[CONSUMER_IS_ALIVE].passed
+        assert "dlq=1" in result.skip_reason.skip_message and "visible=3" in result.skip_reason.skip_message
+        assert json.loads(result.cursor)["backlog_since"] is not None
+
+        # The daemon stores them as runless events: the UI shows them on events_queue.
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
+        assert instance.fetch_observations(EVENTS_QUEUE, limit=1).records
+        latest = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(EVENTS_QUEUE, DLQ_IS_EMPTY))
+        assert latest is not None and latest.event.dagster_event.event_specific_data.passed is False
+
+    # Nothing was received: every message is still visible and has never been delivered.
+    received = sqs.client.receive_message(QueueUrl=sqs.queue_url, MaxNumberOfMessages=10,
+                                          MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"]
+    assert len(received) == 3 and {m["Attributes"]["ApproximateReceiveCount"] for m in received} == {"1"}
+
+
+@pytest.mark.sqs
+def test_the_checks_can_be_executed_from_the_ui_and_read_the_consumers_runs(sqs):
+    resource = queue_resource(sqs)
+    now = time.time()
+    with dg.instance_for_test() as instance:
+        config = {"ops": {"process_prison_events": {"config": {"events": [
+            {"message_id": "m1", "receipt_handle": "h", "body": "{}", "received_at": now,
+             "sent_timestamp_ms": int((now - 42) * 1000)}]}}}}
+        create_run_for_test(instance, job_name=EVENTS_JOB, run_config=config,
+                            status=dg.DagsterRunStatus.SUCCESS)
+        instance.report_runless_asset_event(dg.AssetMaterialization(DELIUS_CONTACTS))
+        activity = consumer_activity(instance, since=now - 60)
+        assert activity.sensor_status == "unknown"
+        assert activity.received_since == 1 and activity.oldest_age_at_receipt == pytest.approx(42, abs=1)
+        assert activity.last_received_at == pytest.approx(now, abs=5)
+        assert activity.last_processed_at == pytest.approx(now, abs=5)
+
+        context = dg.build_asset_check_context(instance=instance, resources={"events_queue": resource})
+        results = {r.check_name: r for r in queue_health_checks(context)}
+        assert all(r.passed for r in results.values())
+        assert results[OLDEST_MESSAGE_AGE_OK].metadata["oldest_message_age_seconds"].value == pytest.approx(42, abs=1)
