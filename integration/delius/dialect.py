@@ -30,7 +30,7 @@ OFFICER_CODE_SCHEMA, OFFICER_CODE_FUNCTION = "spgconfig", "getnextstaffreference
 
 _SEQUENCES = {"contact": m.CONTACT_ID_SEQ, "staff": m.STAFF_ID_SEQ}
 _ID_COLUMNS = {"contact": m.contact.c.contact_id, "staff": m.staff.c.staff_id}
-_function_cache: "weakref.WeakKeyDictionary[Engine, bool]" = weakref.WeakKeyDictionary()
+_function_cache: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 _function_cache_lock = threading.Lock()
 
 

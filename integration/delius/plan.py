@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Iterable, Mapping, Sequence
 
 from ..core import rules
 from ..core.outcomes import (

@@ -7,9 +7,9 @@ reconciliation, legacy rows without a URN that carry a NOMIS case-note id (the m
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable, Sequence
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine

@@ -9,9 +9,9 @@ table), except ``staff``, whose ids come from ``staff_id_seq`` as the integratio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Sequence
 
 from sqlalchemy import Column, func, insert, select
 from sqlalchemy.engine import Connection, Engine
@@ -167,15 +167,16 @@ def add_person(engine_or_conn: Engine | Connection, crn: str, noms_number: str |
     offender_id = _insert(conn, m.offender.c.offender_id, crn=crn, noms_number=noms_number, first_name=first_name,
                           surname=surname, soft_deleted=int(soft_deleted))
     ids = PersonIds(offender_id=offender_id, crn=crn)
-    disposal_type = {row.sentence_type: row.disposal_type_id
-                     for row in conn.execute(select(m.r_disposal_type.c.sentence_type, m.r_disposal_type.c.disposal_type_id))}
+    disposal_type = {row.sentence_type: row.disposal_type_id for row in conn.execute(
+        select(m.r_disposal_type.c.sentence_type, m.r_disposal_type.c.disposal_type_id))}
     for n, sentence_type in enumerate(["SC"] * custodial_events + ["SP"] * community_events, start=1):
         event_id = _insert(conn, m.event.c.event_id, offender_id=offender_id, event_number=str(n), active_flag=1,
                            soft_deleted=0)
         _insert(conn, m.disposal.c.disposal_id, event_id=event_id, disposal_type_id=disposal_type[sentence_type],
                 active_flag=1, soft_deleted=0)
         ids.event_ids.append(event_id)
-    nsi_types = dict(conn.execute(select(m.r_nsi_type.c.code, m.r_nsi_type.c.nsi_type_id)).all())
+    nsi_types: dict[str, int] = {code: nsi_type_id for code, nsi_type_id in conn.execute(
+        select(m.r_nsi_type.c.code, m.r_nsi_type.c.nsi_type_id))}
     for nsi_code, referral in nsis:
         ids.nsi_ids.append(_insert(conn, m.nsi.c.nsi_id, offender_id=offender_id,
                                    event_id=ids.event_ids[0] if ids.event_ids else None,

@@ -35,9 +35,9 @@ import threading
 import time
 import weakref
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Sequence
 
 from sqlalchemy import func, insert, inspect, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
@@ -68,7 +68,7 @@ MAX_ROUNDS = 4                 # merge rounds when concurrent runs race on the s
 STAFF_ATTEMPTS = 3             # find-or-create staff, when a concurrent writer took an officer code first
 AUDIT_ATTEMPTS = 5             # audit inserts, when a concurrent run used the same date_time keys
 
-_audit_clock: "weakref.WeakKeyDictionary[Engine, tuple[timedelta, datetime | None]]" = weakref.WeakKeyDictionary()
+_audit_clock: weakref.WeakKeyDictionary[Engine, tuple[timedelta, datetime | None]] = weakref.WeakKeyDictionary()
 _audit_clock_lock = threading.Lock()
 
 

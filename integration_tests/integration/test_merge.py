@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from integration.core import rules
-from integration.delius import models as m
 from integration.core.outcomes import Action
-from integration.delius.plan import officer_codes_after
-from integration.delius.store import DeliusStore
-from integration.delius.reference_data import add_person
 from integration.core.rules import ContactDraft, ContactKind
+from integration.delius import models as m
+from integration.delius.plan import officer_codes_after
+from integration.delius.reference_data import add_person
+from integration.delius.store import DeliusStore
 
 T0 = datetime(2024, 3, 1, 10, 15, 30)
 

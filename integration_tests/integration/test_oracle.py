@@ -25,15 +25,15 @@ from sqlalchemy.sql.selectable import Select
 from integration.clients.fakes import FakeSourceApi
 from integration.core import rules
 from integration.core.outcomes import Action
+from integration.core.rules import ContactDraft, ContactKind
+from integration.core.times import london_now
 from integration.delius import dialect, queries
 from integration.delius import models as m
-from integration.core.times import london_now
 from integration.delius.reference_data import add_person
 from integration.delius.store import DeliusStore
-from integration.local.standins import make_alert, make_case_note
-from integration.core.rules import ContactDraft, ContactKind
 from integration.flows.backfill import backfill_people
 from integration.flows.reconciliation import Limits, reconcile_people
+from integration.local.standins import make_alert, make_case_note
 
 ORACLE = oracle.dialect()
 MAX_IDENTIFIER = 30               # Oracle before 12.2; NDelius names stay within it, and so must ours

@@ -19,9 +19,9 @@ from integration.core.outcomes import (
     MergeConfigurationError,
     MergeFailure,
 )
+from integration.core.rules import ContactDraft, ContactKind
 from integration.delius import plan
 from integration.delius.plan import Existing, Kind, Person, Provider, Reference
-from integration.core.rules import ContactDraft, ContactKind
 
 T0 = datetime(2024, 3, 1, 10, 15, 30)
 NOW = datetime(2024, 6, 1, 12, 0, 0)
