@@ -1,8 +1,8 @@
 """Dagster resources: configuration read when a run or sensor starts (``EnvVar``), never at import time.
 
 Required settings come from ``dg.EnvVar`` (design.md §1); optional ones (``DELIUS_USERNAME``,
-``DETAIL_URL_ALLOWLIST``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``, the ``CONSUMER_*`` tunables) fall back to the
-environment, then to defaults, when the resource is used.
+``DETAIL_URL_ALLOWLIST``, ``HMPPS_API_DEADLINE_SECONDS``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``, the ``CONSUMER_*``
+tunables) fall back to the environment, then to defaults, when the resource is used.
 """
 
 
@@ -18,7 +18,8 @@ from pydantic import PrivateAttr
 
 from .clients.base import SourceApi
 from .clients.fake import FakeSourceApi
-from .clients.hmpps import HmppsSourceApi
+from .clients.hmpps import HmppsSourceApi, parse_deadline
+from .clients.http import DEFAULT_DEADLINE
 from .clients.queue import EventsQueue, sqs_client
 from .delius.engine import create_delius_engine
 from .delius.merge import DeliusStore
@@ -99,15 +100,18 @@ class HmppsApis(SourceApiResource):
     detail_url_allowlist: Optional[str] = None
     timeout_seconds: float = 10.0
     retries: int = 3
+    deadline_seconds: Optional[float] = None  # HMPPS_API_DEADLINE_SECONDS, else 15 (clients/http.py)
 
     _client: Optional[HmppsSourceApi] = PrivateAttr(default=None)
 
     def client(self) -> SourceApi:
         if self._client is None:
+            deadline = self.deadline_seconds or parse_deadline(_env("HMPPS_API_DEADLINE_SECONDS", None)
+                                                               or DEFAULT_DEADLINE)
             self._client = HmppsSourceApi(
                 self.auth_url, self.client_id, self.client_secret, self.case_notes_url, self.alerts_url,
                 allowlist=_env("DETAIL_URL_ALLOWLIST", self.detail_url_allowlist),
-                timeout=(3.05, self.timeout_seconds), total_retries=self.retries)
+                timeout=(3.05, self.timeout_seconds), total_retries=self.retries, deadline=deadline)
         return self._client
 
 
