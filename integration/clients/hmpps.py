@@ -120,8 +120,8 @@ class HmppsSourceApi(SourceApi):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "HmppsSourceApi":
-        """Built from design.md §1's variables: HMPPS_AUTH_URL, CLIENT_ID, CLIENT_SECRET, CASE_NOTES_API_URL,
-        ALERTS_API_URL and DETAIL_URL_ALLOWLIST (default: the origins of the two API URLs), plus
+        """Built from the configuration variables (README.md): HMPPS_AUTH_URL, CLIENT_ID, CLIENT_SECRET,
+        CASE_NOTES_API_URL, ALERTS_API_URL, DETAIL_URL_ALLOWLIST (default: the origins of the two API URLs) and
         HMPPS_API_DEADLINE_SECONDS (default 15)."""
         env = os.environ if environ is None else environ
         missing = [name for name in ("HMPPS_AUTH_URL", "CLIENT_ID", "CLIENT_SECRET", "CASE_NOTES_API_URL",

@@ -231,7 +231,7 @@ class StandIns:
         self._backend.issuer.rotate_keys()
 
     def urls(self) -> dict[str, str]:
-        """The configuration variables (design.md §1) that point the project at these stand-ins."""
+        """The configuration variables (README.md, "Configuration") that point the project at these stand-ins."""
         return {"HMPPS_AUTH_URL": self.auth_url, "CASE_NOTES_API_URL": self.case_notes_url,
                 "ALERTS_API_URL": self.alerts_url}
 
