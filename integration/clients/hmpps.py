@@ -57,7 +57,12 @@ MAX_PAGES = 100_000  # a guard against a server that never says it is done
 
 
 class HmppsSourceApi(SourceApi):
-    """The real ``SourceApi``: case notes and alerts over HTTP with OAuth2 client credentials."""
+    """The real ``SourceApi``: case notes and alerts over HTTP with OAuth2 client credentials.
+
+    ``deadline`` bounds one detail fetch, ``search_deadline`` (4 × ``deadline`` unless given) each read of a person's
+    records; ``timeout`` is one attempt's (connect, read), cut down by the deadline. ``clock`` is the monotonic clock
+    of the token cache and the hang breakers (tests pass a fake one; deadlines always use the real clock).
+    """
 
     def __init__(
         self,
@@ -103,7 +108,6 @@ class HmppsSourceApi(SourceApi):
         self.alerts_page_size = alerts_page_size
         self.person_reads = person_reads
         self.retry = RetryPolicy(total_retries, backoff_factor)
-        self._clock = clock
         self._owns_session = session is None
         self._session = session if session is not None else build_session(pool_size)
         self.tokens = token_provider or TokenProvider(
