@@ -23,7 +23,7 @@ from .clients.webhook import post_json
 from .core.logfmt import kv
 from .core.ports import EventsQueue, SourceApi
 from .delius.engine import create_delius_engine
-from .delius.merge import DeliusStore
+from .delius.store import DeliusStore
 from .delius.reference_data import SERVICE_USERNAME
 from .flows.batch import BatchSettings
 
