@@ -12,12 +12,12 @@ NO_NETWORK := $(shell unshare -rn true 2>/dev/null && echo "unshare -rn")
 
 .PHONY: venv run test lint unit integration e2e format
 
-## venv: create .venv if missing and install the project (editable) with its test, lint and local-stack extras
+## venv: create .venv if missing and install the project (editable) with its test, lint, local-stack and k8s extras
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
-	$(VENV_PYTHON) -m pip install -e '.[test,local,lint]'
+	$(VENV_PYTHON) -m pip install -e '.[test,local,lint,k8s]'
 	touch $@
 
 ## run: the whole local stack in the foreground (moto SQS, stand-ins, SQLite Delius, simulator, dagster dev)

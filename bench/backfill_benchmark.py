@@ -36,7 +36,7 @@ from integration.cli.backfill import launch_backfill, wait_for_backfill  # noqa:
 from integration.clients.hmpps import HmppsSourceApi  # noqa: E402
 from integration.delius import models as m  # noqa: E402
 from integration.delius.engine import create_delius_engine  # noqa: E402
-from integration.delius.merge import DeliusStore  # noqa: E402
+from integration.delius.store import DeliusStore  # noqa: E402
 from integration.delius.reference_data import add_person, seed_reference_data  # noqa: E402
 from integration.delius.schema import create_schema  # noqa: E402
 from integration.local.standins import StandIns, make_alert, make_case_note  # noqa: E402

@@ -206,6 +206,7 @@ def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, en
         offenders = dict(conn.execute(select(m.offender.c.noms_number, m.offender.c.offender_id)).all())
         type_id = conn.execute(select(m.r_contact_type.c.contact_type_id)
                                .where(m.r_contact_type.c.code == "NOMISD")).scalar_one()
+        user_id = conn.execute(select(m.user_.c.user_id)).scalar_one()
     before = count_contacts(engine)
     feeder = Feeder(sqs.client(), queue_url, events_for(notes, standins.case_notes_url), low=args.depth_low,
                     high=args.depth_high, metric=args.depth_metric)
@@ -229,7 +230,8 @@ def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, en
                 note = api.get_case_note(event["detailUrl"])
                 when = datetime.fromisoformat(note["creationDateTime"])
                 rows.append({"offender_id": offenders[note["offenderIdentifier"]], "contact_type_id": type_id,
-                             "contact_date": when.date(), "contact_start_time": when.time(),
+                             "contact_date": when, "contact_start_time": when,
+                             "created_by_user_id": user_id, "last_updated_user_id": user_id,
                              "notes": f"{note['type']} {note['subType']}\n{note['text']}",
                              "external_reference": URN_PREFIX + note["caseNoteId"],
                              "created_datetime": when, "last_updated_datetime": when})

@@ -16,13 +16,14 @@ from pydantic import PrivateAttr
 
 from . import settings
 from .clients.fakes import FakeSourceApi
-from .clients.hmpps import HmppsSourceApi
+from .clients.hmpps import HmppsSourceApi, parse_deadline
+from .clients.http import DEFAULT_DEADLINE
 from .clients.sqs import SqsEventsQueue, sqs_client
 from .clients.webhook import post_json
 from .core.logfmt import kv
 from .core.ports import EventsQueue, SourceApi
 from .delius.engine import create_delius_engine
-from .delius.merge import DeliusStore
+from .delius.store import DeliusStore
 from .delius.reference_data import SERVICE_USERNAME
 from .core.consumer import LoopSettings, SupervisionSettings
 from .flows.batch import BatchSettings
@@ -89,16 +90,31 @@ class HmppsApis(SourceApiResource):
     detail_url_allowlist: Optional[str] = None
     timeout_seconds: float = 10.0
     retries: int = 3
+    deadline_seconds: Optional[float] = None  # HMPPS_API_DEADLINE_SECONDS, else 15 (clients/http.py)
 
     _client: Optional[HmppsSourceApi] = PrivateAttr(default=None)
 
     def client(self) -> SourceApi:
         if self._client is None:
+            deadline = self.deadline_seconds or api_deadline()
             self._client = HmppsSourceApi(
                 self.auth_url, self.client_id, self.client_secret, self.case_notes_url, self.alerts_url,
                 allowlist=self.detail_url_allowlist or settings.text("DETAIL_URL_ALLOWLIST"),
-                timeout=(3.05, self.timeout_seconds), total_retries=self.retries)
+                timeout=(3.05, self.timeout_seconds), total_retries=self.retries, deadline=deadline)
         return self._client
+
+
+def api_deadline() -> float:
+    """``HMPPS_API_DEADLINE_SECONDS``: the total time one fetch may take (a bad value is logged, the default used)."""
+    raw = settings.text("HMPPS_API_DEADLINE_SECONDS")
+    if raw is None:
+        return DEFAULT_DEADLINE
+    try:
+        return parse_deadline(raw)
+    except ValueError:
+        log.warning(kv("invalid_setting", setting="HMPPS_API_DEADLINE_SECONDS", value=raw[:100],
+                       using=DEFAULT_DEADLINE))
+        return DEFAULT_DEADLINE
 
 
 class FakeApis(SourceApiResource):

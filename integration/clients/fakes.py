@@ -3,7 +3,10 @@
 ``FakeSourceApi``: an in-memory ``SourceApi`` for unit tests of flows, ops and assets (no HTTP).
 
 Case notes and alerts are held by detail URL and by person; every call is recorded; an exception can be set for a
-detail URL or a person (``raise_for``), optionally for the next N calls only.
+detail URL or a person (``raise_for``), optionally for the next N calls only. Its contract is the real client's
+(``clients.hmpps``): a person's case notes come oldest first, complete or not at all (an error), alerts active and
+inactive; what the real client raises on a timeout, a hung API or a short read is an ``UpstreamError`` that
+``raise_for`` can stand in for.
 """
 
 from __future__ import annotations
@@ -139,7 +142,9 @@ class FakeSourceApi(SourceApi):
         self._enter("search_case_notes", (noms, copy.deepcopy(type_subtypes)), noms)
         with self._lock:
             notes = [copy.deepcopy(n) for n in self.case_notes_by_person.get(noms, []) if _matches(n, type_subtypes)]
-        return sorted(notes, key=lambda n: str(n.get("occurrenceDateTime") or ""))
+        # The real client's order: oldest first by occurrence, then creation, then id.
+        return sorted(notes, key=lambda n: (str(n.get("occurrenceDateTime") or ""),
+                                            str(n.get("creationDateTime") or ""), str(n.get("caseNoteId") or "")))
 
     def get_person_alerts(self, noms_number: str) -> list[dict[str, Any]]:
         noms = noms_number.upper()

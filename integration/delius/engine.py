@@ -1,4 +1,5 @@
-"""Engines for the Delius database: PostgreSQL in tests and production, SQLite for the local stack."""
+"""Engines for the Delius database: Oracle (NDelius, ``oracle+oracledb://``), PostgreSQL (tests, stand-ins built from
+the contract), SQLite (the local stack)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,3 @@ def create_delius_engine(url: str, *, pool_size: int = 5) -> Engine:
 
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
-
-
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"

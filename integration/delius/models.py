@@ -1,8 +1,15 @@
-"""SQLAlchemy Core tables for the Delius database contract (``schema.*.sql`` beside this file).
+"""SQLAlchemy Core tables for the Delius database contract, version 2 (``schema.*.sql`` beside this file).
 
 We do not own this schema: these definitions only name the tables and columns the integration reads and writes, so
-they work against any database created from the contract DDL (PostgreSQL, SQLite). Never call ``metadata.create_all``
-on them for a real database; ``delius.schema.create_schema`` runs the contract DDL itself.
+they work against any database created from the contract DDL (PostgreSQL, SQLite) and against NDelius itself
+(Oracle). Never call ``metadata.create_all`` on them for a real database; ``delius.schema.create_schema`` runs the
+contract DDL itself. ``docs/delius-contract.md`` describes the contract as the integration relies on it.
+
+* ``contact_id`` and ``staff_id`` name their sequences (``contact_id_seq``, ``staff_id_seq``): on PostgreSQL and
+  Oracle new ids come from them (the store fetches them first and inserts explicit ids, see ``sequences.py``);
+  SQLite has no sequences and the id is the table's rowid.
+* Timestamps are ``DateTime`` (Oracle ``DATE``: whole seconds); ``notes`` is ``Text`` (Oracle ``CLOB``).
+* No other table has an id default: rows the project seeds itself (local stack, tests) carry explicit ids.
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,
-    Time,
 )
+
+CONTACT_ID_SEQ = Sequence("contact_id_seq", start=5000000)
+STAFF_ID_SEQ = Sequence("staff_id_seq", start=1000000)
 
 metadata = MetaData()
 
@@ -36,17 +46,19 @@ business_interaction = Table(
     Column("business_interaction_id", BigInteger, primary_key=True),
     Column("business_interaction_code", String(10), nullable=False),
     Column("description", String(100)),
+    Column("enabled_date", DateTime),        # null or not in the future: the interaction may be used
 )
 
+# No surrogate id: (date_time, business_interaction_id, user_id) is the key.
 audited_interaction = Table(
     "audited_interaction",
     metadata,
-    Column("audited_interaction_id", BigInteger, primary_key=True),
-    Column("date_time", DateTime, nullable=False),
-    Column("outcome", String(1), nullable=False),
-    Column("interaction_parameters", String(1000)),
-    Column("business_interaction_id", BigInteger, ForeignKey("business_interaction.business_interaction_id")),
-    Column("user_id", BigInteger, ForeignKey("user_.user_id")),
+    Column("date_time", DateTime, primary_key=True),
+    Column("business_interaction_id", BigInteger, ForeignKey("business_interaction.business_interaction_id"),
+           primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("user_.user_id"), primary_key=True),
+    Column("outcome", String(1), nullable=False),            # 'P' success, 'F' failure
+    Column("interaction_parameters", String(500)),            # dpsId='<uuid>',contactId='<id>'
 )
 
 r_institution = Table(
@@ -80,17 +92,17 @@ team = Table(
 staff = Table(
     "staff",
     metadata,
-    Column("staff_id", BigInteger, primary_key=True),
+    Column("staff_id", BigInteger, STAFF_ID_SEQ, primary_key=True),
     Column("officer_code", String(7), nullable=False),
     Column("forename", String(35), nullable=False),
     Column("surname", String(35), nullable=False),
     Column("probation_area_id", BigInteger, ForeignKey("probation_area.probation_area_id"), nullable=False),
-    Column("start_date", Date),
+    Column("start_date", DateTime, nullable=False),
     Column("private", Integer, nullable=False),
-    Column("created_by_user_id", BigInteger, ForeignKey("user_.user_id")),
-    Column("created_datetime", DateTime),
-    Column("last_updated_user_id", BigInteger, ForeignKey("user_.user_id")),
-    Column("last_updated_datetime", DateTime),
+    Column("created_by_user_id", BigInteger, ForeignKey("user_.user_id"), nullable=False),
+    Column("created_datetime", DateTime, nullable=False),
+    Column("last_updated_user_id", BigInteger, ForeignKey("user_.user_id"), nullable=False),
+    Column("last_updated_datetime", DateTime, nullable=False),
     Column("row_version", Integer, nullable=False),
 )
 
@@ -99,6 +111,11 @@ staff_team = Table(
     metadata,
     Column("staff_id", BigInteger, ForeignKey("staff.staff_id"), primary_key=True),
     Column("team_id", BigInteger, ForeignKey("team.team_id"), primary_key=True),
+    Column("created_by_user_id", BigInteger, ForeignKey("user_.user_id"), nullable=False),
+    Column("created_datetime", DateTime, nullable=False),
+    Column("last_updated_user_id", BigInteger, ForeignKey("user_.user_id"), nullable=False),
+    Column("last_updated_datetime", DateTime, nullable=False),
+    Column("row_version", Integer, nullable=False),
 )
 
 offender = Table(
@@ -147,11 +164,14 @@ r_nsi_type = Table(
     Column("code", String(20), nullable=False),
 )
 
-nomis_type_nsi_type = Table(
-    "nomis_type_nsi_type",
+# Which NSI type a case-note type ("{type} {subType}") belongs to; nsi_level is not filtered on.
+r_nomis_type_nsi_type = Table(
+    "r_nomis_type_nsi_type",
     metadata,
-    Column("nomis_type", String(100), primary_key=True),
-    Column("nsi_type_id", BigInteger, ForeignKey("r_nsi_type.nsi_type_id"), primary_key=True),
+    Column("nomis_type_nsi_type_id", BigInteger, primary_key=True),
+    Column("nomis_contact_type", String(100), nullable=False),
+    Column("nsi_type_id", BigInteger, ForeignKey("r_nsi_type.nsi_type_id"), nullable=False),
+    Column("nsi_level", String(20), nullable=False),
 )
 
 nsi = Table(
@@ -197,15 +217,15 @@ r_contact_type_nomis_type = Table(
 contact = Table(
     "contact",
     metadata,
-    Column("contact_id", BigInteger, primary_key=True),
+    Column("contact_id", BigInteger, CONTACT_ID_SEQ, primary_key=True),
     Column("offender_id", BigInteger, ForeignKey("offender.offender_id"), nullable=False),
     Column("event_id", BigInteger, ForeignKey("event.event_id")),
     Column("nsi_id", BigInteger, ForeignKey("nsi.nsi_id")),
     Column("contact_type_id", BigInteger, ForeignKey("r_contact_type.contact_type_id"), nullable=False),
     Column("description", String(200)),
-    Column("notes", Text),
-    Column("contact_date", Date, nullable=False),
-    Column("contact_start_time", Time),
+    Column("notes", Text),                                  # CLOB on Oracle
+    Column("contact_date", DateTime, nullable=False),       # the full contact timestamp (Delius shows the date)
+    Column("contact_start_time", DateTime),                 # the same timestamp (Delius shows the time)
     Column("staff_id", BigInteger, ForeignKey("staff.staff_id")),
     Column("staff_employee_id", BigInteger),
     Column("team_id", BigInteger, ForeignKey("team.team_id")),
@@ -219,10 +239,10 @@ contact = Table(
     Column("nomis_case_note_id", BigInteger),
     Column("created_datetime", DateTime, nullable=False),
     Column("last_updated_datetime", DateTime, nullable=False),
-    Column("created_by_user_id", BigInteger, ForeignKey("user_.user_id")),
-    Column("last_updated_user_id", BigInteger, ForeignKey("user_.user_id")),
+    Column("created_by_user_id", BigInteger, ForeignKey("user_.user_id"), nullable=False),
+    Column("last_updated_user_id", BigInteger, ForeignKey("user_.user_id"), nullable=False),
     Column("row_version", Integer, nullable=False),
 )
 
-# Tables the integration writes (least privilege in production: see docs/operations.md).
+# Tables the integration writes (least privilege in production: see deploy/README.md, "Running against NDelius").
 WRITTEN_TABLES = ("contact", "staff", "staff_team", "audited_interaction")

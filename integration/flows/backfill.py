@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from sqlalchemy import select
 
 from ..core import rules
 from ..core.events import search_type_subtypes
+from ..core.outcomes import REASON_OFFENDER_NOT_FOUND, Action, MergeOutcome
 from ..core.ports import SourceApi, UpstreamError
-from ..delius import models as m
-from ..delius.merge import REASON_OFFENDER_NOT_FOUND, Action, DeliusStore, MergeOutcome
+from ..delius import queries
+from ..delius.store import DeliusStore
 
 CASE_NOTE, ALERT = "case_note", "alert"
 MERGE_CHUNK = 2000     # drafts per merge call (one transaction)
@@ -124,7 +124,7 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
     planned = time.monotonic()
     for start in range(0, len(to_merge), merge_chunk):
         chunk = to_merge[start:start + merge_chunk]
-        for item, outcome in zip(chunk, store.merge([i.draft for i in chunk])):
+        for item, outcome in zip(chunk, store.merge([i.draft for i in chunk], data_cleanse_required=False)):
             item.outcome = outcome
     seconds = {"fetch": round(fetched - started, 3), "plan": round(planned - fetched, 3),
                "merge": round(time.monotonic() - planned, 3)}
@@ -153,15 +153,7 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
         "noms": [i.draft.noms_number for i in drafts],
         "incoming": pd.to_datetime([i.draft.system_datetime.replace(microsecond=0) for i in drafts]),
     })
-    rows = []
-    with store.engine.connect() as conn:
-        for chunk in _chunks(sorted({r.noms_number for r in reports})):
-            rows += conn.execute(
-                select(m.contact.c.external_reference.label("urn"), m.offender.c.noms_number.label("noms"),
-                       m.contact.c.last_updated_datetime.label("stored"))
-                .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-                .where(m.offender.c.noms_number.in_(chunk), m.offender.c.soft_deleted == 0,
-                       m.contact.c.external_reference.like("urn:uk:gov:hmpps:%"))).all()
+    rows = queries.people_contacts(store.engine, {r.noms_number for r in reports})
     existing = pd.DataFrame(rows, columns=["urn", "noms", "stored"])
     existing["stored"] = pd.to_datetime(existing["stored"]).dt.floor("s")
     plan = wanted.merge(existing.drop_duplicates("urn"), on=["urn", "noms"], how="left")
@@ -178,11 +170,6 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
         else:
             to_merge.append(item)
     return to_merge
-
-
-def _chunks(items: Sequence, size: int = 500):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def case_note_item(raw: dict) -> Item:

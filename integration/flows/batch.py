@@ -26,14 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from ..core import rules
 from ..core.events import DomainEvent, EventKind, PoisonMessage, parse_sqs_body
 from ..core.logfmt import kv
 from ..core.messages import QueueMessage
+from ..core.outcomes import Action, MergeConfigurationError, StoreUnavailable
 from ..core.ports import EventsQueue, SourceApi, UpstreamError
-from ..delius.merge import Action, DeliusStore, MergeConfigurationError
+from ..delius.store import DeliusStore
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +217,8 @@ def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], 
     order = sorted(drafts)
     try:
         results = store.merge([drafts[idx] for idx in order])
-    except (SQLAlchemyError, MergeConfigurationError) as exc:
-        reason = (str(exc) if isinstance(exc, MergeConfigurationError)
-                  else f"Delius database unavailable ({type(exc).__name__})")
+    except (StoreUnavailable, MergeConfigurationError) as exc:
+        reason = str(exc)
         log.warning(kv("merge_failed", drafts=len(order), reason=reason))
         for idx in order:
             _fail(outcomes[idx], reason, retryable=True)

@@ -33,8 +33,9 @@ from ..core.consumer import STOPPED, LoopSettings, exit_reason
 from ..core.intake import plan_intake
 from ..core.logfmt import kv
 from ..core.messages import QueueMessage
+from ..core.outcomes import Action
 from ..core.ports import EventsQueue, SourceApi
-from ..delius.merge import Action, DeliusStore
+from ..delius.store import DeliusStore
 from .batch import ACKED, DEAD_LETTERED, LEASE_LOST, RETRY, BatchSettings, EventOutcome, process_batch
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
 
 from ..core import rules
@@ -28,10 +27,13 @@ from ..core.events import EventKind, PoisonMessage, parse_sqs_body, search_type_
 from ..core.ports import SourceApi, UpstreamError
 from ..core.rules import ContactKind
 from ..core.times import london_now
-from ..delius import models as m
-
-URN_PREFIX = "urn:uk:gov:hmpps:"
-IN_CHUNK = 500
+from ..delius.queries import (  # noqa: F401  (the reconciliation's Delius reads, named here as before)
+    StoredContact,
+    linked_people,
+    people_in_sweep,
+    people_with_recent_contacts,
+    stored_contacts,
+)
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,6 @@ class Limits:
     time_budget_seconds: float = 1800  # no new batch of people is started after this
     grace_minutes: int = 60           # items changed more recently than this are not judged
     batch_size: int = 50              # people per Delius query
-
-
-@dataclass(frozen=True)
-class StoredContact:
-    urn: str | None                   # contact.external_reference
-    legacy_id: int | None             # contact.nomis_case_note_id of a legacy row without URN
-    last_updated: datetime
-    soft_deleted: bool
 
 
 @dataclass
@@ -179,63 +173,6 @@ def _fetch_person(source: SourceApi, noms_number: str) -> tuple[list[dict], list
         return exc.reason
 
 
-# ----------------------------------------------------------------------------------------------- Delius queries
-
-
-def stored_contacts(engine: Engine, noms_numbers: Iterable[str]) -> dict[str, list[StoredContact]]:
-    """The integration's contacts (URN, or a legacy NOMIS id without URN) of linked people, in bulk."""
-    result: dict[str, list[StoredContact]] = {}
-    with engine.connect() as conn:
-        for chunk in _chunks(sorted(set(noms_numbers))):
-            rows = conn.execute(
-                select(m.offender.c.noms_number, m.contact.c.external_reference, m.contact.c.nomis_case_note_id,
-                       m.contact.c.last_updated_datetime, m.contact.c.soft_deleted)
-                .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-                .where(m.offender.c.noms_number.in_(chunk), m.offender.c.soft_deleted == 0,
-                       or_(m.contact.c.external_reference.like(URN_PREFIX + "%"),
-                           and_(m.contact.c.external_reference.is_(None),
-                                m.contact.c.nomis_case_note_id.is_not(None)))))
-            for noms, urn, legacy_id, last_updated, soft_deleted in rows:
-                result.setdefault(noms, []).append(StoredContact(urn, None if urn else legacy_id, last_updated,
-                                                                 bool(soft_deleted)))
-    return result
-
-
-def linked_people(engine: Engine, noms_numbers: Iterable[str]) -> set[str]:
-    """Which of ``noms_numbers`` are on an offender in Delius that is not soft-deleted."""
-    found: set[str] = set()
-    with engine.connect() as conn:
-        for chunk in _chunks(sorted({n.strip().upper() for n in noms_numbers if n and n.strip()})):
-            found.update(conn.execute(select(m.offender.c.noms_number).distinct()
-                                      .where(m.offender.c.noms_number.in_(chunk),
-                                             m.offender.c.soft_deleted == 0)).scalars())
-    return found
-
-
-def people_with_recent_contacts(engine: Engine, since: datetime) -> set[str]:
-    """Linked people with an integration contact whose source time (``last_updated_datetime``) is after ``since``.
-
-    One query; without an index on ``contact.last_updated_datetime`` (the contract DDL has none) it scans the table.
-    """
-    with engine.connect() as conn:
-        return set(conn.execute(
-            select(m.offender.c.noms_number).distinct()
-            .join(m.contact, m.contact.c.offender_id == m.offender.c.offender_id)
-            .where(m.contact.c.last_updated_datetime >= since, m.contact.c.external_reference.like(URN_PREFIX + "%"),
-                   m.offender.c.noms_number.is_not(None), m.offender.c.soft_deleted == 0)).scalars())
-
-
-def people_in_sweep(engine: Engine, sweep_days: int, today: date) -> set[str]:
-    """Today's share of every linked person (``offender_id mod sweep_days``): everyone once every ``sweep_days``."""
-    if sweep_days <= 0:
-        return set()
-    with engine.connect() as conn:
-        return set(conn.execute(
-            select(m.offender.c.noms_number).distinct()
-            .where(m.offender.c.noms_number.is_not(None), m.offender.c.soft_deleted == 0,
-                   m.offender.c.offender_id % sweep_days == today.toordinal() % sweep_days)).scalars())
-
-
 # ----------------------------------------------------------------------------------------------- who to check
 
 
@@ -270,9 +207,3 @@ def choose_people(sources: Mapping[str, Iterable[str]], linked: set[str], max_pe
     people = list(ordered)
     cap = max(0, max_people)
     return Selection(people[:cap], by_source, max(0, len(people) - cap))
-
-
-def _chunks(items: Sequence, size: int = IN_CHUNK):
-    items = list(items)
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -53,6 +53,18 @@ DAGSTER_STOP_SECONDS = 20.0
 _REAL_AWS_SETTINGS = frozenset({"AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN"})
 
 
+def _holds_contract_v2(db_path: Path) -> bool:
+    """Whether a local Delius database was built from contract version 2 (its NSI mapping table is the v2 one)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute("select 1 from sqlite_master where type = 'table' and name = 'r_nomis_type_nsi_type'"
+                            ).fetchone() is not None
+    finally:
+        conn.close()
+
+
 class StackError(RuntimeError):
     """The stack cannot start as asked (port in use, state built with other options...); the message says why."""
 
@@ -228,6 +240,9 @@ class LocalStack:
             for path in (self.db_path, Path(f"{self.db_path}-wal"), Path(f"{self.db_path}-shm"), meta_path):
                 path.unlink(missing_ok=True)
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() and self.db_path.is_file() else None
+        if meta is not None and not _holds_contract_v2(self.db_path):
+            log.warning("%s holds a Delius database of contract version 1: rebuilding it (version 2)", self.db_path)
+            meta = None
         if meta is not None:
             if (o.seed is not None and o.seed != meta["seed"]) or (o.people is not None and o.people != meta["people"]):
                 raise StackError(f"{self.db_path} holds the world of seed {meta['seed']} with {meta['people']} people; "

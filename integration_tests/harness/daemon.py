@@ -27,18 +27,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 import requests
 
+from integration_tests.fixtures.network import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REGION = "eu-west-2"
 
 
 # --------------------------------------------------------------------------------------------- small helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.5,

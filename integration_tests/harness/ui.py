@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,18 +22,14 @@ from typing import Any, Iterator, Mapping
 import requests
 
 from integration.local.stack import LocalStack, StackOptions
+from integration_tests.fixtures.network import free_port
+from integration_tests.harness.daemon import wait_until  # noqa: F401 (the UI tests wait the same way)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "integration"
 REPOSITORY = "__repository__"
 # Variables of the test process that must not leak into dagster dev (the stack's env() sets what it needs).
 _DROP = ("DAGSTER_", "PYTEST", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class IsolatedLocalStack(LocalStack):
@@ -98,25 +93,6 @@ def running_local_stack(base: Path, *, people: int = 40, rate: float = 0.0, pois
         yield stack, url
     finally:
         stack.stop()
-
-
-def wait_until(predicate, timeout: float, what: str, *, interval: float = 1.0, diagnostics=None):
-    """Poll until ``predicate()`` is truthy (returned); AssertionError with diagnostics after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - "not yet"; reported if it never succeeds
-            last_error = exc
-        if time.monotonic() > deadline:
-            extra = f"\nlast error: {type(last_error).__name__}: {last_error}" if last_error else ""
-            if diagnostics is not None:
-                extra += "\n" + str(diagnostics())
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 class GraphQL:

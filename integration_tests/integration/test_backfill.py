@@ -9,7 +9,8 @@ from sqlalchemy import delete, func, select
 from integration.defs.backfill.assets import CHECK_NAME, check_contacts, linked_person_contacts
 from integration.flows.backfill import backfill_person
 from integration.delius import models as m
-from integration.delius.merge import REASON_OFFENDER_NOT_FOUND, DeliusStore
+from integration.core.outcomes import REASON_OFFENDER_NOT_FOUND
+from integration.delius.store import DeliusStore
 from integration.delius.reference_data import add_person
 from integration_tests.fixtures.dagster import delius_resource, source_api_resource
 

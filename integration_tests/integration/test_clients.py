@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,9 +16,19 @@ import requests
 from integration.clients.auth import TokenProvider
 from integration.core.ports import DetailUrlNotAllowed, SourceApi, UpstreamError
 from integration.clients.fakes import FakeSourceApi
-from integration.clients.hmpps import HmppsSourceApi
-from integration.clients.http import DEFAULT_TIMEOUT, build_session, origin_of, parse_allowlist
+from integration.clients.hmpps import HmppsSourceApi, parse_deadline
+from integration.clients.http import (
+    DEFAULT_DEADLINE,
+    DEFAULT_TIMEOUT,
+    Deadline,
+    RetryPolicy,
+    build_session,
+    origin_of,
+    parse_allowlist,
+)
 from integration.local.standins import StandIns, make_alert, make_case_note
+from integration.resources import HmppsApis
+from integration_tests.fixtures.network import free_port
 
 SECRET = "s3cr3t-value-never-shown"
 TYPES = [{"type": "PRISON", "subTypes": ["RELEASE"]}, {"type": "KA", "subTypes": []}]
@@ -40,21 +53,18 @@ def api(stands: StandIns):
         yield client
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --- tokens -------------------------------------------------------------------------------------------------------
-def test_token_is_cached_across_many_calls(stands: StandIns, api: HmppsSourceApi) -> None:
+def test_token_is_cached_across_many_calls(stands: StandIns, api: HmppsSourceApi, caplog) -> None:
     note = stands.add_case_note()
     alert = stands.add_alert()
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
     for _ in range(10):
         assert api.get_case_note(stands.case_note_url(note))["caseNoteId"] == note["caseNoteId"]
         assert api.get_alert(stands.alert_url(alert))["alertUuid"] == alert["alertUuid"]
     assert stands.tokens_issued == 1
     assert api.stats() == {"case_notes_calls": 10, "alerts_calls": 10, "token_fetches": 1}
+    # Connections are kept alive: one per origin (the token endpoint's included), not one per call.
+    assert sum("Starting new HTTP connection" in r.getMessage() for r in caplog.records) == 3
 
 
 def test_token_is_refreshed_near_expiry(stands: StandIns) -> None:
@@ -148,7 +158,10 @@ def test_token_failures_are_retryable_upstream_errors_without_secrets(stands: St
 
 
 def test_debug_logging_never_shows_the_secret_or_token(stands: StandIns, api: HmppsSourceApi, caplog) -> None:
+    # Every logger at DEBUG, whatever an earlier test or library set on them (urllib3's is often raised to WARNING).
     caplog.set_level(logging.DEBUG)
+    for name in ("urllib3", "urllib3.connectionpool", "integration"):
+        caplog.set_level(logging.DEBUG, logger=name)
     note = stands.add_case_note(text="private note text")
     stands.set_fault("get_case_note", status=503, times=1)
     assert api.get_case_note(stands.case_note_url(note)) is not None
@@ -308,29 +321,73 @@ def test_invalid_json_is_an_upstream_error(stands: StandIns, api: HmppsSourceApi
 
 
 # --- search and person alerts ---------------------------------------------------------------------------------------
-def test_search_collects_every_page_and_sends_the_right_body(stands: StandIns) -> None:
+ONE_PAGE = 2147483647
+
+
+def test_search_reads_one_page_with_the_reference_body(stands: StandIns, api: HmppsSourceApi) -> None:
     wanted = [stands.add_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=f"2025-01-{d:02d}T08:00:00",
                                    sensitive=d % 5 == 0) for d in range(1, 26)]
     wanted.append(stands.add_case_note("A1234BC", type="PRISON", sub_type="RELEASE", occurred_at="2025-02-01T08:00"))
     stands.add_case_note("A1234BC", type="PRISON", sub_type="OTHER")
     stands.add_case_note("B9999ZZ", type="KA", sub_type="KS")
-    with make_api(stands, page_size=10) as api:
-        notes = api.search_case_notes("a1234bc", TYPES)
+    notes = api.search_case_notes("a1234bc", TYPES)
     assert [n["caseNoteId"] for n in notes] == [n["caseNoteId"] for n in wanted]  # oldest first, sensitive too
-    assert [r["body"] for r in stands.search_requests] == [
-        {"typeSubTypes": TYPES, "includeSensitive": True, "page": page, "size": 10, "sort": "occurredAt,asc"}
-        for page in (1, 2, 3)
-    ]
-    assert {r["person"] for r in stands.search_requests} == {"A1234BC"}
+    assert stands.search_requests == [{"person": "A1234BC", "body": {
+        "typeSubTypes": TYPES, "includeSensitive": True, "page": 1, "size": ONE_PAGE, "sort": "occurredAt,desc"}}]
+    assert api.search_case_notes("C0000CC", TYPES) == []
 
 
-def test_search_stops_at_total_elements(stands: StandIns) -> None:
-    for _ in range(20):
-        stands.add_case_note(type="KA", sub_type="KS")
+def test_three_thousand_notes_with_equal_sort_keys_lose_none(stands: StandIns, api: HmppsSourceApi) -> None:
+    """The search sorts on one user-entered time with no tie-breaker: pages of equal keys overlap and leave gaps.
+    The stand-in shuffles ties afresh per request; reading the person in one page loses nothing."""
+    stands.set_tie_seed(20261130)
+    same = "2025-03-01T09:00:00"
+    ids = {n["caseNoteId"] for n in stands.store.put_case_notes(
+        make_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=same, created_at=same) for _ in range(3000))}
+
+    token = stands.issue_token()
+    paged: set[str] = set()
+    for page in (1, 2, 3):  # what paging 1,000 at a time would have read
+        body = {"typeSubTypes": TYPES, "includeSensitive": True, "page": page, "size": 1000}
+        answer = requests.post(f"{stands.case_notes_url}/search/case-notes/A1234BC", json=body,
+                               headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+        assert answer["metadata"]["totalElements"] == 3000
+        paged.update(n["caseNoteId"] for n in answer["content"])
+    assert len(paged) < 3000  # the stand-in reproduces the loss
+
+    stands.clear_requests()
+    notes = api.search_case_notes("A1234BC", TYPES)
+    assert len(notes) == 3000 and {n["caseNoteId"] for n in notes} == ids
+    assert stands.requests("search_case_notes") == 1
+
+
+def test_a_paged_read_that_comes_back_short_fails_instead_of_losing_notes(stands: StandIns) -> None:
+    stands.set_tie_seed(7)
+    same = "2025-03-01T09:00:00"
+    stands.store.put_case_notes(make_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=same,
+                                               created_at=same) for _ in range(3000))
+    with make_api(stands, page_size=1000) as api:
+        with pytest.raises(UpstreamError, match=r"distinct case notes of 3000 in 3 reads") as error:
+            api.search_case_notes("A1234BC", TYPES)
+        assert error.value.retryable and api.rereads == 2
+    assert stands.requests("search_case_notes") == 9  # three reads of three pages, then a retryable failure
+
+
+def test_a_short_read_is_read_again(stands: StandIns, api: HmppsSourceApi) -> None:
+    notes = [stands.add_case_note(type="KA", sub_type="KS") for _ in range(2)]
+    short = {"content": [notes[0]], "metadata": {"totalElements": 2, "page": 1, "size": ONE_PAGE},
+             "hasCaseNotes": True}
+    stands.set_fault("search_case_notes", status=200, body=json.dumps(short), times=1)
+    assert {n["caseNoteId"] for n in api.search_case_notes("A1234BC", TYPES)} == {n["caseNoteId"] for n in notes}
+    assert stands.requests("search_case_notes") == 2 and api.rereads == 1
+
+
+def test_search_pages_on_distinct_keys_when_asked_to(stands: StandIns) -> None:
+    for day in range(1, 21):
+        stands.add_case_note(type="KA", sub_type="KS", occurred_at=f"2025-01-{day:02d}T08:00:00")
     with make_api(stands, page_size=10) as api:
         assert len(api.search_case_notes("A1234BC", TYPES)) == 20
-        assert stands.requests("search_case_notes") == 2
-        assert api.search_case_notes("C0000CC", TYPES) == []
+    assert [r["body"]["page"] for r in stands.search_requests] == [1, 2]
 
 
 def test_search_errors_are_upstream_errors(stands: StandIns, api: HmppsSourceApi) -> None:
@@ -340,18 +397,26 @@ def test_search_errors_are_upstream_errors(stands: StandIns, api: HmppsSourceApi
     assert error.value.status == 400
 
 
-def test_person_alerts_follow_pages_until_last(stands: StandIns) -> None:
-    alerts = [stands.add_alert("A1234BC", code="VI") for _ in range(5)]
+def test_person_alerts_in_one_page_active_and_inactive(stands: StandIns, api: HmppsSourceApi) -> None:
+    stands.set_tie_seed(3)
+    alerts = [stands.add_alert("A1234BC", code="VI", active_from="2025-01-01") for _ in range(300)]  # equal keys
     alerts += [stands.store.put_alert(make_alert("A1234BC", code="PEEP", active_from="2024-01-01",
                                                  active_to="2024-06-01")) for _ in range(2)]
     stands.add_alert("B9999ZZ")
-    with make_api(stands, alerts_page_size=3) as api:
-        got = api.get_person_alerts("a1234bc")
+    got = api.get_person_alerts("a1234bc")
     assert sorted(a["alertUuid"] for a in got) == sorted(a["alertUuid"] for a in alerts)
     assert {a["isActive"] for a in got} == {True, False}  # active and inactive
     log = stands.request_log("person_alerts")
-    assert [e["query"] for e in log] == ["page=0&size=3", "page=1&size=3", "page=2&size=3"]
-    assert {e["path"] for e in log} == {"/prisoners/A1234BC/alerts"}
+    assert [(e["path"], e["query"]) for e in log] == [("/prisoners/A1234BC/alerts", f"page=0&size={ONE_PAGE}")]
+
+
+def test_person_alerts_can_page_on_distinct_keys(stands: StandIns) -> None:
+    alerts = [stands.add_alert("A1234BC", active_from=f"2025-01-{day:02d}") for day in range(1, 8)]
+    with make_api(stands, alerts_page_size=3) as api:
+        got = api.get_person_alerts("A1234BC")
+    assert sorted(a["alertUuid"] for a in got) == sorted(a["alertUuid"] for a in alerts)
+    assert [e["query"] for e in stands.request_log("person_alerts")] == [
+        "page=0&size=3", "page=1&size=3", "page=2&size=3"]
 
 
 def test_concurrent_fetches_share_one_token(stands: StandIns, api: HmppsSourceApi) -> None:
@@ -363,26 +428,239 @@ def test_concurrent_fetches_share_one_token(stands: StandIns, api: HmppsSourceAp
 
 
 # --- construction -------------------------------------------------------------------------------------------------
-def test_from_env_and_session_defaults(stands: StandIns) -> None:
-    env = {"HMPPS_AUTH_URL": stands.auth_url, "CLIENT_ID": stands.client_id, "CLIENT_SECRET": SECRET,
-           "CASE_NOTES_API_URL": stands.case_notes_url + "/", "ALERTS_API_URL": stands.alerts_url}
-    with HmppsSourceApi.from_env(env) as api:
+def test_the_resource_configures_the_client_and_session_defaults(stands: StandIns, monkeypatch) -> None:
+    def resource() -> HmppsApis:
+        return HmppsApis(auth_url=stands.auth_url, client_id=stands.client_id, client_secret=SECRET,
+                         case_notes_url=stands.case_notes_url + "/", alerts_url=stands.alerts_url)
+
+    monkeypatch.delenv("DETAIL_URL_ALLOWLIST", raising=False)
+    monkeypatch.delenv("HMPPS_API_DEADLINE_SECONDS", raising=False)
+    with resource().client() as api:
         assert api.allowlist == {origin_of(stands.case_notes_url), origin_of(stands.alerts_url)}
         assert api.timeout == DEFAULT_TIMEOUT == (3.05, 10)
+        assert api.deadline == DEFAULT_DEADLINE == 15.0 and api.search_deadline == 60.0
         assert api.tokens.token_url == f"{stands.auth_url}/oauth/token"
         assert SECRET not in repr(api)
-    with HmppsSourceApi.from_env({**env, "DETAIL_URL_ALLOWLIST": "https://x.example"}) as api:
+    monkeypatch.setenv("DETAIL_URL_ALLOWLIST", "https://x.example")
+    monkeypatch.setenv("HMPPS_API_DEADLINE_SECONDS", "7.5")
+    with resource().client() as api:
         assert api.allowlist == {"https://x.example"}
-    with pytest.raises(ValueError, match="CLIENT_SECRET"):
-        HmppsSourceApi.from_env({k: v for k, v in env.items() if k != "CLIENT_SECRET"})
+        assert api.deadline == 7.5 and api.search_deadline == 30.0
+    for bad in ("soon", "0", "-1", "inf"):         # a bad value is logged and the default used
+        with pytest.raises(ValueError, match="HMPPS_API_DEADLINE_SECONDS"):
+            parse_deadline(bad)
+        monkeypatch.setenv("HMPPS_API_DEADLINE_SECONDS", bad)
+        with resource().client() as api:
+            assert api.deadline == DEFAULT_DEADLINE
 
-    session = build_session(total_retries=4, backoff_factor=0.2, pool_size=8)
-    retry = session.get_adapter("https://x.example").max_retries
-    assert (retry.total, retry.backoff_factor, retry.raise_on_status) == (4, 0.2, False)
-    assert set(retry.status_forcelist) == {500, 502, 503, 504}
-    assert {"GET", "POST"} <= set(retry.allowed_methods)
-    assert retry.respect_retry_after_header
-    assert isinstance(session, requests.Session)
+    session = build_session(pool_size=8)
+    adapter = session.get_adapter("https://x.example")
+    retry = adapter.max_retries
+    assert (retry.total, retry.redirect) == (0, False)  # retries happen in send(), within the deadline
+    assert isinstance(session, requests.Session) and session.headers["Accept"] == "application/json"
+    assert RetryPolicy() == RetryPolicy(total_retries=3, backoff_factor=0.1, retry_after_max=10)
+    assert [RetryPolicy().pause(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
+    assert RetryPolicy().pause(1, "3") == 3 and RetryPolicy().pause(1, "600") == 10
+    assert RetryPolicy().pause(2, "Wed, 21 Oct 2015 07:28:00 GMT") == 0.2
+
+
+# --- the token request ----------------------------------------------------------------------------------------------
+def test_token_request_is_a_form_post_with_basic_auth_and_no_environment_change(stands: StandIns,
+                                                                                monkeypatch) -> None:
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET)  # plain http, as the local stack
+    assert provider.get_token()
+    [entry] = stands.request_log("token")
+    assert (entry["method"], entry["path"], entry["query"], entry["status"]) == ("POST", "/auth/oauth/token", "", 200)
+    assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
+    with pytest.raises(ValueError, match="HMPPS_AUTH_URL"):
+        TokenProvider("ftp://auth.example/auth", "id", SECRET)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_token_request_follows_no_redirect(stands: StandIns, status: int) -> None:
+    """A redirect from the token endpoint is an error: the other host never sees the credentials, and no token it
+    could hand out is ever used."""
+    with StandIns.start(client_secret=SECRET) as elsewhere:
+        stands.set_fault("token", status=status,
+                         location=f"{elsewhere.auth_url}/oauth/token?grant_type=client_credentials")
+        with make_api(stands) as api:
+            with pytest.raises(UpstreamError, match=rf"token request was redirected \(HTTP {status}\)") as error:
+                api.get_case_note(stands.case_note_url(stands.add_case_note()))
+        assert error.value.retryable and error.value.status == status
+        assert elsewhere.requests() == 0 and elsewhere.tokens_issued == 0
+        assert stands.requests("token") == 1 and stands.requests("get_case_note") == 0
+
+
+def test_token_response_must_be_a_bearer_token(stands: StandIns) -> None:
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET)
+    stands.set_fault("token", status=200, body=json.dumps({"access_token": "x", "token_type": "mac"}))
+    with pytest.raises(UpstreamError, match="not a bearer token"):
+        provider.get_token()
+    stands.set_fault("token", status=200, body="[" * 100_000)  # nested too deep for the parser
+    with pytest.raises(UpstreamError, match="not valid JSON"):
+        provider.get_token()
+
+
+# --- the deadline ---------------------------------------------------------------------------------------------------
+def hung_api(stands: StandIns, **overrides) -> HmppsSourceApi:
+    """A client whose read timeout is far beyond its deadline: only the deadline can end a hung call early."""
+    options = {"timeout": (5.0, 120.0), "deadline": 1.0, "total_retries": 3}
+    options.update(overrides)
+    return make_api(stands, **options)
+
+
+def test_a_hung_api_fails_retryably_within_the_deadline(stands: StandIns) -> None:
+    note = stands.add_case_note()
+    with hung_api(stands) as api:
+        api.tokens.get_token()
+        stands.set_fault("get_case_note", hang=True)
+        with pytest.raises(UpstreamError, match="^timeout calling case notes API$") as error:
+            api.get_case_note(stands.case_note_url(note))
+        assert error.value.retryable and error.value.status is None
+        # The stand-in is still holding the request: the client gave up on its deadline, not on an answer.
+        assert [e["status"] for e in stands.request_log("get_case_note")] == [None]
+        stands.clear_faults()
+        assert api.get_case_note(stands.case_note_url(note))["caseNoteId"] == note["caseNoteId"]
+
+
+def test_a_hung_attempt_is_retried_while_the_deadline_allows(stands: StandIns) -> None:
+    alert = stands.add_alert()
+    stands.set_fault("get_alert", hang=True, times=1)
+    with make_api(stands, timeout=(5.0, 2.0), deadline=60.0) as api:
+        assert api.get_alert(stands.alert_url(alert))["alertUuid"] == alert["alertUuid"]
+    assert stands.requests("get_alert") == 2
+
+
+def test_a_hung_search_fails_within_its_deadline(stands: StandIns) -> None:
+    stands.add_case_note(type="KA", sub_type="KS")
+    with hung_api(stands, search_deadline=1.0) as api:
+        api.tokens.get_token()
+        stands.set_fault("search_case_notes", hang=True)
+        with pytest.raises(UpstreamError, match="^timeout calling case notes API$"):
+            api.search_case_notes("A1234BC", TYPES)
+    assert stands.requests("search_case_notes") == 1
+
+
+def test_a_hung_auth_fails_the_fetch_within_its_deadline(stands: StandIns) -> None:
+    note = stands.add_case_note()
+    stands.set_fault("token", hang=True)
+    with hung_api(stands) as api:
+        with pytest.raises(UpstreamError, match="^timeout calling HMPPS Auth for a token$") as error:
+            api.get_case_note(stands.case_note_url(note))
+    assert error.value.retryable
+    assert stands.requests("token") == 1 and stands.requests("get_case_note") == 0
+
+
+def test_waiting_for_another_thread_s_token_fetch_keeps_to_the_deadline(stands: StandIns) -> None:
+    stands.set_fault("token", hang=True)
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET, timeout=(5.0, 120.0), deadline=60.0)
+    tokens: list[str] = []
+    holder = threading.Thread(target=lambda: tokens.append(provider.get_token()), daemon=True)
+    holder.start()
+    while stands.requests("token") == 0:  # the holder's fetch is under way and holds the lock
+        time.sleep(0.01)
+    with pytest.raises(UpstreamError, match="^timeout waiting for a token from HMPPS Auth$"):
+        provider.get_token(Deadline(0.5))
+    stands.clear_faults()  # the held request is answered 503, and the holder's retry gets a token
+    holder.join(timeout=60)
+    assert tokens and stands.requests("token") == 2
+
+
+class _TricklingServer:
+    """Answers 200 with a long body, one byte at a time, so no single read ever times out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+                for _ in range(100_000):
+                    if self.stop.wait(0.05):
+                        return
+                    conn.sendall(b" ")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_a_trickling_answer_is_cut_at_the_deadline(stands: StandIns) -> None:
+    server = _TricklingServer()
+    try:
+        with hung_api(stands, allowlist=[server.url], timeout=(5.0, 30.0)) as api:
+            with pytest.raises(UpstreamError, match="^timeout calling alerts API$"):
+                api.get_alert(f"{server.url}/alerts/0ec15f8b-6b57-471f-b02a-c89169a6a3e5")
+        assert server.connections == 1
+    finally:
+        server.close()
+
+
+def test_retry_after_beyond_the_deadline_is_not_waited_for(stands: StandIns) -> None:
+    note = stands.add_case_note()
+    stands.set_fault("get_case_note", status=503, retry_after=10)
+    with make_api(stands, deadline=2.0, total_retries=3) as api:
+        with pytest.raises(UpstreamError, match="answered HTTP 503") as error:
+            api.get_case_note(stands.case_note_url(note))
+    assert error.value.status == 503 and stands.requests("get_case_note") == 1
+
+
+def test_an_api_that_keeps_timing_out_is_not_called_for_a_while(stands: StandIns) -> None:
+    now = [1000.0]
+    alert = stands.add_alert()
+    note = stands.add_case_note()
+    with hung_api(stands, breaker_threshold=2, breaker_cooldown=30, clock=lambda: now[0]) as api:
+        api.tokens.get_token()
+        stands.set_fault("get_alert", hang=True)
+        for _ in range(2):
+            with pytest.raises(UpstreamError, match="^timeout calling alerts API$"):
+                api.get_alert(stands.alert_url(alert))
+        with pytest.raises(UpstreamError, match=r"^alerts API not called: its last 2 fetches timed out") as fast:
+            api.get_alert(stands.alert_url(alert))
+        assert fast.value.retryable
+        assert stands.requests("get_alert") == 2  # the third call sent nothing
+        assert api.get_case_note(stands.case_note_url(note)) is not None  # the other API is still called
+
+        stands.clear_faults()
+        now[0] += 31  # after the pause the API is tried again, and an answer closes the breaker
+        assert api.get_alert(stands.alert_url(alert))["alertUuid"] == alert["alertUuid"]
+        assert api.get_alert(stands.alert_url(alert)) is not None
+    assert stands.requests("get_alert") == 4
+
+
+def test_a_hung_auth_is_not_called_for_a_while(stands: StandIns) -> None:
+    now = [0.0]
+    stands.set_fault("token", hang=True)
+    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET, timeout=(5.0, 120.0), deadline=0.5,
+                             breaker_threshold=1, breaker_cooldown=30, clock=lambda: now[0])
+    with pytest.raises(UpstreamError, match="timeout calling HMPPS Auth"):
+        provider.get_token()
+    with pytest.raises(UpstreamError, match="^HMPPS Auth not called"):
+        provider.get_token()
+    assert stands.requests("token") == 1
+    stands.clear_faults()
+    now[0] += 31
+    assert provider.get_token() and stands.requests("token") == 2
 
 
 # --- FakeSourceApi -----------------------------------------------------------------------------------------------------

@@ -159,8 +159,16 @@ def _check_delius_rows(engine, w: World, loaded: dict[str, int]) -> None:
         assert count(m.nsi) == loaded["nsis"]
         assert count(m.offender_manager, m.offender_manager.c.active_flag == 1) == len(delius)
         rows = dict(conn.execute(select(m.offender.c.crn, m.offender.c.noms_number)).all())
+        # Contract v2: the managers' staff rows carry their audit columns and start date, as do their teams.
+        staff = conn.execute(select(m.staff)).mappings().all()
+        teams = conn.execute(select(m.staff_team)).mappings().all()
     for person in delius:
         assert rows[person.crn] == (person.noms_number if person.noms_linked else None)
+    assert staff and all(s["start_date"] and s["created_by_user_id"] and s["last_updated_datetime"] for s in staff)
+    assert {t["staff_id"] for t in teams} == {s["staff_id"] for s in staff}
+    assert all(t["created_by_user_id"] and t["created_datetime"] and t["row_version"] == 0 for t in teams)
+    if engine.dialect.name == "postgresql":
+        assert min(s["staff_id"] for s in staff) >= 1_000_000          # from staff_id_seq
 
 
 def test_load_delius_into_sqlite(delius_sqlite) -> None:
@@ -176,6 +184,34 @@ def test_load_delius_into_postgres(delius_pg) -> None:
     loaded = w.load_delius(delius_pg)
     assert time.perf_counter() - started < 10
     _check_delius_rows(delius_pg, w, loaded)
+
+
+def test_the_world_merges_into_a_version_2_delius(delius_sqlite) -> None:
+    """What ``make run`` does with the world: its case notes and alerts of interest merge into the SQLite Delius
+    built from contract version 2 -- created (with NSI and event links), or skipped for people Delius does not know."""
+    from integration.core.outcomes import Action
+    from integration.delius.store import DeliusStore
+
+    w = _fresh(seed=14, people=120)
+    w.load_delius(delius_sqlite)
+    drafts = []
+    for raw in w.case_notes:
+        note = CaseNote.from_api(raw)
+        if case_note_of_interest(note.type, note.sub_type) and case_note_ignore_reason(note) is None:
+            drafts.append(draft_from_case_note(note))
+    for raw in w.alerts:
+        alert = Alert.from_api(raw)
+        if alert_ignore_reason(alert) is None:
+            drafts.append(draft_from_alert(alert))
+    outcomes = DeliusStore(delius_sqlite).merge(drafts)
+    actions = Counter(o.action for o in outcomes)
+    assert set(actions) <= {Action.CREATED, Action.SKIPPED, Action.UNCHANGED}, [o for o in outcomes if o.failed][:3]
+    assert actions[Action.CREATED] > 100 and actions[Action.SKIPPED] > 10
+    with delius_sqlite.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.contact)
+                            .where(m.contact.c.nsi_id.is_not(None))).scalar_one() > 0
+        assert conn.execute(select(func.count()).select_from(m.audited_interaction)).scalar_one() == \
+            actions[Action.CREATED]
 
 
 def test_load_delius_needs_schema_and_reference_data(tmp_path) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from integration.clients.hmpps import HmppsSourceApi
 from integration.core.messages import FAILURE_REASON
 from integration.delius import models as m
-from integration.delius.merge import DeliusStore
+from integration.delius.store import DeliusStore
 from integration.delius.reference_data import add_person
 from integration.core.intake import plan_intake
 from integration.local import event_factory as ev
@@ -203,8 +203,8 @@ class FlakyStore(DeliusStore):
     def merge(self, drafts):
         self.calls.append(len(drafts))
         if len(self.calls) == 2:
-            from sqlalchemy.exc import OperationalError
-            raise OperationalError("merge", {}, Exception("connection refused"))
+            from integration.core.outcomes import StoreUnavailable
+            raise StoreUnavailable("Delius database unavailable (OperationalError)")
         return super().merge(drafts)
 
 

@@ -13,17 +13,23 @@ from integration.delius.schema import contract_ddl
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def _contract_dir() -> Path | None:
-    """The shared contract: $DELIUS_CONTRACT_DIR, else ``shared/delius`` beside this checkout or beside the repository
-    it was cloned from (CI runs in a fresh clone elsewhere)."""
+    """The shared contract: $DELIUS_CONTRACT_DIR, else ``shared/delius`` beside this checkout, beside the main
+    checkout of a git worktree, or beside the repository it was cloned from (CI runs in a fresh clone elsewhere)."""
     if os.environ.get("DELIUS_CONTRACT_DIR"):
         return Path(os.environ["DELIUS_CONTRACT_DIR"])
     candidates = [ROOT.parent / "shared" / "delius"]
-    try:
-        origin = subprocess.run(["git", "config", "--get", "remote.origin.url"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        origin = ""
+    common = _git("rev-parse", "--git-common-dir")
+    if common:
+        candidates.append((ROOT / common).resolve().parent.parent / "shared" / "delius")
+    origin = _git("config", "--get", "remote.origin.url")
     if origin and "://" not in origin and Path(origin).is_dir():
         candidates.append(Path(origin).resolve().parent / "shared" / "delius")
     return next((c for c in candidates if c.is_dir()), None)

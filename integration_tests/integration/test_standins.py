@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import jwt
 import pytest
@@ -105,7 +105,8 @@ def _api_calls(standins: StandIns) -> list[tuple[str, str, str, dict | None]]:
     alert = standins.add_alert("A1234BC")
     return [
         ("case notes", "GET", standins.case_note_url(note), None),
-        ("case notes", "POST", f"{standins.case_notes_url}/search/case-notes/A1234BC", {"page": 1, "size": 10}),
+        ("case notes", "POST", f"{standins.case_notes_url}/search/case-notes/A1234BC",
+         {"page": 1, "size": 10, "includeSensitive": True}),
         ("alerts", "GET", standins.alert_url(alert), None),
         ("alerts", "GET", f"{standins.alerts_url}/prisoners/A1234BC/alerts", None),
     ]
@@ -131,7 +132,7 @@ def test_api_endpoints_need_their_role(standins: StandIns) -> None:
         wrong, right = (only_alerts, only_case_notes) if api == "case notes" else (only_case_notes, only_alerts)
         denied = requests.request(method, url, json=body, headers=bearer(wrong), timeout=5)
         assert denied.status_code == 403
-        assert denied.json()["status"] == 403
+        assert denied.json()["status"] == 403 and denied.json()["developerMessage"] == "Access Denied"
         assert requests.request(method, url, json=body, headers=bearer(right), timeout=5).status_code == 200
 
 
@@ -171,8 +172,8 @@ def test_case_note_of_another_person_is_not_found(standins: StandIns, auth) -> N
     response = requests.get(f"{standins.case_notes_url}/case-notes/B9999ZZ/{note['caseNoteId']}", headers=auth,
                             timeout=5)
     assert response.status_code == 404
-    assert set(response.json()) == {"status", "userMessage", "developerMessage"}
-    assert response.json()["status"] == 404
+    # The Case Notes API omits nulls: its 404 holds only these two fields.
+    assert response.json() == {"status": 404, "developerMessage": f"Resource with id [{note['caseNoteId']}] not found."}
     bad_id = requests.get(f"{standins.case_notes_url}/case-notes/A1234BC/not-an-id", headers=auth, timeout=5)
     assert bad_id.status_code == 400
 
@@ -181,23 +182,101 @@ def search(standins: StandIns, auth, body, person: str = "A1234BC") -> requests.
     return requests.post(f"{standins.case_notes_url}/search/case-notes/{person}", json=body, headers=auth, timeout=5)
 
 
+VALID = {"page": 1, "size": 10, "includeSensitive": True}
+
+
 @pytest.mark.parametrize(
     "body",
     [
-        {"page": 0, "size": 10},
-        {"page": 1, "size": 0},
-        {"page": "1", "size": 10},
-        {"page": 1, "size": 10, "sort": "text,asc"},
-        {"page": 1, "size": 10, "sort": "occurredAt,sideways"},
-        {"page": 1, "size": 10, "typeSubTypes": "GEN"},
-        {"page": 1, "size": 10, "occurredFrom": "yesterday"},
+        {"size": 10, "includeSensitive": True},  # page, size and includeSensitive are required
+        {"page": 1, "includeSensitive": True},
+        {"page": 1, "size": 10},
+        {**VALID, "includeSensitive": None},
+        {**VALID, "page": "one"},
+        {**VALID, "page": 0},
+        {**VALID, "size": 0},
+        {**VALID, "sort": "text,asc"},
+        {**VALID, "sort": " occurredAt"},
+        {**VALID, "typeSubTypes": "GEN"},
+        {**VALID, "typeSubTypes": [{"subTypes": ["OSE"]}]},
+        {**VALID, "occurredFrom": "yesterday"},
         [],
     ],
 )
 def test_search_validates_the_request(standins: StandIns, auth, body) -> None:
     response = search(standins, auth, body)
     assert response.status_code == 400
-    assert response.json()["status"] == 400
+    assert response.json()["status"] == 400 and response.json()["developerMessage"]
+
+
+def test_search_validation_messages_are_the_api_s(standins: StandIns, auth) -> None:
+    assert search(standins, auth, {**VALID, "page": 0}).json() == {
+        "status": 400, "userMessage": "Validation failure: Page number must be at least 1",
+        "developerMessage": "400 BAD_REQUEST Validation failure: Page number must be at least 1"}
+    assert search(standins, auth, {**VALID, "sort": "text,asc"}).json() == {
+        "status": 400,
+        "developerMessage": "400 BAD_REQUEST Validation failure: Sort field invalid, please provide one of "
+                            "[occurredAt, createdAt]"}
+
+
+def test_search_sort_defaults_and_directions(standins: StandIns, auth) -> None:
+    old = standins.add_case_note(occurred_at="2025-01-01T09:00:00", created_at="2025-03-01T09:00:00")
+    new = standins.add_case_note(occurred_at="2025-02-01T09:00:00", created_at="2025-02-01T09:00:00")
+    newest_first, oldest_first = [new["caseNoteId"], old["caseNoteId"]], [old["caseNoteId"], new["caseNoteId"]]
+
+    def order(**extra) -> list[str]:
+        return [n["caseNoteId"] for n in search(standins, auth, {**VALID, **extra}).json()["content"]]
+
+    assert order() == newest_first  # occurredAt,desc by default
+    assert order(sort="occurredAt") == order(sort="occurredAt,sideways") == newest_first  # not asc: descending
+    assert order(sort="occurredAt,ASC") == oldest_first
+    assert order(sort="createdAt,asc") == newest_first  # old was created last
+
+
+def test_search_serves_any_page_size_and_echoes_it(standins: StandIns, auth) -> None:
+    for _ in range(3):
+        standins.add_case_note()
+    body = search(standins, auth, {**VALID, "size": 2147483647}).json()
+    assert len(body["content"]) == 3
+    assert body["metadata"] == {"totalElements": 3, "page": 1, "size": 2147483647}
+    assert search(standins, auth, {**VALID, "page": 2, "size": 2}).json()["metadata"] == {
+        "totalElements": 3, "page": 2, "size": 2}
+
+
+def test_equal_sort_keys_come_back_in_no_fixed_order(standins: StandIns, auth) -> None:
+    same = "2025-03-01T09:00:00"
+    standins.store.put_case_notes(make_case_note(occurred_at=same, created_at=same) for _ in range(50))
+    for _ in range(50):
+        standins.add_alert(active_from="2025-03-01")
+
+    def orders() -> tuple[list[str], list[str]]:
+        notes = [[n["caseNoteId"] for n in search(standins, auth, {**VALID, "size": 100}).json()["content"]]
+                 for _ in range(3)]
+        alerts = [[a["alertUuid"] for a in requests.get(f"{standins.alerts_url}/prisoners/A1234BC/alerts",
+                                                        headers=auth, timeout=5).json()["content"]]
+                  for _ in range(3)]
+        return notes, alerts
+
+    standins.set_tie_seed(11)
+    notes, alerts = orders()
+    assert len({tuple(o) for o in notes}) == 3 and len({tuple(o) for o in alerts}) == 3  # a new order each time
+    assert all(sorted(o) == sorted(notes[0]) for o in notes)
+    standins.set_tie_seed(11)
+    assert orders() == (notes, alerts)  # seeded: reproducible
+
+
+def test_case_note_times_carry_fractional_seconds_alert_times_do_not(standins: StandIns, auth) -> None:
+    note = standins.add_case_note(created_at=datetime(2025, 4, 22, 13, 17, 53, 120000),
+                                  occurred_at=datetime(2025, 4, 22, 13, 0, 0),
+                                  amendments=[make_amendment(created_at=datetime(2025, 4, 23, 8, 0, 1, 5))])
+    body = requests.get(standins.case_note_url(note), headers=auth, timeout=5).json()
+    assert body["creationDateTime"] == "2025-04-22T13:17:53.12"  # as Jackson writes a LocalDateTime
+    assert body["occurrenceDateTime"] == "2025-04-22T13:00:00"  # no fraction when it is zero
+    assert body["amendments"][0]["creationDateTime"] == "2025-04-23T08:00:01.000005"
+    assert "." in make_case_note(created_at=datetime(2025, 1, 1, 0, 0, 0, 1))["creationDateTime"]
+    alert = standins.add_alert(created_at=datetime(2025, 4, 22, 13, 17, 53, 120000))
+    assert requests.get(standins.alert_url(alert), headers=auth, timeout=5).json()["createdAt"] == \
+        "2025-04-22T13:17:53"
 
 
 def test_search_filters_by_type_sensitivity_and_dates(standins: StandIns, auth) -> None:
@@ -217,7 +296,8 @@ def test_search_filters_by_type_sensitivity_and_dates(standins: StandIns, auth) 
     assert everything["metadata"] == {"totalElements": 3, "page": 1, "size": 50}
     assert everything["hasCaseNotes"] is True
 
-    no_sensitive = search(standins, auth, {"typeSubTypes": wanted, "page": 1, "size": 50}).json()
+    no_sensitive = search(standins, auth, {"typeSubTypes": wanted, "includeSensitive": False, "page": 1,
+                                           "size": 50}).json()
     assert sensitive["caseNoteId"] not in [n["caseNoteId"] for n in no_sensitive["content"]]
     assert [n["caseNoteId"] for n in no_sensitive["content"]] == [ka["caseNoteId"], release["caseNoteId"]]  # desc
 
@@ -225,7 +305,7 @@ def test_search_filters_by_type_sensitivity_and_dates(standins: StandIns, auth) 
                                      "occurredFrom": day(2), "occurredTo": day(3)}).json()
     assert [n["caseNoteId"] for n in window["content"]] == [ka["caseNoteId"]]
 
-    nobody = search(standins, auth, {"page": 1, "size": 10}, person="C0000CC").json()
+    nobody = search(standins, auth, VALID, person="C0000CC").json()
     assert nobody == {"content": [], "metadata": {"totalElements": 0, "page": 1, "size": 10}, "hasCaseNotes": False}
 
 
@@ -256,7 +336,12 @@ def test_alert_has_the_api_shape_and_404(standins: StandIns, auth) -> None:
     missing = requests.get(f"{standins.alerts_url}/alerts/01954cfe-9f5a-7ea3-837b-a1770b389c5b", headers=auth,
                            timeout=5)
     assert missing.status_code == 404
-    assert missing.json()["developerMessage"] == "The alert associated with this identifier was not found."
+    # The Alerts API's ErrorResponse keeps its null fields.
+    assert missing.json() == {"status": 404, "errorCode": None, "userMessage": "Not found: Alert not found",
+                              "developerMessage": "Alert not found with identifier "
+                                                  "01954cfe-9f5a-7ea3-837b-a1770b389c5b", "moreInfo": None}
+    bad = requests.get(f"{standins.alerts_url}/alerts/not-a-uuid", headers=auth, timeout=5)
+    assert bad.status_code == 400 and bad.json()["userMessage"].startswith("Validation failure")
 
 
 def test_person_alerts_page_shape_filters_and_paging(standins: StandIns, auth) -> None:
@@ -290,8 +375,28 @@ def test_person_alerts_page_shape_filters_and_paging(standins: StandIns, auth) -
     assert beyond["empty"] is True and beyond["content"] == []
 
     assert requests.get(url, params={"isActive": "maybe"}, headers=auth, timeout=5).status_code == 400
-    assert requests.get(url, params={"sort": "text,asc"}, headers=auth, timeout=5).status_code == 400
-    assert requests.get(url, params={"size": 0}, headers=auth, timeout=5).status_code == 400
+    assert requests.get(url, params={"sort": "text,asc"}, headers=auth, timeout=5).status_code == 500  # query fails
+    for lenient in ({"size": 0}, {"size": "lots"}, {"page": -1}):  # Spring falls back to the defaults
+        page = requests.get(url, params=lenient, headers=auth, timeout=5).json()
+        assert (page["number"], page["size"], page["totalElements"]) == (0, 2147483647, 4)
+
+
+def test_alert_activity_depends_on_active_to_only(standins: StandIns, auth) -> None:
+    today = date.today()
+    future = standins.add_alert(active_from=today + timedelta(days=30))  # not started yet: still active
+    ends_tomorrow = standins.add_alert(active_from=today - timedelta(days=5), active_to=today + timedelta(days=1))
+    ended_today = standins.add_alert(active_from=today - timedelta(days=5), active_to=today)
+    assert (future["isActive"], ends_tomorrow["isActive"], ended_today["isActive"]) == (True, True, False)
+    url = f"{standins.alerts_url}/prisoners/A1234BC/alerts"
+
+    def ids(is_active: str) -> set[str]:
+        content = requests.get(url, params={"isActive": is_active}, headers=auth, timeout=5).json()["content"]
+        return {a["alertUuid"] for a in content}
+
+    assert ids("true") == {future["alertUuid"], ends_tomorrow["alertUuid"]}
+    assert ids("false") == {ended_today["alertUuid"]}
+    standins.store.today = lambda: today + timedelta(days=1)  # a day later, the filter moves on
+    assert ids("false") == {ended_today["alertUuid"], ends_tomorrow["alertUuid"]}
 
 
 # --- faults ----------------------------------------------------------------------------------------------------------
@@ -326,9 +431,31 @@ def test_fault_latency_provokes_client_timeouts(standins: StandIns, auth) -> Non
     assert time.monotonic() - started < 0.2
 
 
+def test_hang_fault_holds_requests_until_cleared(standins: StandIns, auth) -> None:
+    note = standins.add_case_note()
+    standins.set_fault("get_case_note", hang=True)
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(standins.case_note_url(note), headers=auth, timeout=(5, 0.3))
+    assert [e["status"] for e in standins.request_log("get_case_note")] == [None]  # still held, unanswered
+    standins.clear_faults()
+    deadline = time.monotonic() + 30
+    while standins.request_log("get_case_note")[0]["status"] is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert standins.request_log("get_case_note")[0]["status"] == 503  # let go, it answers 503
+    assert requests.get(standins.case_note_url(note), headers=auth, timeout=5).status_code == 200
+
+
+def test_redirect_fault(standins: StandIns) -> None:
+    standins.set_fault("token", status=307, location="http://elsewhere.example/auth/oauth/token")
+    response = requests.post(f"{standins.auth_url}/oauth/token", data={"grant_type": "client_credentials"},
+                             auth=(standins.client_id, standins.client_secret), allow_redirects=False, timeout=5)
+    assert response.status_code == 307
+    assert response.headers["Location"] == "http://elsewhere.example/auth/oauth/token"
+
+
 def test_fault_malformed_json_and_token_outage(standins: StandIns, auth) -> None:
     standins.set_fault("search_case_notes", malformed=True)
-    response = search(standins, auth, {"page": 1, "size": 10})
+    response = search(standins, auth, VALID)
     assert response.status_code == 200
     with pytest.raises(ValueError):
         response.json()
@@ -450,3 +577,4 @@ def test_make_helpers_defaults() -> None:
     alert = make_alert(active_from=date.today() - timedelta(days=3), active_to=date.today())
     assert alert["isActive"] is False  # activeTo today: made inactive today
     assert make_alert()["isActive"] is True
+    assert make_alert(active_from=date.today() + timedelta(days=3))["isActive"] is True  # activeFrom does not count

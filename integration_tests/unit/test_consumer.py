@@ -24,7 +24,7 @@ from integration.core.consumer import (
     plan_custody,
 )
 from integration.core.messages import FAILURE_REASON, QueueDepth
-from integration.delius.merge import Action, MergeOutcome
+from integration.core.outcomes import Action, MergeOutcome
 from integration.flows.batch import DEAD_LETTERED, RETRY, BatchSettings, EventOutcome
 from integration.flows.consume import HANDED_OVER, ConsumeSettings, classify, consume
 from integration.local import event_factory as ev

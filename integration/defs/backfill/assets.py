@@ -7,6 +7,7 @@ from ...core.logfmt import kv
 from ...flows.backfill import BackfillReport, backfill_people
 from ...resources import DeliusDatabase, SourceApiResource
 from .partitions import noms_partitions
+from ...delius import queries
 
 CHECK_NAME = BACKFILL_CHECK
 PREVIEW_ROWS = 50
@@ -96,7 +97,7 @@ def check_contacts(reports: list[BackfillReport], store) -> dg.AssetCheckResult:
     for report in reports:
         if report.offender_not_found:
             continue
-        found = store.person_contact_urns(report.noms_number)
+        found = queries.person_contact_urns(store.engine, report.noms_number)
         expected = report.urns_of_interest
         missing = len(expected - set(found))
         duplicated = sum(1 for urn in expected if found.get(urn, 0) > 1)

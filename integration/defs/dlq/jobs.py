@@ -3,6 +3,8 @@
 
 import dagster as dg
 
+from integration.defs.pods import OPERATIONS_RESOURCES, pod_tags
+
 from ...constants import FLOW_OPERATIONS, FLOW_TAG, PEEK_JOB, PEEK_OP, REDRIVE_JOB, REDRIVE_OP
 from ...core.logfmt import kv
 from ...flows.redrive import peek, redrive
@@ -72,12 +74,12 @@ def peek_dead_letters(context: dg.OpExecutionContext, config: PeekConfig, events
 
 
 @dg.job(name=REDRIVE_JOB, description="Redrive the dead-letter queue into the events queue (after the cause of the failures is gone).",
-        executor_def=dg.in_process_executor, tags={FLOW_TAG: FLOW_OPERATIONS})
+        executor_def=dg.in_process_executor, tags={FLOW_TAG: FLOW_OPERATIONS, **pod_tags(OPERATIONS_RESOURCES)})
 def redrive_dlq_job():
     redrive_dead_letters()
 
 
 @dg.job(name=PEEK_JOB, description="Peek at the dead-letter queue: ids, event types and failure reasons, no personal data.",
-        executor_def=dg.in_process_executor, tags={FLOW_TAG: FLOW_OPERATIONS})
+        executor_def=dg.in_process_executor, tags={FLOW_TAG: FLOW_OPERATIONS, **pod_tags(OPERATIONS_RESOURCES)})
 def peek_dlq_job():
     peek_dead_letters()

@@ -29,6 +29,8 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from integration.defs.pods import OPERATIONS_RESOURCES, pod_tags
+
 from ...constants import FLOW_OPERATIONS, FLOW_TAG, HOUSEKEEPING_JOB, HOUSEKEEPING_OP
 from ...core.logfmt import kv
 
@@ -104,6 +106,6 @@ def delete_old_runs(context: dg.OpExecutionContext, config: RunHousekeepingConfi
 
 @dg.job(name=HOUSEKEEPING_JOB, description="Delete finished runs older than the retention age (HOUSEKEEPING_RUN_RETENTION_DAYS, default 30 "
                     "days, at least 14: longer than SQS keeps a message). Runs nightly; safe to run by hand.",
-        executor_def=dg.in_process_executor, tags={FLOW_TAG: FLOW_OPERATIONS})
+        executor_def=dg.in_process_executor, tags={FLOW_TAG: FLOW_OPERATIONS, **pod_tags(OPERATIONS_RESOURCES)})
 def run_housekeeping_job():
     delete_old_runs()

@@ -1,7 +1,8 @@
 """Local stand-ins for HMPPS Auth, the Offender Case Notes API and the Prison Alerts API.
 
-They speak the real request and response shapes (spec upstream-apis.md §2, §3, §6), each on its own 127.0.0.1 port,
-share one in-memory ``SourceStore``, and take faults and seed data through Python or ``/__admin/`` on every app::
+They speak the real request and response shapes (``apps.py`` says where they follow the real services), each on its
+own 127.0.0.1 port, share one in-memory ``SourceStore``, and take faults and seed data through Python or
+``/__admin/`` on every app::
 
     with StandIns.start() as standins:
         note = standins.add_case_note("A1234BC", type="GEN", sub_type="OSE")
@@ -21,7 +22,9 @@ from .store import (
     deactivate_alert,
     format_date,
     format_local,
+    is_active_on,
     london_now,
+    london_now_precise,
     make_alert,
     make_amendment,
     make_case_note,
@@ -60,7 +63,9 @@ __all__ = [
     "deactivate_alert",
     "format_date",
     "format_local",
+    "is_active_on",
     "london_now",
+    "london_now_precise",
     "make_alert",
     "make_amendment",
     "make_case_note",

@@ -1,13 +1,27 @@
 """The three Flask apps: HMPPS Auth, the Offender Case Notes API and the Prison Alerts API, plus ``/__admin/``.
 
-They share one ``Backend`` (store, token issuer, faults, request log). Request and response shapes follow
-upstream-apis.md §2, §3 and §6. Nothing here logs a body, a note text, an alert description, a secret or a token.
+They share one ``Backend`` (store, token issuer, faults, request log, and the RNG that orders equal sort keys).
+They answer as the real services do, as far as this project depends on it:
+
+* case-note search: the body must hold ``page`` (≥ 1), ``size`` (≥ 1) and ``includeSensitive``; ``sort`` is
+  ``occurredAt`` or ``createdAt`` (default ``occurredAt,desc``; any direction but ``asc`` is descending); any page
+  size is served (no cap); ``metadata`` echoes the requested page and size;
+* equal sort keys come back in no fixed order: a fresh shuffle per request from a seedable RNG (the real APIs sort
+  on one key with no tie-breaker), so a client paging through ties can skip records, as it could for real;
+* errors have the real bodies: the Case Notes API's ``ErrorResponse`` omits nulls and a 404 holds only ``status``
+  and ``developerMessage``; the Alerts API's keeps every field, nulls included;
+* the prisoner-alerts list is a Spring ``Page``: page size defaults to 2³¹−1 with no cap, a page or size that does
+  not parse or is below range falls back to the default, ``isActive`` filters on ``activeTo`` (null or after
+  today: active) and an unknown sort property fails the query (500).
+
+Nothing here logs a body, a note text, an alert description, a secret or a token.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import random
 import threading
 import time
 import uuid
@@ -18,28 +32,44 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .faults import Applied, Fault, FaultRegistry, RequestLog
-from .store import RecordError, SourceStore, parse_local
+from .store import RecordError, SourceStore, is_active_on, parse_local
 from .tokens import ALERTS_ROLES, CASE_NOTES_ROLES, InvalidToken, TokenIssuer
 
 MAX_INT = 2147483647
-ALERT_NOT_FOUND = "The alert associated with this identifier was not found."
-ALERT_SORT_FIELDS = frozenset(
-    {"alertUuid", "prisonNumber", "activeFrom", "activeTo", "createdAt", "lastModifiedAt", "activeToLastSetAt",
-     "madeInactiveAt", "isActive", "authorisedBy", "prisonCodeWhenCreated"}
-)
+ALERT_NOT_FOUND = "Alert not found"
+# The Alerts API sorts on its entity's attributes (the JSON name where it differs): anything else fails the query.
+ALERT_SORT_FIELDS: dict[str, str] = {
+    "id": "alertUuid", "prisonNumber": "prisonNumber", "description": "description", "authorisedBy": "authorisedBy",
+    "activeFrom": "activeFrom", "activeTo": "activeTo", "createdAt": "createdAt",
+    "prisonCodeWhenCreated": "prisonCodeWhenCreated", "lastModifiedAt": "lastModifiedAt",
+}
+CASE_NOTE_SORT_FIELDS = {"occurredAt": "occurrenceDateTime", "createdAt": "creationDateTime"}
 MALFORMED_BODY = '{"content": [{"caseNoteId": "0ec15f8b-6b57'
 
 
 class Backend:
     """State shared by the three apps of one ``StandIns``."""
 
-    def __init__(self, store: SourceStore, issuer: TokenIssuer) -> None:
+    def __init__(self, store: SourceStore, issuer: TokenIssuer, tie_seed: int | None = None) -> None:
         self.store = store
         self.issuer = issuer
         self.faults = FaultRegistry()
         self.log = RequestLog()
         self._lock = threading.Lock()
         self._search_requests: list[dict[str, Any]] = []
+        self._tie_seed = tie_seed
+        self._ties = random.Random(tie_seed)
+
+    def set_tie_seed(self, seed: int | None) -> None:
+        """Seed the order of equal sort keys from now on (``None``: unpredictable); ``reset`` re-applies it."""
+        with self._lock:
+            self._tie_seed = seed
+            self._ties = random.Random(seed)
+
+    def shuffle_ties(self, records: list[dict[str, Any]]) -> None:
+        """Put records in a fresh random order before a stable sort: equal keys then come back in no fixed order."""
+        with self._lock:
+            self._ties.shuffle(records)
 
     def record_search(self, person: str, body: Any) -> None:
         # The search body holds only type codes, dates and paging: no note text, safe to keep for assertions.
@@ -56,6 +86,7 @@ class Backend:
         self.issuer.reset()
         with self._lock:
             self._search_requests.clear()
+            self._ties = random.Random(self._tie_seed)
         if store:
             self.store.clear()
 
@@ -63,12 +94,31 @@ class Backend:
 # --- responses ---------------------------------------------------------------------------------------------------
 def error_response(status: int, user_message: str, developer_message: str | None = None,
                    headers: dict[str, str] | None = None) -> Response:
-    """The HMPPS ``ErrorResponse`` (nulls omitted)."""
+    """An HMPPS ``ErrorResponse`` with both messages (401s, the admin API and injected faults)."""
     response = jsonify({"status": status, "userMessage": user_message,
                         "developerMessage": developer_message or user_message})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    return response
+
+
+def case_notes_error(status: int, developer_message: str, user_message: str | None = None) -> Response:
+    """The Case Notes API's ``ErrorResponse``: nulls omitted, so most errors hold only status and developerMessage."""
+    body: dict[str, Any] = {"status": status}
+    if user_message is not None:
+        body["userMessage"] = user_message
+    body["developerMessage"] = developer_message
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def alerts_error(status: int, user_message: str, developer_message: str) -> Response:
+    """The Alerts API's ``ErrorResponse``: every field, nulls included."""
+    response = jsonify({"status": status, "errorCode": None, "userMessage": user_message,
+                        "developerMessage": developer_message, "moreInfo": None})
+    response.status_code = status
     return response
 
 
@@ -79,7 +129,7 @@ def oauth_error(status: int, error: str, description: str) -> Response:
 
 
 def _fault_response(route: str, applied: Applied) -> Response:
-    status = applied.status or 200
+    status = applied.status or (503 if applied.hang else 302 if applied.location else 200)
     if applied.malformed:
         response = Response(applied.body or MALFORMED_BODY, status=status, mimetype="application/json")
     elif applied.body is not None:
@@ -91,10 +141,13 @@ def _fault_response(route: str, applied: Applied) -> Response:
         response = error_response(status, f"Injected fault: HTTP {status}")
     if applied.retry_after is not None:
         response.headers["Retry-After"] = str(applied.retry_after)
+    if applied.location is not None:
+        response.headers["Location"] = applied.location
     return response
 
 
-def _bearer_check(backend: Backend, roles: frozenset[str]) -> Response | None:
+def _bearer_check(backend: Backend, roles: frozenset[str],
+                  forbidden: Callable[[], Response] | None = None) -> Response | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -107,11 +160,12 @@ def _bearer_check(backend: Backend, roles: frozenset[str]) -> Response | None:
                               headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'})
     authorities = claims.get("authorities") or []
     if not roles.intersection(authorities):
-        return error_response(403, "Access denied: the token lacks the role for this API")
+        return forbidden() if forbidden else error_response(403, "Access denied: the token lacks the role")
     return None
 
 
-def endpoint(backend: Backend, route: str, roles: frozenset[str] | None = None) -> Callable:
+def endpoint(backend: Backend, route: str, roles: frozenset[str] | None = None,
+             forbidden: Callable[[], Response] | None = None) -> Callable:
     """Log the request, apply any fault for ``route``, check the bearer token when ``roles`` is given."""
 
     def decorator(view: Callable) -> Callable:
@@ -124,10 +178,12 @@ def endpoint(backend: Backend, route: str, roles: frozenset[str] | None = None) 
                 applied = backend.faults.take(route)
                 if applied is not None and applied.latency_ms:
                     time.sleep(applied.latency_ms / 1000)
+                if applied is not None and applied.hang:
+                    backend.faults.hang()
                 if applied is not None and applied.replaces_response:
                     response = _fault_response(route, applied)
                 else:
-                    denied = _bearer_check(backend, roles) if roles is not None else None
+                    denied = _bearer_check(backend, roles, forbidden) if roles is not None else None
                     response = denied or view(*args, **kwargs)
                 status = response.status_code
                 return response
@@ -203,109 +259,144 @@ class _Invalid(ValueError):
     pass
 
 
-def _int_field(body: dict[str, Any], name: str, default: int, minimum: int) -> int:
-    value = body.get(name, default)
-    if value is None:
-        value = default
+class _Unreadable(ValueError):
+    """The body cannot be turned into the request object (a required field missing or of the wrong type)."""
+
+
+def _required_int(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"{name} must be a whole number")
-    if value < minimum:
-        raise _Invalid(f"{name} must be at least {minimum}")
+        raise _Unreadable(f"{name} is required and must be a whole number")
     return value
 
 
+def _validation_failure(messages: list[str]) -> Response:
+    """The Case Notes API's answer to failed field constraints (its ``ControllerAdvice``)."""
+    messages = sorted(set(messages))
+    if len(messages) > 1:
+        message = "Validation failures: \n" + "\n".join(messages) + "\n"
+    else:
+        message = f"Validation failure: {messages[0]}"
+    return case_notes_error(400, f"400 BAD_REQUEST {message}", message)
+
+
+def _parse_sort(sort: str) -> tuple[str, bool]:
+    """``(field, descending)`` as the Case Notes API reads ``sort``: a field of ``CASE_NOTE_SORT_FIELDS``, then an
+    optional direction where anything but ``asc`` (any case) means descending. No trimming."""
+    parts = sort.split(",")
+    if parts[0] not in CASE_NOTE_SORT_FIELDS:
+        raise _Invalid("Sort field invalid, please provide one of [occurredAt, createdAt]")
+    return parts[0], not (len(parts) > 1 and parts[1].lower() == "asc")
+
+
 def _parse_search(body: Any) -> dict[str, Any]:
+    """The ``SearchNotesRequest``: ``_Unreadable`` if it cannot be built, then constraints (``_validation_failure``
+    messages in ``constraint_errors``); the sort is checked later, as the API does when it builds the query."""
     if not isinstance(body, dict):
-        raise _Invalid("the request body must be a SearchNotesRequest JSON object")
-    page = _int_field(body, "page", 1, 1)
-    size = _int_field(body, "size", 10, 1)
-    sort = body.get("sort") or "occurredAt,desc"
-    if not isinstance(sort, str):
-        raise _Invalid("sort must be a string")
-    field, _, direction = sort.partition(",")
-    direction = (direction or "asc").strip().lower()
-    if field.strip() not in ("occurredAt", "createdAt") or direction not in ("asc", "desc"):
-        raise _Invalid("Sort field invalid, please provide one of occurredAt or createdAt, with asc or desc")
-    include_sensitive = body.get("includeSensitive", False)
-    if include_sensitive is None:
-        include_sensitive = False
+        raise _Unreadable("the request body must be a SearchNotesRequest JSON object")
+    page, size = _required_int(body, "page"), _required_int(body, "size")
+    include_sensitive = body.get("includeSensitive")
     if not isinstance(include_sensitive, bool):
-        raise _Invalid("includeSensitive must be true or false")
-    type_subtypes = body.get("typeSubTypes") or []
+        raise _Unreadable("includeSensitive is required and must be true or false")
+    sort = body.get("sort", "occurredAt,desc")
+    if sort is None:
+        sort = "occurredAt,desc"
+    if not isinstance(sort, str):
+        raise _Unreadable("sort must be a string")
+    type_subtypes = body.get("typeSubTypes")
+    if type_subtypes is None:
+        type_subtypes = []
     if not isinstance(type_subtypes, list):
-        raise _Invalid("typeSubTypes must be a list")
-    filters: list[tuple[str, frozenset[str]]] = []
+        raise _Unreadable("typeSubTypes must be a list")
+    filters: dict[str, set[str]] = {}
     for item in type_subtypes:
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            raise _Invalid("each typeSubTypes entry needs a type")
-        sub_types = item.get("subTypes") or []
+            raise _Unreadable("each typeSubTypes entry needs a type")
+        sub_types = item.get("subTypes")
+        if sub_types is None:
+            sub_types = []
         if not isinstance(sub_types, list) or not all(isinstance(s, str) for s in sub_types):
-            raise _Invalid("subTypes must be a list of codes")
-        filters.append((item["type"], frozenset(sub_types)))
+            raise _Unreadable("subTypes must be a list of codes")
+        filters[item["type"]] = set(sub_types)  # the API keys its filter by type: a later entry wins
     try:
         occurred_from = parse_local(body.get("occurredFrom"))
         occurred_to = parse_local(body.get("occurredTo"))
-    except (TypeError, ValueError):
-        raise _Invalid("occurredFrom and occurredTo must be ISO date-times") from None
-    return {"page": page, "size": size, "sort_field": field.strip(), "descending": direction == "desc",
-            "include_sensitive": include_sensitive, "filters": filters,
-            "occurred_from": occurred_from, "occurred_to": occurred_to}
+    except (TypeError, ValueError, AttributeError):
+        raise _Unreadable("occurredFrom and occurredTo must be ISO date-times") from None
+    constraint_errors = []
+    if page < 1:
+        constraint_errors.append("Page number must be at least 1")
+    if size < 1:
+        constraint_errors.append("Page size must be at least 1")
+    return {"page": page, "size": size, "sort": sort, "include_sensitive": include_sensitive, "filters": filters,
+            "occurred_from": occurred_from, "occurred_to": occurred_to, "constraint_errors": constraint_errors}
 
 
-def _matches_types(note: dict[str, Any], filters: list[tuple[str, frozenset[str]]]) -> bool:
+def _matches_types(note: dict[str, Any], filters: dict[str, set[str]]) -> bool:
     if not filters:
         return True
-    return any(note.get("type") == t and (not subs or note.get("subType") in subs) for t, subs in filters)
+    subs = filters.get(note.get("type"))  # type: ignore[arg-type]
+    return subs is not None and (not subs or note.get("subType") in subs)
+
+
+def _time_key(value: Any) -> datetime:
+    try:
+        return parse_local(value) or datetime.min
+    except (TypeError, ValueError):
+        return datetime.min
 
 
 def create_case_notes_app(backend: Backend) -> Flask:
     app = _new_app("case-notes-api-standin", backend)
+    forbidden = functools.partial(case_notes_error, 403, "Access Denied")
 
     @app.get("/case-notes/<person>/<identifier>")
-    @endpoint(backend, "get_case_note", CASE_NOTES_ROLES)
+    @endpoint(backend, "get_case_note", CASE_NOTES_ROLES, forbidden)
     def get_case_note(person: str, identifier: str) -> Response:
         if not (_is_uuid(identifier) or _is_int(identifier)):
-            return error_response(400, "Invalid case note identifier: expected a UUID or a legacy number")
+            return case_notes_error(400, f"Invalid UUID string: {identifier}")
         note = backend.store.get_case_note(identifier, person.upper())
         if note is None:
-            return error_response(404, f"Resource with id [{identifier}] not found.")
+            return case_notes_error(404, f"Resource with id [{identifier}] not found.")
         return jsonify(note)
 
     @app.post("/search/case-notes/<person>")
-    @endpoint(backend, "search_case_notes", CASE_NOTES_ROLES)
+    @endpoint(backend, "search_case_notes", CASE_NOTES_ROLES, forbidden)
     def search_case_notes(person: str) -> Response:
         person = person.upper()
         body = request.get_json(silent=True)
         backend.record_search(person, body)
         try:
             params = _parse_search(body)
+        except _Unreadable as exc:
+            return case_notes_error(400, f"Required request body is missing or unreadable: {exc}")
+        if params["constraint_errors"]:
+            return _validation_failure(params["constraint_errors"])
+        try:
+            field, descending = _parse_sort(params["sort"])
         except _Invalid as exc:
-            return error_response(400, f"Validation failure: {exc}")
+            return case_notes_error(400, f"400 BAD_REQUEST Validation failure: {exc}")
         everything = backend.store.case_notes(person)
+        visible = [n for n in everything if params["include_sensitive"] or not n.get("sensitive", False)]
         selected = [
             note
-            for note in everything
+            for note in visible
             if _matches_types(note, params["filters"])
-            and (params["include_sensitive"] or not note.get("sensitive", False))
             and (params["occurred_from"] is None
-                 or (parse_local(note.get("occurrenceDateTime")) or datetime.min) >= params["occurred_from"])
+                 or _time_key(note.get("occurrenceDateTime")) >= params["occurred_from"])
             and (params["occurred_to"] is None
-                 or (parse_local(note.get("occurrenceDateTime")) or datetime.max) <= params["occurred_to"])
+                 or _time_key(note.get("occurrenceDateTime")) <= params["occurred_to"])
         ]
-        primary = "occurrenceDateTime" if params["sort_field"] == "occurredAt" else "creationDateTime"
-        secondary = "creationDateTime" if primary == "occurrenceDateTime" else "occurrenceDateTime"
-
-        def sort_key(note: dict[str, Any]) -> tuple:
-            return (str(parse_local(note.get(primary)) or ""), str(parse_local(note.get(secondary)) or ""),
-                    note["caseNoteId"])
-
-        selected.sort(key=sort_key, reverse=params["descending"])
+        key = CASE_NOTE_SORT_FIELDS[field]
+        backend.shuffle_ties(selected)  # one sort key and no tie-breaker: equal keys in no fixed order
+        selected.sort(key=lambda note: _time_key(note.get(key)), reverse=descending)
         start = (params["page"] - 1) * params["size"]
         return jsonify(
             {
                 "content": selected[start:start + params["size"]],
                 "metadata": {"totalElements": len(selected), "page": params["page"], "size": params["size"]},
-                "hasCaseNotes": bool(everything),
+                # whether the person has any case note the caller may see, whatever the type filter
+                "hasCaseNotes": bool(visible),
             }
         )
 
@@ -320,30 +411,42 @@ def _csv_args(name: str) -> set[str]:
     return values
 
 
-def _int_arg(name: str, default: int, minimum: int) -> int:
+def _pageable_arg(name: str, default: int) -> int:
+    """Spring's reading of ``page``/``size``: what does not parse counts as 0, below 0 as 0, and a size below 1 is
+    the default (no upper cap: the Alerts API sets its maximum page size to 2³¹−1)."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None or not raw.strip():
         return default
-    if not _is_int(raw):
-        raise _Invalid(f"{name} must be a whole number")
-    value = int(raw)
-    if value < minimum:
-        raise _Invalid(f"{name} must be at least {minimum}")
+    try:
+        value = max(int(raw), 0)
+    except ValueError:
+        value = 0
+    value = min(value, MAX_INT)
+    if name == "size" and value < 1:
+        return default
     return value
 
 
-def _sort_alerts(alerts: list[dict[str, Any]], sorts: list[str]) -> list[dict[str, Any]]:
-    # A stable base order (created, then id), then each requested key from last to first.
-    ordered = sorted(alerts, key=lambda a: (str(a.get("createdAt") or ""), a["alertUuid"]))
-    for spec in reversed(sorts):
+class _SortFailure(Exception):
+    pass
+
+
+def _sort_alerts(backend: Backend, alerts: list[dict[str, Any]], sorts: list[str]) -> list[dict[str, Any]]:
+    """Each ``property[,ASC|DESC]`` (later ones break earlier ties); equal keys otherwise in no fixed order."""
+    orders: list[tuple[str, bool]] = []
+    for spec in sorts:
         field, _, direction = spec.partition(",")
-        field, direction = field.strip(), (direction or "asc").strip().lower()
-        if field not in ALERT_SORT_FIELDS or direction not in ("asc", "desc"):
-            raise _Invalid(f"cannot sort by {spec!r}")
-        present = [a for a in ordered if a.get(field) is not None]
-        missing = [a for a in ordered if a.get(field) is None]
-        present.sort(key=lambda a: str(a[field]), reverse=direction == "desc")
-        ordered = present + missing if direction == "asc" else missing + present
+        direction = direction.strip().lower() or "asc"
+        if field.strip() not in ALERT_SORT_FIELDS or direction not in ("asc", "desc"):
+            raise _SortFailure(f"No property '{field.strip()}' found for type 'Alert'")
+        orders.append((ALERT_SORT_FIELDS[field.strip()], direction == "desc"))
+    ordered = list(alerts)
+    backend.shuffle_ties(ordered)
+    for json_field, descending in reversed(orders):
+        present = [a for a in ordered if a.get(json_field) is not None]
+        missing = [a for a in ordered if a.get(json_field) is None]
+        present.sort(key=lambda a: str(a[json_field]), reverse=descending)
+        ordered = present + missing if not descending else missing + present  # PostgreSQL: nulls sort high
     return ordered
 
 
@@ -360,53 +463,62 @@ def _sort_object(sorted_: bool) -> dict[str, bool]:
 
 def create_alerts_app(backend: Backend) -> Flask:
     app = _new_app("alerts-api-standin", backend)
+    forbidden = functools.partial(alerts_error, 403, "Authentication problem. Check token and roles - Access Denied",
+                                  "Access Denied")
 
     @app.get("/alerts/<alert_uuid>")
-    @endpoint(backend, "get_alert", ALERTS_ROLES)
+    @endpoint(backend, "get_alert", ALERTS_ROLES, forbidden)
     def get_alert(alert_uuid: str) -> Response:
         if not _is_uuid(alert_uuid):
-            return error_response(400, "Validation failure: alertUuid must be a UUID")
+            return alerts_error(400, "Validation failure: Parameter alertUuid must be of type java.util.UUID",
+                                f"Method parameter 'alertUuid': Failed to convert value of type 'java.lang.String' "
+                                f"to required type 'java.util.UUID'")
         alert = backend.store.get_alert(alert_uuid)
         if alert is None:
-            return error_response(404, f"Not found: {ALERT_NOT_FOUND}", ALERT_NOT_FOUND)
+            return alerts_error(404, f"Not found: {ALERT_NOT_FOUND}",
+                                f"Alert not found with identifier {alert_uuid}")
         return jsonify(alert)
 
     @app.get("/prisoners/<prison_number>/alerts")
-    @endpoint(backend, "person_alerts", ALERTS_ROLES)
+    @endpoint(backend, "person_alerts", ALERTS_ROLES, forbidden)
     def person_alerts(prison_number: str) -> Response:
+        is_active_raw = request.args.get("isActive")
+        is_active: bool | None = None
+        if is_active_raw not in (None, ""):
+            if is_active_raw.lower() not in ("true", "false"):
+                return alerts_error(400, "Validation failure: Parameter isActive must be of type java.lang.Boolean",
+                                    f"Method parameter 'isActive': Failed to convert value of type "
+                                    f"'java.lang.String' to required type 'java.lang.Boolean'")
+            is_active = is_active_raw.lower() == "true"
+        codes, types = _csv_args("alertCode"), _csv_args("alertType")
         try:
-            is_active_raw = request.args.get("isActive")
-            is_active: bool | None = None
-            if is_active_raw not in (None, ""):
-                if is_active_raw.lower() not in ("true", "false"):
-                    raise _Invalid("isActive must be true or false")
-                is_active = is_active_raw.lower() == "true"
-            codes, types = _csv_args("alertCode"), _csv_args("alertType")
-            try:
-                from_start = date.fromisoformat(request.args["activeFromStart"]) \
-                    if request.args.get("activeFromStart") else None
-                from_end = date.fromisoformat(request.args["activeFromEnd"]) \
-                    if request.args.get("activeFromEnd") else None
-            except ValueError:
-                raise _Invalid("activeFromStart and activeFromEnd must be dates") from None
-            search = (request.args.get("search") or "").strip().lower()
-            page = _int_arg("page", 0, 0)
-            size = _int_arg("size", MAX_INT, 1)
-            sorts = request.args.getlist("sort") or ["activeFrom,DESC"]
-            alerts = [
-                a
-                for a in backend.store.alerts(prison_number)
-                if (is_active is None or bool(a.get("isActive")) == is_active)
-                and (not codes or (a.get("alertCode") or {}).get("code") in codes)
-                and (not types or (a.get("alertCode") or {}).get("alertTypeCode") in types)
-                and (from_start is None or _active_from(a) >= from_start)
-                and (from_end is None or _active_from(a) <= from_end)
-                and (not search or search in (a.get("description") or "").lower()
-                     or search in str((a.get("alertCode") or {}).get("description") or "").lower())
-            ]
-            alerts = _sort_alerts(alerts, sorts)
-        except _Invalid as exc:
-            return error_response(400, f"Validation failure: {exc}")
+            from_start = date.fromisoformat(request.args["activeFromStart"]) \
+                if request.args.get("activeFromStart") else None
+            from_end = date.fromisoformat(request.args["activeFromEnd"]) \
+                if request.args.get("activeFromEnd") else None
+        except ValueError:
+            return alerts_error(400, "Validation failure: Parameter activeFromStart/activeFromEnd must be of type "
+                                     "java.time.LocalDate", "Failed to convert a date parameter")
+        search = (request.args.get("search") or "").strip().lower()
+        page = _pageable_arg("page", 0)
+        size = _pageable_arg("size", MAX_INT)
+        sorts = request.args.getlist("sort") or ["activeFrom,DESC"]
+        today = backend.store.today()
+        alerts = [
+            a
+            for a in backend.store.alerts(prison_number)
+            if (is_active is None or is_active_on(a, today) == is_active)
+            and (not codes or (a.get("alertCode") or {}).get("code") in codes)
+            and (not types or (a.get("alertCode") or {}).get("alertTypeCode") in types)
+            and (from_start is None or _active_from(a) >= from_start)
+            and (from_end is None or _active_from(a) <= from_end)
+            and (not search or search in (a.get("description") or "").lower()
+                 or search in (a.get("authorisedBy") or "").lower())
+        ]
+        try:
+            alerts = _sort_alerts(backend, alerts, sorts)
+        except _SortFailure as exc:  # the real query fails, and its catch-all handler answers 500
+            return alerts_error(500, f"Unexpected error: {exc}", str(exc))
         total = len(alerts)
         content = alerts[page * size:(page + 1) * size]
         total_pages = math.ceil(total / size) if total else 0
@@ -415,14 +527,14 @@ def create_alerts_app(backend: Backend) -> Flask:
                 "content": content,
                 "pageable": {"pageNumber": page, "pageSize": size, "sort": _sort_object(True),
                              "offset": page * size, "paged": True, "unpaged": False},
-                "totalElements": total,
-                "totalPages": total_pages,
                 "last": page >= total_pages - 1,
-                "first": page == 0,
+                "totalPages": total_pages,
+                "totalElements": total,
                 "size": size,
                 "number": page,
-                "numberOfElements": len(content),
                 "sort": _sort_object(True),
+                "first": page == 0,
+                "numberOfElements": len(content),
                 "empty": not content,
             }
         )

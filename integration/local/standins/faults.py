@@ -2,8 +2,11 @@
 
 A fault is set per route name (``ROUTES``) or for every route (``"*"``). When a request arrives on a route with an
 active fault, the fault may add latency, and then answers with a fixed status or a malformed JSON body instead of the
-real answer. ``times`` limits a fault to the next N matching calls ("fail N times then succeed"); ``probability``
-applies it to a share of calls with its own seeded RNG, so fault-injection suites are reproducible.
+real answer. ``hang`` holds the request without answering (a hung upstream) until the fault is cleared, the stand-ins
+are reset or stopped, or ``HANG_LIMIT_SECONDS`` pass; then it answers 503 (or ``status``). ``location`` adds a
+``Location`` header (with a 3xx ``status``: a redirect). ``times`` limits a fault to the next N matching calls ("fail
+N times then succeed"); ``probability`` applies it to a share of calls with its own seeded RNG, so fault-injection
+suites are reproducible.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ ROUTES: tuple[str, ...] = (
     "person_alerts",
 )
 ANY_ROUTE = "*"
+HANG_LIMIT_SECONDS = 120.0  # a hung request is answered after this long at the latest, so nothing waits forever
 
 
 @dataclass
@@ -37,6 +41,8 @@ class Fault:
     seed: int | None = None
     retry_after: int | None = None
     body: str | None = None
+    hang: bool = False
+    location: str | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -55,7 +61,8 @@ class Fault:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Fault":
-        allowed = {"status", "times", "latency_ms", "malformed", "probability", "seed", "retry_after", "body"}
+        allowed = {"status", "times", "latency_ms", "malformed", "probability", "seed", "retry_after", "body", "hang",
+                   "location"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
@@ -71,10 +78,12 @@ class Applied:
     malformed: bool
     retry_after: int | None
     body: str | None
+    hang: bool = False
+    location: str | None = None
 
     @property
     def replaces_response(self) -> bool:
-        return self.status is not None or self.malformed
+        return self.status is not None or self.malformed or self.hang or self.location is not None
 
 
 class FaultRegistry:
@@ -83,6 +92,7 @@ class FaultRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: dict[str, Fault] = {}
+        self._release = threading.Event()  # set to let every hung request go
 
     @staticmethod
     def _check_route(route: str) -> None:
@@ -100,12 +110,25 @@ class FaultRegistry:
         return self.set(route, Fault(**spec))
 
     def clear(self, route: str | None = None) -> None:
-        """Remove the fault of ``route``, or every fault."""
+        """Remove the fault of ``route``, or every fault; requests held by a ``hang`` fault are let go."""
         with self._lock:
             if route is None:
                 self._faults.clear()
             else:
                 self._faults.pop(route, None)
+        self.release_hung()
+
+    def release_hung(self) -> None:
+        """Answer every request a ``hang`` fault is holding (later hangs wait again)."""
+        with self._lock:
+            release, self._release = self._release, threading.Event()
+        release.set()
+
+    def hang(self, limit: float = HANG_LIMIT_SECONDS) -> None:
+        """Hold the calling request until ``release_hung`` (or ``limit`` seconds)."""
+        with self._lock:
+            release = self._release
+        release.wait(limit)
 
     clear_faults = clear
 
@@ -126,7 +149,8 @@ class FaultRegistry:
                 fault.times -= 1
                 if fault.times <= 0:
                     del self._faults[key]
-            return Applied(fault.latency_ms, fault.status, fault.malformed, fault.retry_after, fault.body)
+            return Applied(fault.latency_ms, fault.status, fault.malformed, fault.retry_after, fault.body, fault.hang,
+                           fault.location)
 
 
 class RequestLog:

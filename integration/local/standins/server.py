@@ -78,10 +78,12 @@ class StandIns:
         client_secret: str = DEFAULT_CLIENT_SECRET,
         expires_in: int = DEFAULT_EXPIRES_IN,
         authorities: list[str] | tuple[str, ...] = DEFAULT_AUTHORITIES,
+        tie_seed: int | None = None,
     ) -> "StandIns":
+        """``tie_seed`` seeds the order in which equal sort keys come back (``None``: a different order each run)."""
         issuer = TokenIssuer(AuthSettings(client_id=client_id, client_secret=client_secret,
                                           expires_in=expires_in, authorities=tuple(authorities)))
-        backend = Backend(store if store is not None else SourceStore(), issuer)
+        backend = Backend(store if store is not None else SourceStore(), issuer, tie_seed)
         served: dict[str, _Served] = {}
         try:
             for name, factory, port in (
@@ -102,6 +104,7 @@ class StandIns:
         if self._stopped:
             return
         self._stopped = True
+        self._backend.faults.release_hung()
         for served in self._served.values():
             served.server.shutdown()
         for served in self._served.values():
@@ -115,8 +118,13 @@ class StandIns:
         self.stop()
 
     def reset(self) -> None:
-        """Clear faults, request log, recorded searches, token count and the store; auth settings back to start."""
+        """Clear faults (letting hung requests go), request log, recorded searches, token count and the store; auth
+        settings and the order of equal sort keys back to start."""
         self._backend.reset()
+
+    def set_tie_seed(self, seed: int | None) -> None:
+        """Seed the order in which equal sort keys come back from now on (``reset`` restarts the sequence)."""
+        self._backend.set_tie_seed(seed)
 
     # --- data -----------------------------------------------------------------------------------------------------
     @property
@@ -157,12 +165,19 @@ class StandIns:
         seed: int | None = None,
         retry_after: int | None = None,
         body: str | None = None,
+        hang: bool = False,
+        location: str | None = None,
     ) -> Fault:
-        """Fault a route ("token", "jwks", "get_case_note", "search_case_notes", "get_alert", "person_alerts", "*")."""
+        """Fault a route ("token", "jwks", "get_case_note", "search_case_notes", "get_alert", "person_alerts", "*").
+
+        ``hang``: hold each matching request unanswered until the fault is cleared or the stand-ins are reset or
+        stopped (a hung upstream); ``location``: a ``Location`` header, with a 3xx ``status`` a redirect."""
         return self.faults.set(route, Fault(status=status, times=times, latency_ms=latency_ms, malformed=malformed,
-                                            probability=probability, seed=seed, retry_after=retry_after, body=body))
+                                            probability=probability, seed=seed, retry_after=retry_after, body=body,
+                                            hang=hang, location=location))
 
     def clear_faults(self, route: str | None = None) -> None:
+        """Remove the fault of ``route`` (or all), and answer every request a hang is holding."""
         self.faults.clear(route)
 
     # --- observations ---------------------------------------------------------------------------------------------
@@ -216,7 +231,7 @@ class StandIns:
         self._backend.issuer.rotate_keys()
 
     def urls(self) -> dict[str, str]:
-        """The configuration variables (design.md §1) that point the project at these stand-ins."""
+        """The configuration variables (README.md, "Configuration") that point the project at these stand-ins."""
         return {"HMPPS_AUTH_URL": self.auth_url, "CASE_NOTES_API_URL": self.case_notes_url,
                 "ALERTS_API_URL": self.alerts_url}
 

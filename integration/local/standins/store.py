@@ -1,7 +1,9 @@
 """In-memory records of the stand-in Case Notes and Alerts APIs, and one-line builders for them.
 
-Records are kept exactly as the APIs serialise them (upstream-apis.md §2.2 and §3.1): camelCase JSON dicts with local
-date-times without an offset. Case notes omit null fields (``@JsonInclude(NON_NULL)``); alerts keep their nulls.
+Records are kept exactly as the APIs serialise them: camelCase JSON dicts with local date-times without an offset.
+Case notes omit null fields and their times carry the database's fractional seconds (``2025-04-22T13:17:53.123456``,
+trailing zeros dropped, none when the fraction is zero); alerts keep their nulls and are written to the second. An
+alert is active when its ``activeTo`` is null or after today: ``activeFrom`` does not count.
 Every read and write copies, so callers can never change stored state by accident.
 """
 
@@ -13,7 +15,7 @@ import random
 import threading
 import uuid
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
@@ -53,15 +55,37 @@ def london_now() -> datetime:
     return datetime.now(LONDON).replace(tzinfo=None, microsecond=0)
 
 
-def format_local(value: datetime | date | str | None) -> str | None:
-    """A local date-time as the APIs send it: ``2025-04-22T13:17:53`` (no offset). Aware values go to London time."""
+def london_now_precise() -> datetime:
+    """The current Europe/London wall-clock time, naive, to the microsecond (as the Case Notes API stores times)."""
+    return datetime.now(LONDON).replace(tzinfo=None)
+
+
+def format_local(value: datetime | date | str | None, *, fraction: bool = False) -> str | None:
+    """A local date-time as the APIs send it: ``2025-04-22T13:17:53`` (no offset). Aware values go to London time.
+
+    ``fraction``: keep the fractional seconds as Jackson writes a ``LocalDateTime`` (the Case Notes API does):
+    ``13:17:53.12`` for 120 ms, nothing when the fraction is zero. Without it, cut to the second (the Alerts API)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(LONDON).replace(tzinfo=None)
-        return value.replace(microsecond=0).isoformat()
+        text = value.replace(microsecond=0).isoformat()
+        if fraction and value.microsecond:
+            text += "." + f"{value.microsecond:06d}".rstrip("0")
+        return text
     return datetime(value.year, value.month, value.day).isoformat()
+
+
+def is_active_on(alert: dict[str, Any], today: date) -> bool:
+    """The Alerts API's rule: active when ``activeTo`` is null or after ``today`` (``activeFrom`` does not count)."""
+    end = alert.get("activeTo")
+    if end is None:
+        return True
+    try:
+        return date.fromisoformat(str(end)[:10]) > today
+    except ValueError:
+        return True
 
 
 def format_date(value: date | datetime | str | None) -> str | None:
@@ -102,7 +126,7 @@ def make_amendment(
     """One case-note amendment as the Case Notes API sends it."""
     return _drop_nulls(
         {
-            "creationDateTime": format_local(created_at or london_now()),
+            "creationDateTime": format_local(created_at or london_now_precise(), fraction=True),
             "authorUserName": author_username,
             "authorName": author_name,
             "authorUserId": author_user_id,
@@ -131,13 +155,14 @@ def make_case_note(
     amendments: list[dict[str, Any]] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A ``CaseNote`` JSON dict with sensible defaults (random UUID, unique legacy id, "now" in London time).
+    """A ``CaseNote`` JSON dict with sensible defaults (random UUID, unique legacy id, "now" in London time, to the
+    microsecond as the API sends it).
 
     ``fields`` are camelCase overrides applied last; an override of ``None`` removes the field (nulls are omitted).
     """
     type_description, sub_types = CASE_NOTE_TYPES.get(type, (type.replace("_", " ").title(), {}))
     legacy = next(_legacy_ids) if legacy_id is None else legacy_id
-    created = created_at or london_now()
+    created = created_at or london_now_precise()
     note: dict[str, Any] = {
         "caseNoteId": case_note_id or str(uuid.uuid4()),
         "offenderIdentifier": noms_number.upper(),
@@ -146,8 +171,8 @@ def make_case_note(
         "subType": sub_type,
         "subTypeDescription": sub_types.get(sub_type, sub_type.replace("_", " ").title()),
         "source": "INST",
-        "creationDateTime": format_local(created),
-        "occurrenceDateTime": format_local(occurred_at or created),
+        "creationDateTime": format_local(created, fraction=True),
+        "occurrenceDateTime": format_local(occurred_at or created, fraction=True),
         "authorName": author_name,
         "authorUserId": author_user_id,
         "authorUsername": author_username,
@@ -182,7 +207,8 @@ def make_alert(
     prison_code: str | None = "LEI",
     **fields: Any,
 ) -> dict[str, Any]:
-    """An ``Alert`` JSON dict with sensible defaults. ``isActive`` is derived from the dates unless given.
+    """An ``Alert`` JSON dict with sensible defaults. ``isActive`` follows the API's rule (``activeTo`` null or after
+    today; ``activeFrom`` does not count) unless given.
 
     ``fields`` are camelCase overrides applied last (nulls are kept, as the Alerts API sends them).
     """
@@ -194,7 +220,7 @@ def make_alert(
     start_date = date.fromisoformat(start) if isinstance(start, str) else start
     end_date = date.fromisoformat(active_to) if isinstance(active_to, str) else active_to
     if is_active is None:
-        is_active = start_date <= today and (end_date is None or end_date > today)
+        is_active = end_date is None or end_date > today
     alert: dict[str, Any] = {
         "alertUuid": alert_uuid or str(uuid.uuid4()),
         "prisonNumber": prison_number.upper(),
@@ -259,7 +285,9 @@ class RecordError(ValueError):
 class SourceStore:
     """Thread-safe in-memory case notes (by UUID, findable by legacy id) and alerts (by UUID)."""
 
-    def __init__(self) -> None:
+    def __init__(self, today: Callable[[], date] | None = None) -> None:
+        # "Today" for the Alerts API's isActive filter (Europe/London); tests may pin it.
+        self.today: Callable[[], date] = today or (lambda: london_now().date())
         self._lock = threading.RLock()
         self._case_notes: dict[str, dict[str, Any]] = {}
         self._legacy_index: dict[int, str] = {}
@@ -392,7 +420,9 @@ __all__ = [
     "deactivate_alert",
     "format_date",
     "format_local",
+    "is_active_on",
     "london_now",
+    "london_now_precise",
     "make_alert",
     "make_amendment",
     "make_case_note",
