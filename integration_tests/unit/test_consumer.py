@@ -321,8 +321,9 @@ def test_the_daemon_reloads_its_code_location_every_daemon_code_reload_seconds()
         if value is not None:
             env["DAEMON_CODE_RELOAD_SECONDS"] = value
         code = "import dagster._daemon.controller as c; print(c.RELOAD_WORKSPACE_INTERVAL)"
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert interval(None) == "900"
     assert interval("60") == "60"
