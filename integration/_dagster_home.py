@@ -38,11 +38,14 @@ def _slow_down_the_daemons_code_reload() -> None:
     importing Dagster and the code location each minute, ~2 CPU-s each, the larger part of an idle daemon's CPU
     (docs/performance.md). Code changes reach a running daemon through a deploy, which restarts it, so the reload
     only needs to be occasional. This sets the constant when that module is imported (nothing else is touched, and
-    nothing happens in any other process); ``DAEMON_CODE_RELOAD_SECONDS=60`` restores Dagster's own interval."""
+    nothing happens in any other process); ``DAEMON_CODE_RELOAD_SECONDS=60`` restores Dagster's own interval, which
+    ``dagster dev`` keeps unless the variable is set."""
     import importlib.abc
     import importlib.util
     import sys
 
+    if not os.environ.get("DAEMON_CODE_RELOAD_SECONDS") and os.environ.get("DAGSTER_IS_DEV_CLI"):
+        return   # under `dagster dev` (the local stack) code edits should reach the daemon within Dagster's minute
     try:
         seconds = max(1, int(os.environ.get("DAEMON_CODE_RELOAD_SECONDS") or DEFAULT_CODE_RELOAD_SECONDS))
     except ValueError:

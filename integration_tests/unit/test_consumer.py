@@ -316,8 +316,9 @@ def test_the_daemon_reloads_its_code_location_every_daemon_code_reload_seconds()
     import subprocess
     import sys
 
-    def interval(value: str | None) -> str:
-        env = {k: v for k, v in os.environ.items() if k != "DAEMON_CODE_RELOAD_SECONDS"}
+    def interval(value: str | None, **extra: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("DAEMON_CODE_RELOAD_SECONDS", "DAGSTER_IS_DEV_CLI")}
+        env.update(extra)
         if value is not None:
             env["DAEMON_CODE_RELOAD_SECONDS"] = value
         code = "import dagster._daemon.controller as c; print(c.RELOAD_WORKSPACE_INTERVAL)"
@@ -326,4 +327,4 @@ def test_the_daemon_reloads_its_code_location_every_daemon_code_reload_seconds()
         ).stdout.strip()
 
     assert interval(None) == "900"
-    assert interval("60") == "60"
+    assert interval(None, DAGSTER_IS_DEV_CLI="1") == "60"  # dagster dev: Dagster's own minute
