@@ -3,14 +3,17 @@
 
     .venv/bin/python bench/pipeline_benchmark.py                 # 2,000 events each, moto
     .venv/bin/python bench/pipeline_benchmark.py --sqs fauxqs    # fauxqs 1.x (npm) instead of moto
-    .venv/bin/python bench/pipeline_benchmark.py --events 3000 --consumer MAX_EVENTS_PER_RUN=100 --json out.json
+    .venv/bin/python bench/pipeline_benchmark.py --events 3000 --consumer MAX_BATCH=500 --json out.json
+    .venv/bin/python bench/pipeline_benchmark.py --sqs fauxqs --steady 2 --seconds 120 --idle 180   # a trickle
+    .venv/bin/python bench/pipeline_benchmark.py --sqs fauxqs --delius sqlite --events 10000       # SQLite Delius
+    .venv/bin/python bench/pipeline_benchmark.py --sqs fauxqs --delius sqlite --standins light --events 10000
 
 What it starts (and stops, by process group, whatever happens): an SQS server (moto_server, or fauxqs from npm:
 ``npm install --prefix ~/.cache/pcn2p-fauxqs fauxqs@1``), the stand-ins (``python -m integration.local.standins``,
 their own process), a fresh Delius database on the PostgreSQL server at ``TEST_POSTGRES_URL`` or
 ``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres`` (schema, reference data and people from the project's
 helpers; dropped at the end), and for the pipeline ``dagster-daemon run -w workspace.yaml`` with its own DAGSTER_HOME
-(a temporary copy of the root dagster.yaml) and only the design.md §1 variables plus the CONSUMER_* tunables.
+(a temporary copy of the root dagster.yaml) and only the README's required variables plus the CONSUMER_* tunables.
 
 Both contenders consume N ``person.case-note.created`` events for N distinct case notes (of interest, people in
 Delius), fed by a feeder thread that keeps the queue between ``--depth-low`` and ``--depth-high`` messages (moto slows
@@ -18,9 +21,16 @@ down with depth; see docs/performance.md for which depth is counted):
 
 * bare loop: receive 10 -> GET each case note with the project's HmppsSourceApi -> INSERT one minimal contact row
   each -> COMMIT -> delete the 10; sequential, one process, no Dagster.
-* pipeline: the queue sensor leases micro-batches to ``prison_events_job`` runs (concurrent fetches, one bulk merge
-  with every rule, per-message acknowledgement); measured after a warm-up event has gone through, so the daemon's
-  start is not counted in the rate (it is reported separately as the cold start).
+* pipeline: the queue sensor starts long-lived ``prison_events_job`` consumer runs, which receive, fetch
+  concurrently, merge in bulk with every rule and acknowledge per chunk; measured after a warm-up event has gone
+  through (a warm daemon, its consumer still alive), so the daemon's start is not counted in the rate (it is
+  reported separately as the cold start).
+
+``--steady RATE --seconds N --idle M`` measures a trickle instead, through the pipeline only: the daemon starts, one
+event is sent at once (daemon start -> first contact), then RATE events per second for N seconds, then nothing for M
+seconds. Printed: enqueue -> committed contact latency p50 / p95 / max, ``prison_events_job`` runs per hour, and the
+CPU seconds per hour of the daemon's whole process tree (daemon, code server, run workers; from /proc), loaded and
+idle. ``--load-procs K`` runs K CPU-bound processes meanwhile (a busy machine).
 
 Rates are N / (last contact committed - first event sent). Printed: both rates, their ratio, the time from the first
 send to the first contact, and where the pipeline's time went (runs, events per run, start latency, phase seconds).
@@ -59,6 +69,7 @@ from integration_tests.harness.daemon import (  # noqa: E402
     SqsServer,
     StandInsProcess,
     load_average,
+    start_group,
     machine_info,
     prepare_instance,
     project_env,
@@ -69,17 +80,32 @@ from integration_tests.fixtures.postgres import DEFAULT_ADMIN_URL, create_databa
 URN_PREFIX = "urn:uk:gov:hmpps:prison-case-note:"
 NOTE_TYPES = [("KA", "KS"), ("GEN", "OSE"), ("OMIC", "OPEN"), ("PRISON", "RELEASE")]
 AUTHORS = ["Alex Benchmark", "Sam Benchmark", "Jo Benchmark", "Kim Benchmark"]
-# The pipeline runs with the shipped ConsumerSettings defaults unless --tuned (these per-SQS values, found on the
-# 2-core machine of docs/performance.md with the earlier code) or --consumer NAME=VALUE says otherwise.
-# moto: the sensor's receive rate is the limit (moto slows down with every message it holds, in flight included), so
-# ticks of ~6 s (the sensor daemon evaluates every 5 s) and batches of a tick's worth. fauxqs: receiving is free, so
-# large batches amortise each run's process start.
+# The pipeline runs with the shipped ConsumerSettings defaults unless --tuned (these per-SQS values) or --consumer
+# NAME=VALUE says otherwise. moto slows down with every message it holds (docs/performance.md), so fewer receivers
+# and smaller batches there; fauxqs receives almost for free.
 TUNED_CONSUMER = {
-    "moto": {"MAX_EVENTS_PER_RUN": "250", "MAX_EVENTS_PER_TICK": "500", "TICK_SECONDS": "6",
-             "MAX_PENDING_RUNS": "2", "FETCH_WORKERS": "8"},
-    "fauxqs": {"MAX_EVENTS_PER_RUN": "1000", "MAX_EVENTS_PER_TICK": "2000", "TICK_SECONDS": "4",
-               "MAX_PENDING_RUNS": "2", "FETCH_WORKERS": "16"},
+    "moto": {"RECEIVERS": "1", "MAX_BATCH": "250", "FETCH_WORKERS": "8"},
+    "fauxqs": {"RECEIVERS": "3", "MAX_BATCH": "1000", "FETCH_WORKERS": "16"},
 }
+
+
+class LightStandInsProcess(StandInsProcess):
+    """``bench/light_standins.py`` in its own process: token and case-note GETs only, HTTP/1.1 keep-alive, fast."""
+
+    def start(self, timeout: float = 30) -> "LightStandInsProcess":
+        self.case_notes_url = f"http://127.0.0.1:{self.ports['case_notes']}"
+        self.alerts_url = self.case_notes_url
+        self.proc = start_group([sys.executable, str(ROOT / "bench" / "light_standins.py"),
+                                 "--auth-port", str(self.ports["auth"]),
+                                 "--case-notes-port", str(self.ports["case_notes"]),
+                                 "--client-id", self.client_id, "--client-secret", self.client_secret],
+                                cwd=ROOT, log=self.log)
+        wait_until(lambda: self.http.get(f"{self.case_notes_url}/__admin/health", timeout=2).ok, timeout,
+                   "the light stand-ins", interval=0.2)
+        return self
+
+    def set_fault(self, route: str, **spec) -> None:
+        raise SystemExit("--standins light has no faults (no --api-latency-ms)")
 
 
 # --------------------------------------------------------------------------------------------- feeding
@@ -312,48 +338,208 @@ def active_runs(home: Path) -> int:
 
 
 def run_statistics(home: Path) -> dict:
-    """Anatomy of the measured prison_events_job runs (the warm-up run left out), from the benchmark's instance:
-    events per run, queue-to-start wait, worker process start (STARTING -> START), the batch's own phases (the op's
-    ``seconds`` metadata: fetch, merge, acknowledge) and the log lines the op writes afterwards."""
+    """Anatomy of the prison_events_job runs (consumers) from the benchmark's instance: events per run (their chunk
+    reports), queue-to-start wait, worker process start (STARTING -> START), run duration, and the phases the chunk
+    reports add up (fetch, merge, acknowledge; they overlap)."""
     import dagster as dg
 
     def mean(xs):
         return round(statistics.mean(xs), 2) if xs else None
 
-    sizes, waits, starts, durations, log_spans, statuses = [], [], [], [], [], {}
-    phases: dict[str, list[float]] = {}
+    sizes, waits, starts, durations, reports, statuses = [], [], [], [], [], {}
+    phases: dict[str, float] = {}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.get_run_records(dg.RunsFilter(job_name="prison_events_job"))
-        measured = [r for r in records if r.dagster_run.tags.get("hmpps/events") != "1"]
-        for record in measured:
+        for record in records:
             run = record.dagster_run
             statuses[run.status.value] = statuses.get(run.status.value, 0) + 1
-            sizes.append(int(run.tags.get("hmpps/events", "0")))
             if record.start_time:
                 waits.append(record.start_time - record.create_timestamp.timestamp())
                 if record.end_time:
                     durations.append(record.end_time - record.start_time)
             first: dict[str, float] = {}
-            log_times = []
+            events = chunks = 0
             for entry in instance.all_logs(run.run_id):
                 event = entry.dagster_event
                 if event is None:
-                    log_times.append(entry.timestamp)
                     continue
                 first.setdefault(event.event_type_value, entry.timestamp)
                 if event.event_type_value == "ASSET_MATERIALIZATION":
-                    seconds = event.event_specific_data.materialization.metadata.get("seconds")
+                    metadata = event.event_specific_data.materialization.metadata
+                    chunks += 1
+                    events += metadata["events"].value if "events" in metadata else 0
+                    seconds = metadata.get("seconds")
                     for key, value in (seconds.value if seconds else {}).items():
-                        phases.setdefault(key, []).append(float(value))
+                        phases[key] = phases.get(key, 0.0) + float(value)
+            sizes.append(events)
+            reports.append(chunks)
             if "PIPELINE_STARTING" in first and "PIPELINE_START" in first:
                 starts.append(first["PIPELINE_START"] - first["PIPELINE_STARTING"])
-            if len(log_times) > 1:
-                log_spans.append(max(log_times) - min(log_times))
-    return {"runs": len(measured), "run_statuses": statuses, "events_per_run_mean": mean(sizes),
-            "run_queue_to_start_s_mean": mean(waits), "worker_process_start_s_mean": mean(starts),
-            "run_duration_s_mean": mean(durations),
-            "op_phase_s_mean": {k: mean(v) for k, v in sorted(phases.items())},
-            "op_log_lines_s_mean": mean(log_spans)}
+    return {"runs": len(records), "run_statuses": statuses, "events_per_run_mean": mean(sizes),
+            "reports_per_run_mean": mean(reports), "run_queue_to_start_s_mean": mean(waits),
+            "worker_process_start_s_mean": mean(starts), "run_duration_s_mean": mean(durations),
+            "op_phase_s_total": {k: round(v, 2) for k, v in sorted(phases.items())}}
+
+
+# --------------------------------------------------------------------------------------------- steady mode
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) of ``root`` and its live descendants, including the children they have reaped
+    (cutime/cstime: finished run workers are reaped by the code server)."""
+    from integration_tests.harness.daemon import descendants
+
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in [root] + descendants(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+    return total
+
+
+class ContactWatcher(threading.Thread):
+    """Polls the contact table for new integration contacts and records when each URN was first seen."""
+
+    def __init__(self, engine, interval: float = 0.1):
+        super().__init__(name="watcher", daemon=True)
+        self.engine, self.interval = engine, interval
+        self.seen: dict[str, float] = {}
+        self._last_id = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(select(m.contact.c.contact_id, m.contact.c.external_reference)
+                                        .where(m.contact.c.contact_id > self._last_id)
+                                        .order_by(m.contact.c.contact_id)).all()
+            except Exception:   # the database is busy: try again
+                rows = []
+            now = time.monotonic()
+            for contact_id, urn in rows:
+                self._last_id = max(self._last_id, contact_id)
+                if urn:
+                    self.seen.setdefault(urn, now)
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+def burn(seconds: float) -> None:   # a CPU-bound process: the load of another engineer's test suite
+    end = time.monotonic() + seconds
+    x = 0
+    while time.monotonic() < end:
+        x = (x * 31 + 7) % 1000003
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))], 2)
+
+
+def run_steady(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, engine, db_url: str,
+               notes: list[dict], first: dict, workdir_base: Path) -> dict:
+    import multiprocessing
+
+    import dagster as dg
+
+    client = sqs.client()
+    consumer = {k.upper().removeprefix("CONSUMER_"): v for k, v in (i.partition("=")[::2] for i in args.consumer)}
+    home, workdir = prepare_instance(workdir_base)
+    env = project_env(delius_url=db_url, queue_url=queue_url, sqs_endpoint=sqs.endpoint_url,
+                      auth_url=standins.auth_url, client_id=standins.client_id, client_secret=standins.client_secret,
+                      case_notes_url=standins.case_notes_url, alerts_url=standins.alerts_url, dagster_home=home,
+                      extra={f"CONSUMER_{k}": v for k, v in consumer.items()})
+    daemon = DaemonProcess(workdir, env, workdir_base / "daemon.log")
+    watcher = ContactWatcher(engine)
+    watcher.start()
+    burners = []
+    sent: dict[str, float] = {}
+    total = args.steady_seconds + args.idle + 300
+    try:
+        for _ in range(args.load_procs):
+            proc = multiprocessing.Process(target=burn, args=(total,), daemon=True)
+            proc.start()
+            burners.append(proc)
+        started = time.monotonic()
+        daemon.start()
+        urn = URN_PREFIX + first["caseNoteId"]
+        client.send_message(QueueUrl=queue_url, MessageBody=ev.case_note_event_for(
+            first, case_notes_url=standins.case_notes_url))
+        wait_until(lambda: urn in watcher.seen or not daemon.alive(), args.timeout, "the first contact",
+                   interval=0.1, diagnostics=daemon.tail)
+        if not daemon.alive():
+            raise RuntimeError("the daemon exited:\n" + daemon.tail())
+        first_contact = watcher.seen[urn] - started
+        wait_until(lambda: queue_total(client, queue_url) == 0, 120, "the first message to be deleted")
+
+        bodies = events_for(notes, standins.case_notes_url)
+        cpu0, t0 = tree_cpu_seconds(daemon.pid), time.monotonic()
+        created0 = time.time()
+        interval = 1.0 / args.steady
+        for n, (note, body) in enumerate(zip(notes, bodies)):
+            due = t0 + n * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent[URN_PREFIX + note["caseNoteId"]] = time.monotonic()
+            client.send_message(QueueUrl=queue_url, MessageBody=body)
+        wait_until(lambda: all(u in watcher.seen for u in sent), 300, "every steady event's contact", interval=0.5,
+                   diagnostics=daemon.tail)
+        loaded_end = max(watcher.seen[u] for u in sent)
+        cpu1, t1 = tree_cpu_seconds(daemon.pid), time.monotonic()
+        created1 = time.time()
+        quiet_at = quiet_cpu = None       # when the last consumer run had exited (idle exit), and the CPU then
+        while time.monotonic() < t1 + args.idle:
+            if quiet_at is None and not active_runs(home):
+                quiet_at, quiet_cpu = time.monotonic(), tree_cpu_seconds(daemon.pid)
+            time.sleep(1)
+        cpu2, t2 = tree_cpu_seconds(daemon.pid), time.monotonic()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            records = instance.get_run_records(dg.RunsFilter(job_name="prison_events_job"))
+            statuses: dict[str, int] = {}
+            for record in records:
+                statuses[record.dagster_run.status.value] = statuses.get(record.dagster_run.status.value, 0) + 1
+            loaded_runs = [r for r in records if created0 <= r.create_timestamp.timestamp() <= created1]
+            idle_runs = [r for r in records if r.create_timestamp.timestamp() > created1]
+            exits = {}
+            for record in records:
+                if record.end_time and record.start_time:
+                    exits[record.dagster_run.run_id[:8]] = round(record.end_time - record.start_time, 1)
+    finally:
+        watcher.stop()
+        daemon.stop()
+        for proc in burners:
+            proc.terminate()
+    latencies = [watcher.seen[u] - t for u, t in sent.items()]
+    loaded_hours = (t1 - t0) / 3600
+    idle_hours = (t2 - t1) / 3600
+    # Runs alive during the loaded phase: those created in it, plus the one that was already consuming.
+    alive_loaded = len(loaded_runs) + 1
+    return {
+        "rate_per_s": args.steady, "seconds": args.steady_seconds, "idle_seconds": args.idle, "events": len(sent),
+        "load_procs": args.load_procs, "consumer": consumer,
+        "daemon_start_to_first_contact_s": round(first_contact, 2),
+        "latency_s": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
+                      "max": round(max(latencies), 2)},
+        "runs": {"created_loaded": len(loaded_runs), "created_idle": len(idle_runs), "total": len(records),
+                 "statuses": statuses, "durations_s": exits},
+        "runs_per_hour_loaded": round(alive_loaded / loaded_hours, 1),
+        "cpu_s_per_hour_loaded": round((cpu1 - cpu0) / loaded_hours, 1),
+        "cpu_s_per_hour_idle": round((cpu2 - cpu1) / idle_hours, 1),
+        "cpu_s_per_hour_idle_after_consumer_exit": (round((cpu2 - quiet_cpu) * 3600 / (t2 - quiet_at), 1)
+                                                    if quiet_at is not None and t2 - quiet_at > 10 else None),
+        "consumer_exited_after_idle_s": round(quiet_at - t1, 1) if quiet_at is not None else None,
+        "loaded_phase_s": round(t1 - t0, 1), "last_contact_after_last_send_s": round(loaded_end - max(sent.values()), 2),
+        "load_after": load_average(),
+    }
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -375,11 +561,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth-metric", choices=["visible", "total"], default="visible",
                         help="count only visible messages (the backlog) or visible + in flight")
     parser.add_argument("--consumer", action="append", default=[], metavar="NAME=VALUE",
-                        help="a CONSUMER_* tunable for the pipeline, e.g. MAX_EVENTS_PER_RUN=100 (repeatable)")
+                        help="a CONSUMER_* tunable for the pipeline, e.g. MAX_BATCH=500 (repeatable)")
     parser.add_argument("--tuned", action="store_true",
                         help="start from this benchmark's per-SQS tuned values instead of the shipped defaults")
     parser.add_argument("--project-defaults", action="store_true",
                         help="the shipped ConsumerSettings defaults (the default; kept for old command lines)")
+    parser.add_argument("--standins", choices=["project", "light"], default="project",
+                        help="the project's stand-ins (faithful, Connection: close) or bench/light_standins.py "
+                             "(token and case-note GETs only, keep-alive, fast)")
+    parser.add_argument("--delius", choices=["postgres", "sqlite"], default="postgres",
+                        help="the Delius database: a fresh PostgreSQL database, or a SQLite file")
+    parser.add_argument("--steady", type=float, default=None, metavar="RATE",
+                        help="steady mode: RATE events per second through the pipeline only (see the docstring)")
+    parser.add_argument("--seconds", dest="steady_seconds", type=float, default=120,
+                        help="steady mode: seconds of sending (default 120)")
+    parser.add_argument("--idle", type=float, default=180, help="steady mode: idle seconds afterwards (default 180)")
+    parser.add_argument("--load-procs", type=int, default=0, help="steady mode: CPU-bound processes meanwhile")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per contender")
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -391,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     admin_url = os.environ.get("TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(), "sqs": args.sqs,
+                     "delius": args.delius, "standins": args.standins,
                      "events": args.events, "api_latency_ms": args.api_latency_ms,
                      "depth": f"{args.depth_low}-{args.depth_high} ({args.depth_metric})"}
     print(f"machine: {results['machine']}", flush=True)
@@ -398,9 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         sqs = stack.enter_context(SqsServer(args.sqs, fauxqs_dir=args.fauxqs_dir, log=tmp / "sqs.log"))
         pair = sqs.create_queue_pair("bench-events", visibility_timeout=60)
-        standins = stack.enter_context(StandInsProcess(log=tmp / "standins.log"))
-        db_url = create_database(admin_url, prefix="pcn2p_bench")
-        stack.callback(drop_database, admin_url, db_url)
+        standins_class = LightStandInsProcess if args.standins == "light" else StandInsProcess
+        standins = stack.enter_context(standins_class(log=tmp / "standins.log"))
+        if args.delius == "sqlite":
+            db_url = f"sqlite:///{tmp / 'delius.db'}"
+        else:
+            db_url = create_database(admin_url, prefix="pcn2p_bench")
+            stack.callback(drop_database, admin_url, db_url)
         engine = create_delius_engine(db_url)
         stack.callback(engine.dispose)
         create_schema(engine)
@@ -409,6 +611,22 @@ def main(argv: list[str] | None = None) -> int:
         with engine.begin() as conn:
             for n, noms in enumerate(people):
                 add_person(conn, f"B{n:06d}", noms, manager_team=None)
+        if args.steady:
+            steady_notes = make_notes(int(args.steady * args.steady_seconds), people, rng, "steady")
+            first = make_notes(1, people, rng, "first")[0]
+            standins.put_case_notes(steady_notes + [first])
+            if args.api_latency_ms:
+                standins.set_fault("get_case_note", latency_ms=args.api_latency_ms)
+            results.update({"mode": "steady", "delius": args.delius})
+            print(f"--- steady: {args.steady}/s for {args.steady_seconds} s, then {args.idle} s idle ...", flush=True)
+            results["steady"] = run_steady(args, sqs, pair.queue_url, standins, engine, db_url, steady_notes, first,
+                                           tmp / "steady")
+            print(json.dumps(results["steady"], indent=2), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
+            if not args.keep_logs:
+                stack.callback(_remove_tree, tmp)
+            return 0
         bare_notes = make_notes(args.events, people, rng, "bare")
         pipeline_notes = make_notes(args.events, people, rng, "pipeline")
         warmup = make_notes(1, people, rng, "warm-up")[0]

@@ -25,7 +25,9 @@ from .core.ports import EventsQueue, SourceApi
 from .delius.engine import create_delius_engine
 from .delius.store import DeliusStore
 from .delius.reference_data import SERVICE_USERNAME
+from .core.consumer import LoopSettings, SupervisionSettings
 from .flows.batch import BatchSettings
+from .flows.consume import ConsumeSettings
 
 log = logging.getLogger(__name__)
 
@@ -133,23 +135,30 @@ class FakeApis(SourceApiResource):
 
 
 class ConsumerSettings(dg.ConfigurableResource):
-    """Tunables of the queue consumer; each is overridden by the environment variable ``CONSUMER_<FIELD>``."""
+    """Tunables of the queue consumer; each is overridden by the environment variable ``CONSUMER_<FIELD>``
+    (README.md lists them; docs/queue-protocol.md says what each does)."""
 
-    max_events_per_run: int = 2000      # micro-batch size (a tick's messages are split into equal batches)
-    max_events_per_tick: int = 2000     # receive at most this many messages per sensor tick
-    tick_seconds: float = 4.0           # receive for at most this long per tick (ticks start at most every 5 s)
-    max_pending_runs: int = 2           # stop receiving while this many batch runs wait in the run queue
+    lifetime_seconds: int = 900         # a consumer run exits after this long; the sensor starts the next
+    idle_seconds: int = 60              # ... or after this long without receiving a message
+    max_runs: int = 2                   # consumer runs alive at once, at most (a second one for a deep backlog)
+    scale_up_backlog: int = 2000        # visible messages that make a backlog deep (a second run while it lasts)
+    receivers: int = 2                  # receive calls in parallel per run (each long-polls, 10 messages a call)
+    wait_seconds: int = 2               # long poll of one receive call
+    max_batch: int = 1000               # messages routed and processed together at most
     visibility_timeout: int = 300       # the lease on a received message, extended while its run works
     max_attempts: int = 3               # deliveries before a retryable failure is dead-lettered
     retry_delays: str = "10,60,300"     # seconds before retry 1, 2, 3...
     fetch_workers: int = 16             # concurrent fetches per run
     merge_chunk: int = 500              # messages merged in one transaction and then acknowledged, as a run goes
+    report_events: int = 500            # outcomes per delius_contacts materialization at most
+    report_seconds: int = 30            # a materialization at least this often while outcomes wait
+    linkage_visibility_timeout: int = 3600   # lease of a linkage message handed to the sensor
+    max_backfills_per_tick: int = 10    # linkage backfill runs the sensor requests per tick at most
+    max_pending_backfills: int = 10     # ... and not while this many wait in the run queue or in its custody
 
     def resolved(self) -> "ConsumerSettings":
         """These settings with the ``CONSUMER_<FIELD>`` variables applied (bad values logged, defaults kept)."""
-        return settings.load(ConsumerSettings, "CONSUMER_", base=self,
-                             minimums={"max_events_per_run": 1, "max_events_per_tick": 1, "merge_chunk": 1,
-                                       "visibility_timeout": 1, "max_attempts": 1, "fetch_workers": 1})
+        return settings.load(ConsumerSettings, "CONSUMER_", base=self, minimums=MINIMUMS)
 
     def batch_settings(self) -> BatchSettings:
         s = self.resolved()
@@ -163,6 +172,28 @@ class ConsumerSettings(dg.ConfigurableResource):
                              visibility_timeout=s.visibility_timeout,
                              lease_margin=min(60, s.visibility_timeout // 3), max_attempts=s.max_attempts,
                              retry_delays=delays)
+
+    def consume_settings(self) -> ConsumeSettings:
+        """What a consumer run works with. The lifetime stays well inside the job's ``dagster/max_runtime``."""
+        s = self.resolved()
+        return ConsumeSettings(
+            batch=self.batch_settings(),
+            loop=LoopSettings(lifetime_seconds=min(s.lifetime_seconds, MAX_LIFETIME_SECONDS),
+                              idle_seconds=s.idle_seconds),
+            receivers=s.receivers, wait_seconds=min(20, s.wait_seconds), max_batch=s.max_batch,
+            linkage_visibility_timeout=min(43200, s.linkage_visibility_timeout),
+            report_events=s.report_events, report_seconds=s.report_seconds)
+
+    def supervision_settings(self) -> SupervisionSettings:
+        s = self.resolved()
+        return SupervisionSettings(max_runs=s.max_runs, scale_up_backlog=s.scale_up_backlog)
+
+
+MAX_LIFETIME_SECONDS = 2700      # prison_events_job has dagster/max_runtime 3600 (defs/events/jobs.py)
+MINIMUMS = {"lifetime_seconds": 10, "idle_seconds": 1, "max_runs": 1, "scale_up_backlog": 1, "receivers": 1,
+            "wait_seconds": 0, "max_batch": 1, "merge_chunk": 1, "visibility_timeout": 1, "max_attempts": 1,
+            "fetch_workers": 1, "report_events": 1, "report_seconds": 1, "linkage_visibility_timeout": 1,
+            "max_backfills_per_tick": 0, "max_pending_backfills": 0}
 
 
 class Notifier(dg.ConfigurableResource):

@@ -49,14 +49,14 @@ class HealthSettings:
 
 @dataclass(frozen=True)
 class ConsumerActivity:
-    """What Dagster's own storage says about the consumer (the queue sensor and its batch runs)."""
+    """What Dagster's own storage says about the consumer (the queue sensor and its consumer runs)."""
 
     sensor_status: str = "unknown"              # running | stopped | unknown (never ticked in this instance)
     last_tick_at: float | None = None
     last_tick_error: str | None = None          # error class of the latest tick, when it failed
-    last_received_at: float | None = None       # latest batch or linkage run created from the queue
-    last_processed_at: float | None = None      # latest batch run finished / delius_contacts materialization
-    runs_waiting: int = 0                       # batch runs queued or starting
+    last_received_at: float | None = None       # latest message a consumer run received (its reports)
+    last_processed_at: float | None = None      # latest delius_contacts report / consumer run finished
+    runs_waiting: int = 0                       # consumer runs queued or starting
     oldest_age_at_receipt: float | None = None  # seconds, oldest message received since the previous evaluation
     received_since: int = 0                     # messages received since the previous evaluation
 
@@ -197,17 +197,16 @@ def _age_check(oldest: float, basis: str, s: HealthSettings, numbers: dict) -> C
     return CheckOutcome(OLDEST_MESSAGE_AGE_OK, True, "WARN", text, meta, state=minutes)
 
 
-def ages_at_receipt(run_configs: Iterable[Any]) -> Iterable[float]:
-    """Seconds each leased message had waited when the sensor received it (from the batch runs' config)."""
-    for run_config in run_configs:
-        try:
-            events = run_config["ops"]["process_prison_events"]["config"]["events"]
-        except (KeyError, TypeError):
+def ages_at_receipt(reports: Iterable[Any]) -> Iterable[float]:
+    """Seconds the oldest message of each consumer report had waited when it was received (the
+    ``oldest_age_at_receipt_seconds`` of ``delius_contacts`` materializations; plain numbers or metadata values)."""
+    for metadata in reports:
+        if not isinstance(metadata, dict):
             continue
-        for event in events or []:
-            sent, received = event.get("sent_timestamp_ms"), event.get("received_at")
-            if sent and received:
-                yield max(0.0, float(received) - int(sent) / 1000)
+        raw = metadata.get("oldest_age_at_receipt_seconds")
+        age = getattr(raw, "value", raw)
+        if isinstance(age, (int, float)):
+            yield max(0.0, float(age))
 
 
 @dataclass(frozen=True)

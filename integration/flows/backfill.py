@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import pandas as pd
 
 from ..core import rules
 from ..core.events import search_type_subtypes
@@ -144,6 +143,10 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
     drafts = [i for report in reports for i in report.items if i.draft is not None]
     if not drafts:
         return []
+    # Imported here: pandas costs ~0.7 CPU-s to import, paid by every process that loads the code location (the
+    # daemon's code server, every run worker) although only backfill runs plan with it (docs/performance.md).
+    import pandas as pd
+
     wanted = pd.DataFrame({
         "pos": range(len(drafts)),
         "urn": [i.urn for i in drafts],

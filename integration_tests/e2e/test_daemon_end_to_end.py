@@ -59,14 +59,22 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
                       alerts_url=standins.alerts_url)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME", "LANG"):
         env.pop(name)
+    env["CONSUMER_IDLE_SECONDS"] = "5"          # a documented setting: the consumer run exits soon after the work
     log = project_root / "daemon.log"
 
     def contacts() -> int:
         with delius_pg.connect() as conn:
             return conn.execute(select(func.count()).select_from(m.contact)).scalar_one()
 
+    def runs_finished() -> bool:
+        with dg.DagsterInstance.from_config(str(project_root)) as instance:
+            runs = instance.get_runs()
+            return bool(runs) and all(r.is_finished for r in runs)
+
     with DaemonProcess(project_root, env, log).start() as daemon:
         wait_until(lambda: contacts() == 8 and sqs.depth() == 0, 150, "8 contacts and an empty queue",
+                   diagnostics=daemon.tail)
+        wait_until(runs_finished, 120, "the consumer and backfill runs to finish (idle exit)",
                    diagnostics=daemon.tail)
 
     with delius_pg.connect() as conn:
@@ -85,7 +93,18 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
             by_job.setdefault(run.job_name, []).append(run)
         assert {r.status for r in by_job["noms_backfill_job"]} == {dg.DagsterRunStatus.SUCCESS}
         assert by_job["noms_backfill_job"][0].tags["dagster/partition"] == "A3000BB"
-        assert any(r.status is dg.DagsterRunStatus.FAILURE for r in by_job["prison_events_job"])  # the poison
+        # Red means act: the poison is in the DLQ with its reason, so the consumer run that met it succeeded,
+        # tagged with the count, and its report shows the message as dead-lettered.
+        assert {r.status for r in by_job["prison_events_job"]} == {dg.DagsterRunStatus.SUCCESS}
+        assert sum(int(r.tags.get("hmpps/dead-lettered", "0")) for r in by_job["prison_events_job"]) == 1
+        rows = [row.data for record in instance.fetch_materializations(dg.AssetKey("delius_contacts"), limit=100).records
+                for row in record.asset_materialization.metadata["outcomes"].value.records]
+        assert [(r["action"], r["disposition"]) for r in rows if r["reason"] and "unreadable" in r["reason"]] == [
+            ("failed", "dead-lettered")]
+        assert {r["action"] for r in rows} == {"created", "failed", "linkage"}
+        assert "receipt_handle" not in repr(rows) and all(r.dagster_run.run_config in ({}, None)
+                                                          for r in instance.get_run_records(dg.RunsFilter(
+                                                              job_name="prison_events_job")))
         assert instance.get_dynamic_partitions("noms_number") == ["A3000BB"]
         stored = [repr(run.run_config) + repr(run.tags) for run in runs]
         stored += [repr(record) for run in runs for record in instance.all_logs(run.run_id)]

@@ -1,5 +1,7 @@
 """Issue 4's promise, end to end on the local stack: a poison message and an upstream outage end visibly in the UI
-(failed runs with readable reasons, the ``dlq_is_empty`` check) and in the dead-letter queue (with their reasons), and
+(the outage as a failed consumer run with a readable reason and an ``hmpps/failure`` tag; the poison, already in the
+DLQ with its reason, in no red run: red means act; the ``dlq_is_empty`` check for both) and in the dead-letter queue
+(with their reasons), and
 ``redrive_dlq_job``, launched the way the UI launches it, brings them back once the cause is gone, with nothing lost:
 every case note becomes exactly one contact, and the poison message is back in the DLQ rather than gone.
 
@@ -31,7 +33,9 @@ FAST = {
     "CONSUMER_RETRY_DELAYS": "1,1,1",          # three deliveries a few seconds apart, then the DLQ
     "CONSUMER_VISIBILITY_TIMEOUT": "30",
     "HEALTH_SENSOR_INTERVAL_SECONDS": "5",     # the health checks every 5 s instead of every minute
+    "CONSUMER_IDLE_SECONDS": "5",              # a consumer run ends (and shows its colour) soon after the work
 }
+LIVE = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
 NOTES = 5
 OUTAGE_REASON = "case notes API answered HTTP 503"
 
@@ -110,12 +114,15 @@ def test_poison_and_an_outage_end_in_the_dlq_and_the_redrive_brings_them_back(lo
         OUTAGE_REASON: NOTES, "unreadable message: body is not valid JSON": 1}
     assert {row["attempts"] for row in dead if row["failure_reason"] == OUTAGE_REASON} == {"3"}
 
-    # ... and in the UI: failed runs that say why, and a failing dlq_is_empty check.
-    failures = [message for run in gql.runs("prison_events_job", ["FAILURE"])
-                for message in gql.failure_messages(run["runId"])]
+    # ... and in the UI: a failed run that says why (its step failure and its hmpps/failure tag), no run red for the
+    # poison message (it is in the DLQ with its reason: the check shows it), and a failing dlq_is_empty check.
+    failed = wait_until(lambda: gql.runs("prison_events_job", ["FAILURE"]), 120,
+                        "the consumer run that met the outage to end red", diagnostics=diagnostics)
+    failures = [message for run in failed for message in gql.failure_messages(run["runId"])]
     assert any(f"{OUTAGE_REASON} -> dead-lettered" in message for message in failures), failures
-    assert any("unreadable message" in message and "dead-lettered by the sensor" in message
-               for message in failures), failures
+    assert not any("unreadable message" in message for message in failures), failures
+    tags = [tag for run in failed for tag in run["tags"] if tag["key"] == "hmpps/failure"]
+    assert tags and all(OUTAGE_REASON in tag["value"] for tag in tags), tags
     flagged = wait_until(
         lambda: (lambda r: r if r and r["status"] == "FAILED"
                  and r["evaluation"]["description"].startswith(f"{NOTES + 1} messages") else None)(
@@ -159,7 +166,10 @@ def test_pausing_the_sensor_leaves_messages_waiting_and_resuming_consumes_them(l
     urns = {case_note_urn(n) for n in notes}
     assert gql.set_sensor_running("prison_events_sensor", False) == "STOPPED"
     try:
-        time.sleep(6)                       # a tick already under way finishes
+        # A tick already under way finishes, and a consumer run still alive sees the pause and exits.
+        wait_until(lambda: not gql.runs("prison_events_job", LIVE), 120, "consumer runs to exit on the pause",
+                   diagnostics=stack.log_tail)
+        time.sleep(1)
         for note in notes:
             publish(stack, note)
         paused = wait_until(

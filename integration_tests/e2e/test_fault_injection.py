@@ -6,7 +6,7 @@ alerts going inactive, duplicated and reordered events, poison messages, people 
 while it suffers, in this order:
 
 1. 20% upstream 503s on the case-note and alert detail routes (seeded), throughout wave 1;
-2. an HMPPS Auth outage (token route answers 503) for ~12 s;
+2. an HMPPS Auth outage (token route answers 503, the tokens held invalidated) for ~12 s;
 3. the Delius database unavailable for ~10 s (DELIUS_DATABASE_URL points at a TCP proxy that drops every connection
    and refuses new ones);
 4. a run worker killed with SIGKILL in the middle of its batch (found under the daemon in /proc);
@@ -79,11 +79,11 @@ CONSUMER_ENV = {
     "CONSUMER_VISIBILITY_TIMEOUT": "45",
     "CONSUMER_RETRY_DELAYS": "2,4",
     "CONSUMER_MAX_ATTEMPTS": "3",
-    "CONSUMER_MAX_EVENTS_PER_RUN": "60",
-    "CONSUMER_MAX_EVENTS_PER_TICK": "240",
-    "CONSUMER_TICK_SECONDS": "3",
-    "CONSUMER_MAX_PENDING_RUNS": "2",
+    "CONSUMER_MAX_BATCH": "60",             # small batches: a worker is killed in the middle of one
+    "CONSUMER_RECEIVERS": "2",
     "CONSUMER_FETCH_WORKERS": "16",
+    "CONSUMER_LIFETIME_SECONDS": "60",      # consumer runs end and hand over to their successors under the faults
+    "CONSUMER_IDLE_SECONDS": "10",          # and exit soon once the queue is quiet
 }
 
 
@@ -588,8 +588,11 @@ def test_faults_lose_nothing_duplicate_nothing_and_poison_ends_in_the_dlq(tmp_pa
             stack.send(wave1[:quarter])
             wait_until(lambda: stack.contacts() >= 20, 180, "the first contacts", diagnostics=stack.diagnostics)
 
-            stack.note("HMPPS Auth outage (token route answers 503)")
+            stack.note("HMPPS Auth outage (token route answers 503; the tokens held are invalidated)")
             standins.set_fault("token", status=503)
+            # A long-lived consumer holds a token for its lifetime: rotating the signing keys makes every API answer
+            # 401 to it, so it must ask HMPPS Auth again during the outage (as when a token expires mid-outage).
+            standins.rotate_keys()
             stack.send(wave1[quarter:2 * quarter])
             outage_for(12, lambda: token_refusals(standins) > 0, "a token request refused")
             standins.clear_faults("token")

@@ -85,7 +85,7 @@ def test_daemon_with_postgres_instance_storage_and_a_grpc_code_location(tmp_path
                       client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
                       alerts_url=standins.alerts_url, dagster_home=home,
                       extra={"DAGSTER_PG_URL": dagster_db, "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-                             "DAGSTER_CODE_SERVER_PORT": str(port), "CONSUMER_TICK_SECONDS": "2",
+                             "DAGSTER_CODE_SERVER_PORT": str(port), "CONSUMER_IDLE_SECONDS": "5",
                              "DLQ_REDRIVE_CRON": "* * * * *"})
     code_server = daemon = None
     try:

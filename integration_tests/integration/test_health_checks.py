@@ -57,16 +57,14 @@ def test_the_sensor_reports_depths_and_checks_without_receiving(sqs):
 
 
 @pytest.mark.sqs
-def test_the_checks_can_be_executed_from_the_ui_and_read_the_consumers_runs(sqs):
+def test_the_checks_can_be_executed_from_the_ui_and_read_the_consumers_reports(sqs):
     resource = queue_resource(sqs)
     now = time.time()
     with dg.instance_for_test() as instance:
-        config = {"ops": {"process_prison_events": {"config": {"events": [
-            {"message_id": "m1", "receipt_handle": "h", "body": "{}", "received_at": now,
-             "sent_timestamp_ms": int((now - 42) * 1000)}]}}}}
-        create_run_for_test(instance, job_name=EVENTS_JOB, run_config=config,
-                            status=dg.DagsterRunStatus.SUCCESS)
-        instance.report_runless_asset_event(dg.AssetMaterialization(DELIUS_CONTACTS))
+        create_run_for_test(instance, job_name=EVENTS_JOB, status=dg.DagsterRunStatus.SUCCESS)
+        # A consumer run's chunk report: one event that had waited 42 s on the queue when it was received.
+        instance.report_runless_asset_event(dg.AssetMaterialization(DELIUS_CONTACTS, metadata={
+            "events": 1, "last_received_at": now, "oldest_age_at_receipt_seconds": 42.0}))
         activity = consumer_activity(instance, since=now - 60)
         assert activity.sensor_status == "unknown"
         assert activity.received_since == 1 and activity.oldest_age_at_receipt == pytest.approx(42, abs=1)

@@ -107,38 +107,53 @@ def test_the_sweep_checks_a_share_of_every_linked_person_each_day(delius_sqlite)
     assert everyone == set(ids.values())
 
 
-def test_every_run_of_the_window_is_read_page_by_page_and_older_runs_are_not(monkeypatch):
-    from integration.local import event_factory as ev
+def test_every_report_and_run_of_the_window_is_read_page_by_page_and_older_ones_are_not(monkeypatch):
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
 
-    monkeypatch.setattr(reconciliation_checks, "RUNS_PAGE", 3)      # 10 event runs and 4 backfill runs: several pages each
+    from integration.defs.events.jobs import outcome_table
+
+    monkeypatch.setattr(reconciliation_checks, "RUNS_PAGE", 3)      # 10 reports and 4 backfill runs: several pages each
     now = datetime.now(timezone.utc)
 
-    def add(instance, job_name, created, *, status=dg.DagsterRunStatus.SUCCESS, noms=None, partition=None):
-        config = {}
-        if noms:
-            body = ev.case_note_event(noms, str(uuid.uuid4()), "KA", "KS", case_notes_url="http://127.0.0.1:9")
-            config = {"ops": {"process_prison_events": {"config": {"events": [{"body": body}]}}}}
-        run = dg.DagsterRun(job_name=job_name, run_id=make_new_run_id(), run_config=config, status=status,
+    def run(instance, job_name, created, *, partition=None) -> str:
+        run = dg.DagsterRun(job_name=job_name, run_id=make_new_run_id(), status=dg.DagsterRunStatus.SUCCESS,
                             tags={"dagster/partition": partition} if partition else {})
         instance.run_storage.add_historical_run(run, created)
+        return run.run_id
+
+    def report(instance, run_id, at, noms, action="created"):
+        """A consumer run's chunk report (a delius_contacts materialization) recorded at ``at``."""
+        rows = [{"sqs_message_id": str(uuid.uuid4()), "event_type": "person.case-note.created", "noms_number": noms,
+                 "action": action},
+                {"sqs_message_id": str(uuid.uuid4()), "event_type": "probation-case.prison-identifier.added",
+                 "noms_number": "L0000LL", "action": "linkage"}]
+        materialization = dg.AssetMaterialization(asset_key="delius_contacts", metadata={"outcomes": outcome_table(rows)})
+        event = DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="prison_events_job",
+                             event_specific_data=StepMaterializationData(materialization))
+        instance.store_event(EventLogEntry(error_info=None, level="INFO", user_message="", run_id=run_id,
+                                           timestamp=at.timestamp(), dagster_event=event))
 
     with dg.instance_for_test() as instance:
         people = [f"A9{n:03d}AA" for n in range(10)]
+        consumers = [run(instance, "prison_events_job", now - timedelta(hours=41)),
+                     run(instance, "prison_events_job", now - timedelta(hours=20))]
         for n, noms in enumerate(people):          # the oldest first, one every 4 hours back from now
-            add(instance, "prison_events_job", now - timedelta(hours=40 - 4 * n), noms=noms,
-                status=dg.DagsterRunStatus.FAILURE if n == 0 else dg.DagsterRunStatus.SUCCESS)
+            report(instance, consumers[n // 5], now - timedelta(hours=40 - 4 * n), noms,
+                   action="failed" if n == 0 else "created")
         for n in range(4):
-            add(instance, "noms_backfill_job", now - timedelta(hours=n + 1), partition=f"B9{n:03d}BB")
-        add(instance, "prison_events_job", now - timedelta(hours=49), noms="C9000CC")      # before the window
-        add(instance, "noms_backfill_job", now - timedelta(days=3), partition="C9001CC")
+            run(instance, "noms_backfill_job", now - timedelta(hours=n + 1), partition=f"B9{n:03d}BB")
+        old = run(instance, "prison_events_job", now - timedelta(hours=50))
+        report(instance, old, now - timedelta(hours=49), "C9000CC")                     # before the window
+        run(instance, "noms_backfill_job", now - timedelta(days=3), partition="C9001CC")
 
         sources, scanned = reconciliation_checks.people_in_recent_runs(instance, now - timedelta(hours=48))
         assert sources == {"failed_event_runs": {people[0]}, "event_runs": set(people[1:]),
                            "backfill_runs": {f"B9{n:03d}BB" for n in range(4)}}
-        assert scanned == {"prison_events_job": 10, "noms_backfill_job": 4}
+        assert scanned == {"prison_events_job": 2, "noms_backfill_job": 4}
 
         sources, scanned = reconciliation_checks.people_in_recent_runs(instance, now - timedelta(hours=10))
-        assert sources["event_runs"] == set(people[8:]) and scanned["prison_events_job"] == 2
+        assert sources["event_runs"] == set(people[8:]) and scanned["prison_events_job"] == 1
 
 
 # ----------------------------------------------------------------------------------------------- bounded driver

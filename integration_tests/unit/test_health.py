@@ -93,12 +93,14 @@ def test_backlog_since_starts_on_the_first_sighting_and_ends_when_the_queue_show
     assert next_backlog_since(NOW - 50, QueueDepth(0, 7, 0), NOW) is None
 
 
-def test_ages_at_receipt_come_from_the_batch_runs_config():
-    config = {"ops": {"process_prison_events": {"config": {"events": [
-        {"sent_timestamp_ms": int((NOW - 30) * 1000), "received_at": NOW},
-        {"sent_timestamp_ms": int((NOW - 5) * 1000), "received_at": NOW},
-        {"sent_timestamp_ms": None, "received_at": NOW}]}}}}
-    assert sorted(health.ages_at_receipt([config, {}, None])) == pytest.approx([5, 30])
+def test_ages_at_receipt_come_from_the_consumer_reports():
+    class Value:
+        def __init__(self, value):
+            self.value = value
+
+    reports = [{"oldest_age_at_receipt_seconds": Value(30.0)}, {"oldest_age_at_receipt_seconds": 5},
+               {"events": Value(3)}, None]
+    assert sorted(health.ages_at_receipt(reports)) == pytest.approx([5, 30])
 
 
 def test_results_are_reported_when_they_change_and_on_a_heartbeat_only():

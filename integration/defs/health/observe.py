@@ -5,7 +5,6 @@ counts, docs/queue-protocol.md) nor from the DLQ. Counts, times, run ids and err
 """
 
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
@@ -20,7 +19,7 @@ from ...core.ports import EventsQueue
 EVENTS_QUEUE_KEY = dg.AssetKey(EVENTS_QUEUE)
 PENDING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
 FINISHED_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
-MAX_RUNS_SCANNED = 200
+MAX_RUNS_SCANNED = 200          # consumer reports read per evaluation at most
 
 
 def health_settings() -> HealthSettings:
@@ -30,25 +29,35 @@ def health_settings() -> HealthSettings:
 
 
 def consumer_activity(instance: dg.DagsterInstance, *, since: float) -> ConsumerActivity:
-    """The queue sensor's state and latest tick, and its runs (``since``: epoch seconds of the previous evaluation)."""
+    """The queue sensor's state and latest tick, and what its consumer runs report (``since``: epoch seconds of the
+    previous evaluation): received and processed from the ``delius_contacts`` materializations of consumer runs (each
+    chunk's ``last_received_at`` and ``oldest_age_at_receipt_seconds``), and linkage backfill runs."""
     status, tick_at, tick_error = _sensor_state(instance)
-    latest = instance.get_run_records(dg.RunsFilter(job_name=EVENTS_JOB), limit=1)
+    latest = instance.fetch_materializations(dg.AssetKey(DELIUS_CONTACTS), limit=1).records
     linkage = instance.get_run_records(dg.RunsFilter(job_name=BACKFILL_JOB, tags={TRIGGER_TAG: "linkage"}), limit=1)
     finished = instance.get_run_records(dg.RunsFilter(job_name=EVENTS_JOB, statuses=FINISHED_STATUSES),
                                         limit=1)
-    materialized = instance.get_latest_materialization_event(dg.AssetKey(DELIUS_CONTACTS))
-    received = [r.create_timestamp.timestamp() for r in latest + linkage]
-    processed = [r.end_time for r in finished if r.end_time] + ([materialized.timestamp] if materialized else [])
-    recent = instance.get_run_records(
-        dg.RunsFilter(job_name=EVENTS_JOB, created_after=datetime.fromtimestamp(since, tz=timezone.utc)),
-        limit=MAX_RUNS_SCANNED)
-    ages = list(ages_at_receipt(r.dagster_run.run_config for r in recent))
+    received = [r.create_timestamp.timestamp() for r in linkage]
+    received += [t for t in (_number(r.asset_materialization.metadata.get("last_received_at"))
+                             for r in latest if r.asset_materialization) if t is not None]
+    processed = [r.end_time for r in finished if r.end_time] + [r.timestamp for r in latest]
+    recent = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(DELIUS_CONTACTS), after_timestamp=since),
+        limit=MAX_RUNS_SCANNED).records
+    reports = [dict(r.asset_materialization.metadata) for r in recent if r.asset_materialization]
+    ages = list(ages_at_receipt(reports))
     return ConsumerActivity(
         sensor_status=status, last_tick_at=tick_at, last_tick_error=tick_error,
         last_received_at=max(received) if received else None,
         last_processed_at=max(processed) if processed else None,
         runs_waiting=instance.get_runs_count(dg.RunsFilter(job_name=EVENTS_JOB, statuses=PENDING_STATUSES)),
-        oldest_age_at_receipt=max(ages) if ages else None, received_since=len(ages))
+        oldest_age_at_receipt=max(ages) if ages else None,
+        received_since=sum(int(_number(m.get("events")) or 0) for m in reports))
+
+
+def _number(entry: Any) -> float | None:
+    value = getattr(entry, "value", entry)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _sensor_state(instance: dg.DagsterInstance) -> tuple[str, float | None, str | None]:

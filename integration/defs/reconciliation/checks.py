@@ -7,11 +7,11 @@ from ``RECONCILIATION_<FIELD>`` variables (settings.py), shown in the run's conf
 """
 
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import dagster as dg
 
-from ...constants import BACKFILL_JOB, DELIUS_CONTACTS, EVENTS_JOB, EVENTS_OP, RECONCILIATION_CHECK
+from ...constants import BACKFILL_JOB, DELIUS_CONTACTS, EVENTS_JOB, RECONCILIATION_CHECK
 from ...core.logfmt import kv
 from ...core.notices import reconciliation_message
 from ...core.times import LONDON, london_now
@@ -21,7 +21,7 @@ from ..backfill.partitions import noms_partitions
 
 CHECK_NAME = RECONCILIATION_CHECK
 CHECK_OP = f"{DELIUS_CONTACTS}_{CHECK_NAME}"
-RUNS_PAGE = 500                  # runs read from run storage at a time (every run of the window is read)
+RUNS_PAGE = 500                  # runs (or reports) read at a time (every one of the window is read)
 PEOPLE_SHOWN = 100
 
 
@@ -116,23 +116,51 @@ def runs_since(instance: dg.DagsterInstance, job_name: str, since: datetime) -> 
         cursor = page[-1].run_id
 
 
+def reports_since(instance: dg.DagsterInstance, since: datetime) -> Iterator[Any]:
+    """Every ``delius_contacts`` materialization (a consumer run's report of a chunk of events) recorded after
+    ``since``, read ``RUNS_PAGE`` at a time: the window bounds the scan, not a count."""
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(DELIUS_CONTACTS), after_timestamp=since.timestamp()),
+            limit=RUNS_PAGE, cursor=cursor)
+        yield from result.records
+        if not result.has_more or not result.records:
+            return
+        cursor = result.cursor
+
+
+def people_in_reports(metadata: Any) -> tuple[set[str], set[str]]:
+    """(NOMS numbers of failed events, of the others) in one report's outcome table."""
+    failed, seen = set(), set()
+    table = metadata.get("outcomes") if metadata else None
+    for record in getattr(getattr(table, "value", None), "records", None) or []:
+        data = record.data
+        noms = data.get("noms_number")
+        if isinstance(noms, str) and noms and data.get("action") != "linkage":
+            (failed if data.get("action") == "failed" else seen).add(noms)
+    return failed, seen
+
+
 def people_in_recent_runs(instance: dg.DagsterInstance,
                           since: datetime) -> tuple[dict[str, set[str]], dict[str, int]]:
-    """People the integration heard about since ``since`` (run storage, no API calls): from the events of
-    ``prison_events_job`` runs (failed runs first) and the partitions of ``noms_backfill_job`` runs; and how many
-    runs of each job were read (all of the window's)."""
+    """People the integration heard about since ``since`` (run storage and event log, no API calls): from the outcome
+    tables of the ``delius_contacts`` reports of ``prison_events_job`` runs (failed events first) and the partitions
+    of ``noms_backfill_job`` runs; and how many runs of each job were read (all of the window's)."""
     failed, seen, backfilled = set(), set(), set()
-    scanned = {EVENTS_JOB: 0, BACKFILL_JOB: 0}
-    for run in runs_since(instance, EVENTS_JOB, since):
-        scanned[EVENTS_JOB] += 1
-        events = (run.run_config.get("ops", {}).get(EVENTS_OP, {}).get("config", {})
-                  .get("events", []))
-        people = rec.people_in_event_bodies(e.get("body", "") for e in events)
-        (failed if run.status is dg.DagsterRunStatus.FAILURE else seen).update(people)
+    event_runs: set[str] = set()
+    for record in reports_since(instance, since):
+        if record.asset_materialization is None:
+            continue
+        event_runs.add(record.run_id)
+        bad, good = people_in_reports(record.asset_materialization.metadata)
+        failed |= bad
+        seen |= good
+    scanned = {EVENTS_JOB: len(event_runs), BACKFILL_JOB: 0}
     for run in runs_since(instance, BACKFILL_JOB, since):
         scanned[BACKFILL_JOB] += 1
         backfilled.update(partitions_of(instance, run))
-    return {"failed_event_runs": failed, "event_runs": seen, "backfill_runs": backfilled}, scanned
+    return {"failed_event_runs": failed, "event_runs": seen - failed, "backfill_runs": backfilled}, scanned
 
 
 def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:

@@ -15,6 +15,7 @@ from .jobs import reconciliation_job
     monitored_jobs=[reconciliation_job],
     request_job=noms_backfill_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,   # not the 30 s default: each tick opens the instance (docs/performance.md)
     description="Requests a noms_backfill_job run for each person a reconciliation run asked to repair "
                 "(auto_repair). Does nothing for runs with auto_repair off.",
 )
