@@ -18,6 +18,7 @@ HOUSEKEEPING_JOB, HOUSEKEEPING_OP = "run_housekeeping_job", "delete_old_runs"
 
 # assets, partitions and checks
 DELIUS_CONTACTS = "delius_contacts"
+CONTACTS_PER_HOUR, CONTACTS_PER_DAY = "delius_contacts_per_hour", "delius_contacts_per_day"
 LINKED_PERSON_CONTACTS = "linked_person_contacts"
 EVENTS_QUEUE = "events_queue"
 NOMS_PARTITIONS = "noms_number"
@@ -28,6 +29,7 @@ HEALTH_CHECKS = "queue_health_checks"
 # sensors and schedules
 EVENTS_SENSOR = "prison_events_sensor"
 HEALTH_SENSOR = "queue_health_sensor"
+ROLLUP_SENSOR = "contacts_rollup_sensor"
 REPAIR_SENSOR = "reconciliation_repair_sensor"
 FAILURE_SENSOR = "run_failure_notification_sensor"
 REDRIVE_REPORT_SENSOR = "dlq_redrive_report_sensor"
