@@ -10,7 +10,7 @@ TIMEZONE = "Europe/London"      # schedules run on London time, as Delius keeps 
 
 # jobs and their ops
 EVENTS_JOB, EVENTS_OP = "prison_events_job", "process_prison_events"
-BACKFILL_JOB = "noms_backfill_job"
+BACKFILL_JOB, BACKFILL_OP = "noms_backfill_job", "backfill_people"
 REDRIVE_JOB, REDRIVE_OP = "redrive_dlq_job", "redrive_dead_letters"
 PEEK_JOB, PEEK_OP = "peek_dlq_job", "peek_dead_letters"
 RECONCILIATION_JOB = "reconciliation_job"
@@ -40,7 +40,8 @@ HOUSEKEEPING_SCHEDULE = "run_housekeeping_schedule"
 # tags (the run queue limits of dagster.yaml and deploy/dagster.yaml key on hmpps/flow)
 FLOW_TAG = "hmpps/flow"
 FLOW_EVENTS, FLOW_BACKFILL, FLOW_OPERATIONS = "events", "backfill", "operations"
-TRIGGER_TAG = "hmpps/trigger"          # linkage | cli | schedule | reconciliation
+TRIGGER_TAG = "hmpps/trigger"          # linkage | ui | cli | schedule | reconciliation
+PEOPLE_TAG = "hmpps/people"            # NOMS numbers a backfill run holds (up to a few; else their count)
 EVENTS_TAG = "hmpps/events"            # messages a batch run holds
 MESSAGES_TAG = "hmpps/messages"        # linkage messages behind a backfill run
 PARKED_TAG = "hmpps/dlq-parked"        # messages a redrive left parked in the DLQ

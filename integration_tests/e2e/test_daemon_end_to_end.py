@@ -84,7 +84,7 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
         for run in runs:
             by_job.setdefault(run.job_name, []).append(run)
         assert {r.status for r in by_job["noms_backfill_job"]} == {dg.DagsterRunStatus.SUCCESS}
-        assert by_job["noms_backfill_job"][0].tags["dagster/partition"] == "A3000BB"
+        assert by_job["noms_backfill_job"][0].tags["hmpps/people"] == "A3000BB"
         assert any(r.status is dg.DagsterRunStatus.FAILURE for r in by_job["prison_events_job"])  # the poison
         assert instance.get_dynamic_partitions("noms_number") == ["A3000BB"]
         stored = [repr(run.run_config) + repr(run.tags) for run in runs]

@@ -84,7 +84,8 @@ def test_a_tick_leases_batches_dead_letters_poison_and_turns_linkage_into_a_back
         body = json.dumps(request.run_config)
         assert "Case note text" not in body
     [backfill] = backfills
-    assert backfill.partition_key == "A2000BB"
+    assert backfill.run_config["ops"]["backfill_people"]["config"]["noms_numbers"] == ["A2000BB"]
+    assert backfill.tags["hmpps/trigger"] == "linkage" and backfill.tags["hmpps/people"] == "A2000BB"
     assert result.dynamic_partitions_requests[0].partition_keys == ["A2000BB"]
     custody = json.loads(result.cursor)["custody"]
     assert [c["id"] for c in custody] == [linkage] and custody[0]["k"] == backfill.run_key

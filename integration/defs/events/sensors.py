@@ -17,13 +17,13 @@ from typing import Any
 
 import dagster as dg
 
-from ...constants import BACKFILL_JOB, EVENTS_JOB, EVENTS_OP, EVENTS_SENSOR, EVENTS_TAG, MESSAGES_TAG, TRIGGER_TAG
+from ...constants import EVENTS_JOB, EVENTS_OP, EVENTS_SENSOR, EVENTS_TAG, MESSAGES_TAG
 from ...core.intake import IntakePlan, batch_run_key, plan_intake
 from ...core.logfmt import kv
 from ...core.messages import QueueMessage
 from ...core.ports import EventsQueue
 from ...resources import ConsumerSettings, EventsQueueResource
-from ..backfill.jobs import noms_backfill_job
+from ..backfill.jobs import backfill_request, noms_backfill_job
 from ..backfill.partitions import noms_partitions
 from .jobs import DeadLetteredConfig, EventBatchConfig, LeasedMessageConfig, prison_events_job
 # Runs that wait for the run queue. STARTING runs are being launched and take their messages within seconds; a run
@@ -60,9 +60,8 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, events_queue: Even
     dead_lettered = dead_letter_poison(context, queue, plan)
     run_requests = batch_run_requests(plan, dead_lettered)
     for link in plan.linkage:
-        run_requests.append(dg.RunRequest(
-            run_key=link.run_key, job_name=BACKFILL_JOB, partition_key=link.noms_number,
-            tags={TRIGGER_TAG: "linkage", MESSAGES_TAG: str(len(link.messages))}))
+        run_requests.append(backfill_request([link.noms_number], run_key=link.run_key, trigger="linkage",
+                                             tags={MESSAGES_TAG: str(len(link.messages))}))
         custody += [{"k": link.run_key, "id": m.message_id, "h": m.receipt_handle, "t": m.received_at}
                     for m in link.messages]
     context.log.info(kv("tick", received=len(messages), leased=plan.leased, batch_runs=len(plan.batches),
