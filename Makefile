@@ -17,10 +17,12 @@ NO_NETWORK := $(shell unshare -rn true 2>/dev/null && echo "unshare -rn")
 .PHONY: venv run test lint unit integration e2e format
 
 # $(call install,REQUIREMENTS): uv when INSTALLER=uv and uv installs and succeeds, else pip; one line of output.
+# --compile-bytecode: pip writes the .pyc files at install time, uv only when asked; without them, and with
+# PYTHONDONTWRITEBYTECODE set, every start compiles everything again (imports about three times slower).
 define install
 	start=$$(date +%s); \
 	if [ "$(INSTALLER)" = uv ] && { test -x $(VENV)/bin/uv || $(VENV_PYTHON) -m pip install -q uv >/dev/null 2>&1; } \
-	    && $(VENV)/bin/uv pip install -q --python $(VENV_PYTHON) $(1); then how=uv; \
+	    && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV_PYTHON) $(1); then how=uv; \
 	else how=pip; $(VENV_PYTHON) -m pip install -q $(1) || exit 1; fi; \
 	echo "installed $(1) with $$how in $$(( $$(date +%s) - start )) s"
 endef
@@ -35,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## run: the whole local stack in the foreground (moto SQS, stand-ins, SQLite Delius, simulator, dagster dev)
 run: venv
-	$(VENV_PYTHON) -m integration.local $(ARGS)
+	@$(VENV_PYTHON) -m integration.local $(ARGS)
 
 ## test: the test suite (unit, integration and end-to-end tiers; the browser and fault suites run on their own)
 test: venv
