@@ -183,6 +183,7 @@ def test_noms_backfill_job_takes_noms_numbers_typed_once_and_adds_their_partitio
 
     assert result.success
     assert result.dagster_run.tags["hmpps/flow"] == "backfill" and result.dagster_run.tags["hmpps/trigger"] == "ui"
+    assert instance.get_run_by_id(result.run_id).tags["hmpps/people"] == "A4000ZZ"    # the op adds it
     assert instance.get_dynamic_partitions("noms_number") == ["A4000ZZ"]
     assert instance.get_materialized_partitions(dg.AssetKey("linked_person_contacts")) == {"A4000ZZ"}
     check = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("linked_person_contacts"),

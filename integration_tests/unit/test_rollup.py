@@ -45,8 +45,8 @@ def test_counts_are_added_up_from_numbers_or_metadata_values():
     assert rollup.add_counts(reports) == {"created": 7, "updated": 2, "moved": 0, "unchanged": 0, "skipped": 7,
                                           "failed": 1, "events": 17, "reports": 2}
     backfills = [{"case_notes_created": 2, "alerts_created": 1, "alerts_updated": 1}]
-    assert rollup.add_backfill_counts(backfills) == {"backfill_created": 3, "backfill_updated": 1,
-                                                     "backfill_moved": 0, "backfill_people": 1}
+    assert rollup.add_backfill_counts(backfills) == {"created_by_backfill": 3, "updated_by_backfill": 1,
+                                                     "moved_by_backfill": 0, "people_backfilled": 1}
 
 
 def test_the_sensor_reports_each_finished_hour_once_with_the_sums_of_its_reports():
@@ -64,7 +64,7 @@ def test_the_sensor_reports_each_finished_hour_once_with_the_sums_of_its_reports
         values = {k: v.value for k, v in event.metadata.items()}
         assert {k: values[k] for k in ("created", "updated", "skipped", "failed", "events", "reports")} == \
             {"created": 7, "updated": 2, "skipped": 4, "failed": 2, "events": 15, "reports": 2}
-        assert values["backfill_created"] == 5 and values["backfill_people"] == 1
+        assert values["created_by_backfill"] == 5 and values["people_backfilled"] == 1
 
         context = dg.build_sensor_context(instance=instance, sensor_name=ROLLUP_SENSOR)
         result = contacts_rollup_sensor(context)

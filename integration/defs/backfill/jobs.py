@@ -50,6 +50,10 @@ def noms_numbers_of(values: Sequence[str]) -> list[str]:
 def backfill_people_op(context: dg.OpExecutionContext, config: BackfillConfig, delius: DeliusDatabase,
                        source_api: SourceApiResource) -> None:
     keys = noms_numbers_of(config.noms_numbers)
+    # Whoever launched the run (the launchpad sets no such tag), Runs can be filtered by the person.
+    people = backfill_tags(keys, "")[PEOPLE_TAG]
+    if context.run.tags.get(PEOPLE_TAG) != people:
+        context.instance.add_run_tags(context.run_id, {PEOPLE_TAG: people})
     known = set(context.instance.get_dynamic_partitions(NOMS_PARTITIONS))
     if new := [k for k in keys if k not in known]:
         context.instance.add_dynamic_partitions(NOMS_PARTITIONS, new)
