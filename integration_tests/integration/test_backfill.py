@@ -1,4 +1,5 @@
-"""The linkage backfill (reference-behaviour §8) as a partitioned asset, on PostgreSQL with the HTTP stand-ins."""
+"""The linkage backfill (docs/rules.md §8): the partitioned asset and noms_backfill_job, on PostgreSQL with the HTTP
+stand-ins."""
 
 from __future__ import annotations
 
