@@ -167,7 +167,7 @@ def group_alive(pgid: int) -> bool:
 
 def run_workers(pgid: int) -> list[int]:
     """Pids of Dagster run workers (``dagster api execute_run``) in process group ``pgid``."""
-    found = []
+    found: list[int] = []
     proc = Path("/proc")
     if not proc.is_dir():
         return found
@@ -535,6 +535,8 @@ class ActivityReport:
                 f"({len(records)} reports)")
 
     def _queues(self) -> str:
+        if self.stack.sqs_client is None:
+            return ""
         try:
             depths = []
             for url in (self.stack.queue_url, self.stack.dlq_url):

@@ -80,7 +80,8 @@ def test_peek_shows_ids_types_and_reasons_but_no_message_text(sqs):
 
 def test_redrive_moves_exactly_max_messages_and_leaves_the_rest(sqs):
     for n in range(12):
-        sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody=f'{{"eventType": "person.case-note.created", "n": {n}}}')
+        body = f'{{"eventType": "person.case-note.created", "n": {n}}}'      # readable, so redriven
+        sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody=body)
     config = {"ops": {"redrive_dead_letters": {"config": {"max_messages": 5}}}}
 
     with dg.instance_for_test() as instance:

@@ -3,7 +3,6 @@ errors with exit code 2 when the URL is missing, wrong or unreachable. HTTP is r
 
 from __future__ import annotations
 
-
 import pytest
 import requests
 

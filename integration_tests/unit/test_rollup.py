@@ -9,8 +9,13 @@ from datetime import datetime
 import dagster as dg
 import pytest
 
-from integration.constants import CONTACTS_PER_DAY, CONTACTS_PER_HOUR, DELIUS_CONTACTS, LINKED_PERSON_CONTACTS, \
-    ROLLUP_SENSOR
+from integration.constants import (
+    CONTACTS_PER_DAY,
+    CONTACTS_PER_HOUR,
+    DELIUS_CONTACTS,
+    LINKED_PERSON_CONTACTS,
+    ROLLUP_SENSOR,
+)
 from integration.core import rollup
 from integration.core.times import LONDON
 from integration.defs.contacts.sensors import contacts_rollup_sensor, rollup_event

@@ -18,8 +18,8 @@ delius_contacts = dg.AssetSpec(
 
 _ROLLUP = ("Counts created, updated, moved, unchanged, skipped, failed, events (their sum) and reports (how many "
            "delius_contacts reports were added up), and what backfills wrote (created_by_backfill, "
-           "updated_by_backfill, moved_by_backfill, people_backfilled). Reported by contacts_rollup_sensor; Metadata -> Plots shows them over "
-           "time. Counts only.")
+           "updated_by_backfill, moved_by_backfill, people_backfilled). Reported by contacts_rollup_sensor; "
+           "Metadata -> Plots shows them over time. Counts only.")
 
 contacts_per_hour = dg.AssetSpec(
     key=CONTACTS_PER_HOUR,

@@ -8,7 +8,7 @@ windows are reported, at most ``core.rollup.MAX_CATCH_UP`` of each. Counts only.
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -49,8 +49,8 @@ def rollup_event(instance: dg.DagsterInstance, window: Window) -> dg.AssetMateri
     counts = add_counts(_metadata(instance, DELIUS_CONTACTS, window))
     counts.update(add_backfill_counts(_metadata(instance, LINKED_PERSON_CONTACTS, window)))
     metadata: dict[str, Any] = {name: dg.MetadataValue.int(value) for name, value in counts.items()}
-    metadata["window_start"] = dg.MetadataValue.timestamp(datetime.fromtimestamp(window.start, tz=timezone.utc))
-    metadata["window_end"] = dg.MetadataValue.timestamp(datetime.fromtimestamp(window.end, tz=timezone.utc))
+    metadata["window_start"] = dg.MetadataValue.timestamp(datetime.fromtimestamp(window.start, tz=UTC))
+    metadata["window_end"] = dg.MetadataValue.timestamp(datetime.fromtimestamp(window.end, tz=UTC))
     return dg.AssetMaterialization(asset_key=ASSETS[window.kind], description=window.label, metadata=metadata)
 
 
