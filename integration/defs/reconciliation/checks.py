@@ -7,7 +7,7 @@ from ``RECONCILIATION_<FIELD>`` variables (settings.py), shown in the run's conf
 """
 
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import dagster as dg
 
@@ -138,7 +138,8 @@ def people_in_recent_runs(instance: dg.DagsterInstance,
 def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
     """The NOMS numbers of one backfill run: those in its config (``noms_backfill_job``), one partition, or a range
     (multi-partition backfill runs of ``linked_person_contacts``)."""
-    configured = (run.run_config or {}).get("ops", {}).get(BACKFILL_OP, {}).get("config", {}).get("noms_numbers")
+    run_config: dict[str, Any] = dict(run.run_config or {})
+    configured = run_config.get("ops", {}).get(BACKFILL_OP, {}).get("config", {}).get("noms_numbers")
     if isinstance(configured, list):
         return [n for n in configured if isinstance(n, str)]
     if run.tags.get("dagster/partition"):
