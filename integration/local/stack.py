@@ -636,9 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.dagster and not stop.is_set():
             stack.start_dagster()
         print(stack.banner(), flush=True)
-        print(f"{datetime.now():%H:%M:%S} " + ("starting Dagster..." if args.dagster else
-                                                 "backing services ready (no Dagster). Ctrl-C stops everything."),
-              flush=True)
+        if args.dagster:
+            print(f"{datetime.now():%H:%M:%S} starting Dagster...", flush=True)
+        else:   # for another shell or a debugger: the variables, as in stack.env
+            print("\n".join(f"{k}={shlex.quote(v)}" for k, v in stack.env().items()), flush=True)
+            print(f"{datetime.now():%H:%M:%S} ready: the backing services (no Dagster). Ctrl-C stops everything.",
+                  flush=True)
         ready = not args.dagster
         report = ActivityReport(stack)
         last_report = last_check = time.monotonic()
