@@ -10,6 +10,10 @@ PYTEST_ARGS ?=
 # uv cannot be had or fails. `make venv INSTALLER=pip` forces pip.
 INSTALLER ?= uv
 DEV_EXTRAS := .[test,local,lint]
+# uv does not write .pyc files at install time (pip does; uv's --compile-bytecode compiles every package: a minute
+# here). Python writes them on first import, for what is used, unless PYTHONDONTWRITEBYTECODE is set: then every
+# start (dagster dev, each run worker, pytest) would compile the same modules again, about three times slower.
+unexport PYTHONDONTWRITEBYTECODE
 # The fast tier runs without any network at all (not even loopback) where the machine lets us make a network
 # namespace; elsewhere its conftest refuses sockets instead.
 NO_NETWORK := $(shell unshare -rn true 2>/dev/null && echo "unshare -rn")
@@ -17,12 +21,10 @@ NO_NETWORK := $(shell unshare -rn true 2>/dev/null && echo "unshare -rn")
 .PHONY: venv run test lint unit integration e2e format
 
 # $(call install,REQUIREMENTS): uv when INSTALLER=uv and uv installs and succeeds, else pip; one line of output.
-# --compile-bytecode: pip writes the .pyc files at install time, uv only when asked; without them, and with
-# PYTHONDONTWRITEBYTECODE set, every start compiles everything again (imports about three times slower).
 define install
 	start=$$(date +%s); \
 	if [ "$(INSTALLER)" = uv ] && { test -x $(VENV)/bin/uv || $(VENV_PYTHON) -m pip install -q uv >/dev/null 2>&1; } \
-	    && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV_PYTHON) $(1); then how=uv; \
+	    && $(VENV)/bin/uv pip install -q --python $(VENV_PYTHON) $(1); then how=uv; \
 	else how=pip; $(VENV_PYTHON) -m pip install -q $(1) || exit 1; fi; \
 	echo "installed $(1) with $$how in $$(( $$(date +%s) - start )) s"
 endef
