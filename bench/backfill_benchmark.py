@@ -4,9 +4,9 @@
     .venv/bin/python bench/backfill_benchmark.py --core-only  # only the backfill functions, no Dagster
 
 Case (a): one person with 2,000 case notes and 100 alerts. Case (b): 200 people with 100 items each (95 case notes,
-5 alerts). "dagster" times a partition backfill launched over GraphQL (as the UI and ``integration.cli.backfill``
-do) on a ``dagster dev`` instance, from the launch to the backfill's completion: run queueing, process start-up and
-the daemon's polling included. "core" times ``backfill_people`` in-process (50 people per call, as one run does).
+5 alerts). "dagster" times ``noms_backfill_job`` runs of up to 100 people each, launched over GraphQL (as the
+launchpad and ``integration.cli.backfill`` do) on a ``dagster dev`` instance, from the launch to the last run's end:
+run queueing (one backfill at a time) and process start-up included. "core" times ``backfill_people`` in-process (50 people per call, as one run does).
 Each case runs on a fresh database and is run twice: the second run (a re-run) must change nothing.
 """
 
@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from integration.flows.backfill import backfill_people  # noqa: E402
-from integration.cli.backfill import launch_backfill, wait_for_backfill  # noqa: E402
+from integration.cli.backfill import launch_backfill  # noqa: E402
+from integration.cli.webserver import Webserver  # noqa: E402
 from integration.clients.hmpps import HmppsSourceApi  # noqa: E402
 from integration.delius import models as m  # noqa: E402
 from integration.delius.engine import create_delius_engine  # noqa: E402
@@ -68,17 +69,17 @@ def seed(engine, standins, people: int, notes: int, alerts: int, prefix: str) ->
 
 
 RUNS = """
-query Runs($backfill: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $backfill}]}) {
+query Runs($ids: [String!]) {
+  runsOrError(filter: {runIds: $ids}) {
     ... on Runs { results { runId status startTime endTime } }
   }
 }"""
 
 
-def run_window(url: str, backfill_id: str) -> tuple[int, float]:
-    """(runs, seconds from the first run's start to the last run's end): the backfill's own work, without the
-    backfill daemon's fixed 30 s polling before and after."""
-    response = requests.post(f"{url}/graphql", json={"query": RUNS, "variables": {"backfill": backfill_id}}, timeout=30)
+def run_window(url: str, run_ids: list[str]) -> tuple[int, float]:
+    """(runs, seconds from the first run's start to the last run's end): the runs' own work, without the queueing
+    before the first."""
+    response = requests.post(f"{url}/graphql", json={"query": RUNS, "variables": {"ids": run_ids}}, timeout=30)
     runs = response.json()["data"]["runsOrError"]["results"]
     starts = [r["startTime"] for r in runs if r["startTime"]]
     ends = [r["endTime"] for r in runs if r["endTime"]]
@@ -162,11 +163,13 @@ def run_case(name: str, people: int, notes: int, alerts: int, *, admin_url: str,
             for attempt in ("first run", "re-run"):
                 before = contact_count(engine)
                 start = time.perf_counter()
-                backfill_id = launch_backfill(dev.url, nomses, title=f"benchmark ({name}) {attempt}")
-                status = wait_for_backfill(dev.url, backfill_id, timeout=1800, poll=0.5)
+                server = Webserver(dev.url)
+                run_ids = launch_backfill(server, nomses, trigger="benchmark")
+                final = server.wait(run_ids, timeout=1800, poll=0.5)
+                status = ",".join(sorted(set(final.values())))
                 seconds = time.perf_counter() - start
                 written = contact_count(engine) - before
-                runs, window = run_window(dev.url, backfill_id)
+                runs, window = run_window(dev.url, run_ids)
                 lines.append(f"({name}) dagster  {attempt:9s} {expected:6d} items {seconds:7.2f} s "
                              f"{expected / seconds:8.0f} items/s end to end; {runs} runs in {window:6.2f} s "
                              f"{expected / window:8.0f} items/s in runs; new contacts={written} status={status}")

@@ -10,7 +10,7 @@ TIMEZONE = "Europe/London"      # schedules run on London time, as Delius keeps 
 
 # jobs and their ops
 EVENTS_JOB, EVENTS_OP = "prison_events_job", "process_prison_events"
-BACKFILL_JOB = "noms_backfill_job"
+BACKFILL_JOB, BACKFILL_OP = "noms_backfill_job", "backfill_people"
 REDRIVE_JOB, REDRIVE_OP = "redrive_dlq_job", "redrive_dead_letters"
 PEEK_JOB, PEEK_OP = "peek_dlq_job", "peek_dead_letters"
 RECONCILIATION_JOB = "reconciliation_job"
@@ -18,6 +18,7 @@ HOUSEKEEPING_JOB, HOUSEKEEPING_OP = "run_housekeeping_job", "delete_old_runs"
 
 # assets, partitions and checks
 DELIUS_CONTACTS = "delius_contacts"
+CONTACTS_PER_HOUR, CONTACTS_PER_DAY = "delius_contacts_per_hour", "delius_contacts_per_day"
 LINKED_PERSON_CONTACTS = "linked_person_contacts"
 EVENTS_QUEUE = "events_queue"
 NOMS_PARTITIONS = "noms_number"
@@ -28,6 +29,7 @@ HEALTH_CHECKS = "queue_health_checks"
 # sensors and schedules
 EVENTS_SENSOR = "prison_events_sensor"
 HEALTH_SENSOR = "queue_health_sensor"
+ROLLUP_SENSOR = "contacts_rollup_sensor"
 REPAIR_SENSOR = "reconciliation_repair_sensor"
 FAILURE_SENSOR = "run_failure_notification_sensor"
 REDRIVE_REPORT_SENSOR = "dlq_redrive_report_sensor"
@@ -38,7 +40,8 @@ HOUSEKEEPING_SCHEDULE = "run_housekeeping_schedule"
 # tags (the run queue limits of dagster.yaml and deploy/dagster.yaml key on hmpps/flow)
 FLOW_TAG = "hmpps/flow"
 FLOW_EVENTS, FLOW_BACKFILL, FLOW_OPERATIONS = "events", "backfill", "operations"
-TRIGGER_TAG = "hmpps/trigger"          # linkage | cli | schedule | reconciliation
+TRIGGER_TAG = "hmpps/trigger"          # linkage | ui | cli | schedule | reconciliation
+PEOPLE_TAG = "hmpps/people"            # NOMS numbers a backfill run holds (up to a few; else their count)
 EVENTS_TAG = "hmpps/events"            # messages a batch run holds (runs of the earlier protocol)
 CONSUMER_UNTIL_TAG = "hmpps/consumer-until"   # when a consumer run plans to exit (epoch seconds)
 FAILURE_TAG = "hmpps/failure"          # why a run failed, in short (ids and counts only)

@@ -1,163 +1,82 @@
-"""Launch a linkage backfill for many NOMS numbers from the command line, through Dagster's backfill mechanism.
+"""Backfill people from the command line: one ``noms_backfill_job`` run per 100 NOMS numbers, as the launchpad does.
 
     python -m integration.cli.backfill --url http://127.0.0.1:3000 A1234BC B2345CD
-    python -m integration.cli.backfill --url http://127.0.0.1:3000 --file noms.txt --wait
+    python -m integration.cli.backfill --url https://dagster.example.internal --file noms.txt --wait
 
-It talks to the Dagster webserver's GraphQL API (as the UI does): adds each NOMS number as a dynamic partition of
-``noms_number``, then launches one partition backfill of ``linked_person_contacts`` over all of them. The daemon runs
-it with the asset's backfill policy (many partitions per run) under the run-queue limits, so it never starves the
-live event flow. Prints the backfill id and, with ``--wait``, waits for it to finish.
+It talks to the Dagster webserver's GraphQL API (as the UI does) and needs nothing else from the environment: the
+runs are queued for the daemon under the run queue's backfill limit (``hmpps/flow=backfill``, one at a time), tagged
+``hmpps/trigger=cli``. Prints each run's id and link; with ``--wait``, waits and prints how each ended (exit code 1
+if any failed). Any error is one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import requests
-
-from ..constants import LINKED_PERSON_CONTACTS, NOMS_PARTITIONS
+from ..constants import BACKFILL_JOB, BACKFILL_OP, PEOPLE_TAG, TRIGGER_TAG
 from ..core.events import is_noms_number
+from .webserver import CliError, Webserver, default_url
 
-LOCATION = "integration"
-ASSET = LINKED_PERSON_CONTACTS
-PARTITIONS = NOMS_PARTITIONS
-
-ADD_PARTITION = """
-mutation Add($selector: RepositorySelector!, $name: String!, $key: String!) {
-  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
-    __typename
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-  }
-}"""
-
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { stepKey invalidOutputName }
-    ... on UnauthorizedError { message }
-  }
-}"""
-
-STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { id status numPartitions }
-    ... on PythonError { message }
-  }
-}"""
-
-LOCATIONS = """
-query Locations {
-  workspaceOrError {
-    __typename
-    ... on Workspace { locationEntries { name loadStatus
-        locationOrLoadError { __typename ... on RepositoryLocation { repositories { name } } } } }
-  }
-}"""
-
-DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+PER_RUN = 100            # noms_backfill_job's MAX_PEOPLE_PER_RUN
+PEOPLE_IN_TAG = 5
 
 
-class BackfillError(RuntimeError):
-    pass
-
-
-def _graphql(url: str, query: str, variables: dict, timeout: float = 30) -> dict:
-    response = requests.post(f"{url.rstrip('/')}/graphql", json={"query": query, "variables": variables},
-                             timeout=timeout)
-    response.raise_for_status()
-    body = response.json()
-    if body.get("errors"):
-        raise BackfillError("; ".join(e.get("message", "?") for e in body["errors"]))
-    return body["data"]
-
-
-def wait_for_code_location(url: str, timeout: float = 120) -> str:
-    """The webserver answers before it has loaded the code location; wait until it has. Returns the repository."""
-    deadline = time.monotonic() + timeout
-    while True:
-        workspace = _graphql(url, LOCATIONS, {})["workspaceOrError"]
-        entries = {e["name"]: e for e in workspace.get("locationEntries", [])}
-        entry = entries.get(LOCATION) or {}
-        repositories = (entry.get("locationOrLoadError") or {}).get("repositories") or []
-        if entry.get("loadStatus") == "LOADED" and repositories:
-            return repositories[0]["name"]
-        if time.monotonic() > deadline:
-            raise BackfillError(f"code location {LOCATION!r} not loaded (status {entry.get('loadStatus')})")
-        time.sleep(1)
-
-
-def launch_backfill(url: str, noms_numbers: list[str], *, title: str | None = None) -> str:
-    """Add the partitions and launch one backfill over them; returns the backfill id."""
-    keys = sorted({n.strip().upper() for n in noms_numbers if n.strip()})
+def noms_numbers(values: list[str]) -> list[str]:
+    keys = list(dict.fromkeys(v.strip().upper() for v in values if v.strip()))
     invalid = [k for k in keys if not is_noms_number(k)]
     if invalid:
-        raise BackfillError(f"not NOMS numbers: {', '.join(invalid[:10])}")
+        raise CliError(f"not NOMS numbers: {', '.join(invalid[:10])} (a NOMS number is like A1234BC)")
     if not keys:
-        raise BackfillError("no NOMS numbers given")
-    repository = wait_for_code_location(url)
-    selector = {"repositoryLocationName": LOCATION, "repositoryName": repository}
-    for key in keys:
-        result = _graphql(url, ADD_PARTITION, {"selector": selector, "name": PARTITIONS, "key": key})
-        outcome = result["addDynamicPartition"]
-        if outcome["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
-            raise BackfillError(f"adding partition {key}: {outcome.get('message', outcome['__typename'])}")
-    params = {"partitionNames": keys, "assetSelection": [{"path": [ASSET]}],
-              "title": title or f"Linkage backfill of {len(keys)} people", "tags": [
-                  {"key": "hmpps/trigger", "value": "cli"}]}
-    outcome = _graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
-    if outcome["__typename"] != "LaunchBackfillSuccess":
-        raise BackfillError(f"launching the backfill: {outcome.get('message', outcome['__typename'])}")
-    return outcome["backfillId"]
+        raise CliError("no NOMS numbers given")
+    return keys
 
 
-def backfill_status(url: str, backfill_id: str) -> str:
-    outcome = _graphql(url, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-    if outcome["__typename"] != "PartitionBackfill":
-        raise BackfillError(outcome.get("message", outcome["__typename"]))
-    return outcome["status"]
-
-
-def wait_for_backfill(url: str, backfill_id: str, timeout: float = 3600, poll: float = 2) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = backfill_status(url, backfill_id)
-        if status in DONE:
-            return status
-        time.sleep(poll)
-    raise BackfillError(f"backfill {backfill_id} did not finish within {timeout:.0f} s")
+def launch_backfill(server: Webserver, people: list[str], *, trigger: str = "cli") -> list[str]:
+    """One ``noms_backfill_job`` run per ``PER_RUN`` people; returns their run ids."""
+    run_ids = []
+    for start in range(0, len(people), PER_RUN):
+        chunk = people[start:start + PER_RUN]
+        tag = ",".join(chunk) if len(chunk) <= PEOPLE_IN_TAG else f"{len(chunk)} people"
+        run_ids.append(server.launch(BACKFILL_JOB, {"ops": {BACKFILL_OP: {"config": {"noms_numbers": chunk}}}},
+                                     {TRIGGER_TAG: trigger, PEOPLE_TAG: tag}))
+    return run_ids
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m integration.cli.backfill", description=__doc__.split("\n\n")[0])
     parser.add_argument("noms", nargs="*", help="NOMS numbers")
-    parser.add_argument("--file", type=Path, help="a file with one NOMS number per line")
-    parser.add_argument("--url", default="http://127.0.0.1:3000", help="the Dagster webserver")
-    parser.add_argument("--title", help="backfill title shown in the UI")
-    parser.add_argument("--wait", action="store_true", help="wait until the backfill has finished")
+    parser.add_argument("--file", type=Path, help="a file with one NOMS number per line (# starts a comment)")
+    parser.add_argument("--url", default=default_url(),
+                        help="the Dagster webserver (default: DAGSTER_UI_URL, else %(default)s)")
+    parser.add_argument("--wait", action="store_true", help="wait until the runs have finished")
     args = parser.parse_args(argv)
-    noms = list(args.noms)
-    if args.file:
-        noms += [line.split("#", 1)[0] for line in args.file.read_text().splitlines()]
     try:
-        backfill_id = launch_backfill(args.url, noms, title=args.title)
-        print(f"backfill {backfill_id} launched: {args.url.rstrip('/')}/runs/b/{backfill_id}")
+        values = list(args.noms)
+        if args.file:
+            try:
+                values += [line.split("#", 1)[0] for line in args.file.read_text().splitlines()]
+            except OSError as exc:
+                raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+        people = noms_numbers(values)
+        server = Webserver(args.url)
+        run_ids = launch_backfill(server, people)
+        for n, run_id in enumerate(run_ids):
+            size = min(PER_RUN, len(people) - n * PER_RUN)
+            print(f"{BACKFILL_JOB} run {run_id} launched for {size} {'person' if size == 1 else 'people'}: "
+                  f"{server.run_link(run_id)}", flush=True)
         if args.wait:
-            status = wait_for_backfill(args.url, backfill_id)
-            print(f"backfill {backfill_id}: {status}")
-            return 0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1
-    except (BackfillError, requests.RequestException) as exc:
+            final = server.wait(run_ids)
+            for run_id in run_ids:
+                print(f"{BACKFILL_JOB} run {run_id}: {final[run_id]}")
+            return 0 if all(s == "SUCCESS" for s in final.values()) else 1
+    except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (runs already launched keep going)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -219,6 +219,22 @@ def envelope_body(event: DomainEvent) -> str:
     )
 
 
+def unreadable_reason(body: str, sqs_message_id: str | None = None) -> str | None:
+    """Why a message can never be processed, however often it is delivered or redriven, or None when it can be
+    read: not parseable or no event type (:class:`PoisonMessage`), or a linkage event without a valid NOMS number.
+    The same reasons the queue sensor dead-letters such messages with (``core/intake.py``)."""
+    try:
+        event = parse_sqs_body(body, sqs_message_id)
+    except PoisonMessage as poison:
+        return f"unreadable message: {poison.reason}"
+    if event.kind is EventKind.LINKAGE:
+        if not event.noms_number:
+            return "linkage event has no NOMS identifier"
+        if not is_noms_number(event.noms_number):
+            return "linkage event has an invalid NOMS number"
+    return None
+
+
 def is_noms_number(value: object) -> bool:
     """A prison number as NOMIS issues it: a letter, four digits, two letters (``A1234BC``), ASCII only."""
     return isinstance(value, str) and NOMS_NUMBER.fullmatch(value) is not None

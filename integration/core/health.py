@@ -4,7 +4,8 @@ The Dagster side (``defs/health/``) reads the queue's attributes and Dagster's o
 :class:`ConsumerActivity`, calls :func:`assess`, and reports the result as an observation of the ``events_queue``
 asset and three asset checks (see that package's docstring and docs/operations.md):
 
-* ``dlq_is_empty`` (WARN): messages wait in the dead-letter queue for an operator (peek, fix, redrive);
+* ``dlq_is_empty`` (ERROR): messages wait in the dead-letter queue for an operator (peek, fix, redrive); it stays
+  failed until the DLQ is empty, so one poison message makes one red check (not red runs);
 * ``consumer_is_alive`` (ERROR; WARN while paused): messages are waiting and nothing has been received or processed
   for ``stall_seconds``, or the queue sensor's latest tick failed, or it stopped ticking; a stopped
   ``prison_events_sensor`` (paused by an operator) is a WARN so that nobody forgets to resume it;
@@ -14,6 +15,9 @@ SQS has no "oldest message" attribute, so the age is estimated from two sources 
 receipt (``SentTimestamp``) of the oldest message received since the previous evaluation, and, while visible
 messages have been seen on every evaluation since ``backlog_since`` and nothing was received since, a lower bound
 ``now - max(backlog_since, last_received)`` that keeps growing while the consumer is stalled or paused.
+
+The queue's state in one word or a few (:func:`status_of`): ``healthy``, ``stalled``, ``paused``, ``DLQ not empty``,
+``old messages``, shown as the ``status`` of each ``events_queue`` report.
 
 Only counts, times and error class names: nothing here sees a message body.
 """
@@ -109,6 +113,25 @@ class HealthReport:
                 f"oldest_age_s={self.oldest_message_age:.0f} consumer={self.activity.sensor_status} | {problems}")
 
 
+STALLED, PAUSED, DLQ_NOT_EMPTY, OLD_MESSAGES, HEALTHY = "stalled", "paused", "DLQ not empty", "old messages", \
+    "healthy"
+
+
+def status_of(report: HealthReport) -> str:
+    """The queue's state for a person: ``healthy``, or what is wrong (``stalled``, ``paused``, ``DLQ not empty``,
+    ``old messages``), several joined with ``, `` in that order."""
+    states = []
+    for check in report.failing:
+        if check.name == CONSUMER_IS_ALIVE:
+            states.append(PAUSED if check.state == "paused" else STALLED)
+        elif check.name == DLQ_IS_EMPTY:
+            states.append(DLQ_NOT_EMPTY)
+        elif check.name == OLDEST_MESSAGE_AGE_OK:
+            states.append(OLD_MESSAGES)
+    order = [STALLED, PAUSED, DLQ_NOT_EMPTY, OLD_MESSAGES]
+    return ", ".join(sorted(states, key=order.index)) or HEALTHY
+
+
 # --------------------------------------------------------------------------------------------- the decisions (pure)
 
 
@@ -140,9 +163,9 @@ def assess(depth: QueueDepth, dlq: QueueDepth, activity: ConsumerActivity, setti
 def _dlq_check(dlq: QueueDepth) -> CheckOutcome:
     meta = {"dlq_visible": dlq.visible, "dlq_in_flight": dlq.in_flight, "dlq_delayed": dlq.delayed}
     if dlq.total == 0:
-        return CheckOutcome(DLQ_IS_EMPTY, True, "WARN", "the dead-letter queue is empty", meta, state=0)
+        return CheckOutcome(DLQ_IS_EMPTY, True, "ERROR", "the dead-letter queue is empty", meta, state=0)
     return CheckOutcome(
-        DLQ_IS_EMPTY, False, "WARN",
+        DLQ_IS_EMPTY, False, "ERROR",
         f"{dlq.total} message{'s' if dlq.total != 1 else ''} in the dead-letter queue: run {PEEK_JOB} to see the "
         f"reasons, fix the cause, then run {REDRIVE_JOB} (docs/operations.md)", meta, state=dlq.total)
 
@@ -219,10 +242,11 @@ class Reporting:
 
 
 def what_to_report(report: HealthReport, cursor: dict[str, Any], settings: HealthSettings) -> Reporting:
-    """The observation when the depths or the consumer's state changed; a check when its result or state changed
-    (the DLQ count, the consumer's state, the oldest age in whole minutes); failing checks again every
-    ``heartbeat_seconds / 5``; everything at least every ``heartbeat_seconds``. Runless events are not pruned with
-    runs, so a quiet queue must not add thousands of them a day."""
+    """The report (``observation``) when the depths or the consumer's state changed, and with it every check: the UI
+    shows a check's result against the asset's latest report, so a report without its checks would hide them. A
+    check on its own when its result or state changed (the DLQ count, the consumer's state, the oldest age in whole
+    minutes); failing checks again every ``heartbeat_seconds / 5``; everything at least every ``heartbeat_seconds``.
+    Runless events are not pruned with runs, so a quiet queue must not add thousands of them a day."""
     now = report.at
     obs_key = [report.depth.visible, report.depth.in_flight, report.depth.delayed, report.dlq.total,
                report.activity.sensor_status]
@@ -233,7 +257,8 @@ def what_to_report(report: HealthReport, cursor: dict[str, Any], settings: Healt
     keys, reported = {}, []
     for outcome in report.checks:
         keys[outcome.name] = outcome.key
-        if heartbeat or (refresh_failing and not outcome.passed) or keys[outcome.name] != previous.get(outcome.name):
+        if (observation or (refresh_failing and not outcome.passed)
+                or keys[outcome.name] != previous.get(outcome.name)):
             reported.append(outcome)
     new_cursor = {"at": now, "backlog_since": report.backlog_since, "obs_key": obs_key, "checks": keys,
                   "reported_at": now if heartbeat else cursor.get("reported_at", now),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..core.events import PoisonMessage, parse_sqs_body
+from ..core.events import PoisonMessage, parse_sqs_body, unreadable_reason
 from ..core.logfmt import kv
 from ..core.messages import ATTEMPTS, FAILED_AT, FAILED_BY, FAILURE_REASON, LAST_FAILURE_REASON, REDRIVE_COUNT, \
     QueueMessage
@@ -22,8 +22,25 @@ DLQ_WAIT_SECONDS = 1
 EMPTY_RECEIVES_TO_STOP = 2
 
 
-def describe(message: QueueMessage) -> dict:
-    """What an operator may see of a dead-lettered message: ids, codes, reasons and times; never body text."""
+MOVES = "moves back to the queue"
+NEVER_READABLE = "parked: never readable"
+
+
+def verdict(message: QueueMessage, park_after: int) -> str | None:
+    """Why a redrive leaves this message in the DLQ (parks it), or None when it would move it back to the queue.
+    A message that can never be read (``core.events.unreadable_reason``) is parked whatever ``park_after`` says:
+    sent back, it would only be dead-lettered again."""
+    reason = unreadable_reason(message.body, message.message_id)
+    if reason is not None:
+        return f"{NEVER_READABLE} ({reason})"
+    if park_after and message.redrive_count >= park_after:
+        return f"parked: redriven {message.redrive_count} times already"
+    return None
+
+
+def describe(message: QueueMessage, park_after: int = 3) -> dict:
+    """What an operator may see of a dead-lettered message: ids, codes, reasons, times and what a redrive with
+    ``park_after`` does with it; never body text."""
     try:
         event = parse_sqs_body(message.body, message.message_id)
         event_type, source_id = event.event_type, str((event.additional_information or {}).get("id")
@@ -41,6 +58,7 @@ def describe(message: QueueMessage) -> dict:
         "attempts": message.attributes.get(ATTEMPTS),
         "redrives": message.redrive_count,
         "age_hours": round(age / 3600, 1) if age is not None else None,
+        "redrive": verdict(message, park_after) or MOVES,
     }
 
 
@@ -54,7 +72,8 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
     """Move dead-lettered messages back to the main queue (send, then delete), counting redrives on each message.
 
     At most ``max_messages`` are moved (0 = no limit): each receive asks for no more than are still allowed.
-    Messages redriven ``park_after`` times already are parked: left in the DLQ (never deleted) and reported.
+    Messages redriven ``park_after`` times already, and messages that can never be read, are parked: left in the DLQ
+    (never deleted) and reported with the reason.
     The DLQ counts as empty after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new.
     """
     moved, parked, failed = [], [], []
@@ -74,8 +93,8 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
         empty = 0
         for message in fresh:
             seen.add(message.message_id)
-            if park_after and message.redrive_count >= park_after:
-                parked.append(describe(message))
+            if verdict(message, park_after) is not None:
+                parked.append(describe(message, park_after))
                 held.append((message.message_id, message.receipt_handle))
                 continue
             attributes = {k: v for k, v in message.attributes.items()
@@ -96,8 +115,9 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
     return {"moved": moved, "parked": parked, "failed": failed}
 
 
-def peek(queue: EventsQueue, max_messages: int = 50) -> list[dict]:
-    """Look at up to ``max_messages`` DLQ messages; they become visible again a few seconds later.
+def peek(queue: EventsQueue, max_messages: int = 50, park_after: int = 3) -> list[dict]:
+    """Look at up to ``max_messages`` DLQ messages, each with what a redrive with ``park_after`` would do with it;
+    they become visible again a few seconds later.
 
     Stops after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new, or after 20 s."""
     seen: dict[str, dict] = {}
@@ -113,5 +133,5 @@ def peek(queue: EventsQueue, max_messages: int = 50) -> list[dict]:
             continue
         empty = 0
         for message in fresh:
-            seen[message.message_id] = describe(message)
+            seen[message.message_id] = describe(message, park_after)
     return list(seen.values())

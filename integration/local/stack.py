@@ -1,16 +1,18 @@
-"""The local stack (design.md §6): everything on one machine, no cloud account.
+"""The local stack: everything on one machine, no cloud account.
 
 * moto's SQS server on 127.0.0.1 with ``prison-case-notes-to-probation-queue`` and its DLQ (redrive after 3
-  receives, visibility 30 s, retention 4 days / DLQ 7 days, as production: upstream-apis §1.4);
+  receives, visibility 30 s, retention 4 days / DLQ 7 days, as production: docs/upstream-apis.md);
 * the stand-in HMPPS Auth / Case Notes / Alerts services, serving a generated world (``world.py``);
 * a SQLite Delius database at ``.local/delius.db`` (schema, reference data, the world's people), reused across
   starts unless ``fresh``;
 * the event simulator (``simulator.py``) in a thread;
-* ``dagster dev`` as a subprocess in its own process group (design.md §8), with the configuration variables of
-  design.md §1 set.
+* ``dagster dev`` as a subprocess in its own process group (docs/dagster-notes.md §8), with the configuration
+  variables of the README set; its output goes to ``.local/dagster.log``.
 
 ``LocalStack(StackOptions(...))`` does the work; ``python -m integration.local`` (``main``) runs it in the
-foreground until Ctrl-C or SIGTERM, and stops every part it started.
+foreground until Ctrl-C or SIGTERM, and stops every part it started. The terminal shows the stack's own lines: what
+runs where, when the UI is ready, and once a minute what the last minute did (events, contacts created / updated /
+failed, the queues, runs); Dagster's own output (its DEBUG lines, BetaWarnings...) is in the log file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -26,7 +29,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,8 @@ DEFAULT_SEED = 0
 DEFAULT_POISON_RATE = 0.003        # per simulated event: about one every 3 minutes at 2 events/s
 DEFAULT_MAX_QUEUE_DEPTH = 500      # the simulator pauses above this (moto slows down with depth)
 DAGSTER_STOP_SECONDS = 20.0
+RUNS_FINISH_SECONDS = 8.0          # on stop, how long runs under way may take to finish before dagster dev stops
+REPORT_SECONDS = 60.0
 # Never hand real AWS credentials or profiles to the local processes: they talk to moto with dummy keys.
 _REAL_AWS_SETTINGS = frozenset({"AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN"})
 
@@ -172,6 +177,26 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def run_workers(pgid: int) -> list[int]:
+    """Pids of Dagster run workers (``dagster api execute_run``) in process group ``pgid``."""
+    found: list[int] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z" and b"execute_run" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -291,7 +316,7 @@ class LocalStack:
         return f"sqlite:///{self.db_path.resolve()}"
 
     def env(self) -> dict[str, str]:
-        """The configuration variables (design.md §1) that point the project at this stack."""
+        """The configuration variables (README's configuration table) that point the project at this stack."""
         s = self.standins
         return {
             "DELIUS_DATABASE_URL": self.database_url,
@@ -331,17 +356,43 @@ class LocalStack:
         base = [str(exe)] if exe.is_file() else [sys.executable, "-m", "dagster"]
         return base + ["dev", "-w", "workspace.yaml", "-h", self.options.host, "-p", str(self.options.dagster_port)]
 
-    def start_dagster(self) -> subprocess.Popen:
-        """``dagster dev`` in its own session / process group (so it can be stopped as a group, design.md §8)."""
+    @property
+    def dagster_log(self) -> Path:
+        return self.options.state / "dagster.log"
+
+    def dagster_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _REAL_AWS_SETTINGS}
         env.update(self.env())
-        self._dagster = subprocess.Popen(self.dagster_command(), cwd=self.options.root, env=env,
-                                         start_new_session=True, stdin=subprocess.DEVNULL)
+        return env
+
+    def start_dagster(self) -> subprocess.Popen:
+        """``dagster dev`` in its own session / process group (so it can be stopped as a group), its output in
+        ``dagster_log`` (the previous start's is kept as ``dagster.log.1``)."""
+        log_path = self.dagster_log
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if log_path.exists():
+            log_path.replace(log_path.with_name(log_path.name + ".1"))
+        with open(log_path, "ab") as out:
+            self._dagster = subprocess.Popen(self.dagster_command(), cwd=self.options.root, env=self.dagster_env(),
+                                             start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT)
         return self._dagster
 
     def dagster_exit_code(self) -> int | None:
         """None while dagster dev runs (or was never started)."""
         return None if self._dagster is None else self._dagster.poll()
+
+    def dagster_ready(self) -> bool:
+        """Whether the UI answers and has loaded the code location (what an operator needs to start working)."""
+        import requests
+
+        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+        try:
+            answer = requests.post(f"{self.ui_url}/graphql", json={"query": query}, timeout=2).json()
+            entries = answer["data"]["workspaceOrError"]["locationEntries"]
+        except Exception:   # noqa: BLE001 - not up yet
+            return False
+        return any(e["name"] == "integration" and e["loadStatus"] == "LOADED" for e in entries)
 
     def kill_dagster(self) -> None:
         """SIGKILL the whole dagster dev process group right away."""
@@ -349,27 +400,59 @@ class LocalStack:
             _signal_group(self._dagster.pid, signal.SIGKILL)
 
     def _stop_dagster(self) -> None:
+        """A quiet stop: first let the work under way end (the simulator is already stopped: the queue empties and
+        the run workers finish), so that no sensor tick is left holding run requests; then ask dagster dev itself to
+        stop (it stops the daemon and the webserver before the code server); the group is signalled only if
+        something is left, and killed only if that takes too long."""
         proc = self._dagster
         if proc is None:
             return
         pgid = proc.pid   # start_new_session: the group id is the leader's pid
-        if proc.poll() is None or group_alive(pgid):
+        if proc.poll() is None:
+            self._wait_for_quiet(pgid, RUNS_FINISH_SECONDS)
             # Dagster treats SIGTERM like SIGINT: a graceful stop of the webserver, daemon and code servers.
-            _signal_group(pgid, signal.SIGTERM)
-            deadline = time.monotonic() + DAGSTER_STOP_SECONDS
-            while time.monotonic() < deadline:
-                proc.poll()
-                if not group_alive(pgid):
-                    break
-                time.sleep(0.2)
-            else:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=DAGSTER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
                 log.warning("dagster dev did not stop within %.0f s; killing its process group", DAGSTER_STOP_SECONDS)
                 _signal_group(pgid, signal.SIGKILL)
+        # What may be left of the group: a run worker launched at the last moment; it finishes, else it is stopped.
+        deadline = time.monotonic() + RUNS_FINISH_SECONDS
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not group_alive(pgid):
+                break
+            _signal_group(pgid, sig)
+            time.sleep(2)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL was sent
             pass
         self._dagster = None
+
+    def _wait_for_quiet(self, pgid: int, timeout: float) -> None:
+        """Until nothing waits on the events queue and no run worker runs, twice in a row a second apart (or
+        ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < 2 and time.monotonic() < deadline:
+            quiet = quiet + 1 if not run_workers(pgid) and self._visible_messages() == 0 else 0
+            time.sleep(1)
+
+    def _visible_messages(self) -> int:
+        if self.sqs_client is None or self.queue_url is None:
+            return 0
+        try:
+            attributes = self.sqs_client.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+            return int(attributes["ApproximateNumberOfMessages"])
+        except Exception:   # noqa: BLE001 - moto already gone: nothing more to wait for
+            return 0
 
     # --- stop -------------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -403,7 +486,7 @@ class LocalStack:
                if self.simulator else "off")
         lines = [
             "Local stack: prison case notes -> probation",
-            (f"  Dagster UI   {self.ui_url}  (answers a few seconds after start)" if o.dagster
+            (f"  Dagster UI   {self.ui_url}  (Dagster's own output: {self.dagster_log})" if o.dagster
              else "  Dagster      not started (--no-dagster)"),
             f"  SQS (moto)   {self.sqs_endpoint}  queue {QUEUE_NAME}, DLQ {DLQ_NAME}",
             f"  Stand-ins    {s.auth_url}  {s.case_notes_url}  {s.alerts_url}",
@@ -411,10 +494,99 @@ class LocalStack:
             f"{summary['unlinked']} not yet linked; {'loaded now' if self.loaded else 'reused'})",
             f"  Source data  {summary['caseNotes']} case notes, {summary['alerts']} alerts (seed {self.seed})",
             f"  Simulator    {sim}",
-            f"Environment (also in {self.env_file}; another shell can `set -a; . {self.env_file}`):",
+            f"  Environment  {self.env_file} (another shell: set -a; . {self.env_file})",
         ]
-        lines += [f"{k}={shlex.quote(v)}" for k, v in self.env().items()]
         return "\n".join(lines)
+
+
+class ActivityReport:
+    """Once a minute, one line of what the last minute did: events the simulator sent, contacts created, updated
+    and failed (from the ``delius_contacts`` reports in the Dagster instance, as the UI counts them), the queues,
+    runs that finished, and ERROR lines in Dagster's log. Counts only; every part is best effort."""
+
+    ERROR_LINE = re.compile(rb" - ERROR - ")
+
+    def __init__(self, stack: LocalStack):
+        self.stack = stack
+        self.since = time.time()
+        self.sent = 0
+        self.log_offset = 0
+        self._instance: Any = None
+
+    def _dagster_instance(self):
+        if self._instance is None:
+            import dagster as dg
+
+            self._instance = dg.DagsterInstance.from_config(self.stack.env()["DAGSTER_HOME"])
+        return self._instance
+
+    def line(self) -> str:
+        now = time.time()
+        parts = []
+        if self.stack.simulator is not None:
+            sent = self.stack.simulator.counters["messages"]
+            parts.append(f"{sent - self.sent} events sent")
+            self.sent = sent
+        parts += [self._contacts(now), self._queues(), self._runs(now), self._errors()]
+        self.since = now
+        return f"{datetime.now():%H:%M:%S} last minute: " + " | ".join(p for p in parts if p)
+
+    def _contacts(self, now: float) -> str:
+        try:
+            import dagster as dg
+
+            records = self._dagster_instance().fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("delius_contacts"), after_timestamp=self.since,
+                                      before_timestamp=now), limit=10_000).records
+        except Exception:   # noqa: BLE001 - the instance is not there yet
+            return ""
+        totals = {"created": 0, "updated": 0, "failed": 0}
+        for record in records:
+            metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+            for name in totals:
+                value = getattr(metadata.get(name), "value", 0)
+                totals[name] += value if isinstance(value, int) else 0
+        return (f"contacts {totals['created']} created, {totals['updated']} updated, {totals['failed']} failed "
+                f"({len(records)} reports)")
+
+    def _queues(self) -> str:
+        if self.stack.sqs_client is None:
+            return ""
+        try:
+            depths = []
+            for url in (self.stack.queue_url, self.stack.dlq_url):
+                attrs = self.stack.sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+                depths.append((int(attrs["ApproximateNumberOfMessages"]),
+                               int(attrs["ApproximateNumberOfMessagesNotVisible"])))
+        except Exception:   # noqa: BLE001
+            return ""
+        (visible, in_flight), (dlq_visible, dlq_in_flight) = depths
+        return f"queue {visible} waiting, {in_flight} in flight; DLQ {dlq_visible + dlq_in_flight}"
+
+    def _runs(self, now: float) -> str:
+        try:
+            import dagster as dg
+
+            instance = self._dagster_instance()
+            after = datetime.fromtimestamp(self.since, tz=timezone.utc)
+            ok = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=after))
+            failed = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                                                           updated_after=after))
+        except Exception:   # noqa: BLE001
+            return ""
+        return f"runs {ok} succeeded, {failed} failed"
+
+    def _errors(self) -> str:
+        try:
+            with open(self.stack.dagster_log, "rb") as f:
+                f.seek(self.log_offset)
+                chunk = f.read()
+                self.log_offset = f.tell()
+        except OSError:
+            return ""
+        errors = len(self.ERROR_LINE.findall(chunk))
+        return f"{errors} ERROR lines in {self.stack.dagster_log.name}" if errors else ""
 
 
 # --- command line -----------------------------------------------------------------------------------------------
@@ -454,7 +626,8 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The stack's own warnings; the libraries it uses (alembic via Dagster's instance, boto3...) stay quiet.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     stack = LocalStack(options_from_args(args))
     stop = threading.Event()
     signals_seen = 0
@@ -468,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     code = 0
+    started = time.monotonic()
     try:
         try:
             stack.start()
@@ -477,23 +651,37 @@ def main(argv: list[str] | None = None) -> int:
         if args.dagster and not stop.is_set():
             stack.start_dagster()
         print(stack.banner(), flush=True)
-        print("Local stack ready. Ctrl-C stops everything.", flush=True)
-        last_report = time.monotonic()
+        if args.dagster:
+            print(f"{datetime.now():%H:%M:%S} starting Dagster...", flush=True)
+        else:   # for another shell or a debugger: the variables, as in stack.env
+            print("\n".join(f"{k}={shlex.quote(v)}" for k, v in stack.env().items()), flush=True)
+            print(f"{datetime.now():%H:%M:%S} ready: the backing services (no Dagster). Ctrl-C stops everything.",
+                  flush=True)
+        ready = not args.dagster
+        report = ActivityReport(stack)
+        last_report = last_check = time.monotonic()
         while not stop.wait(0.5):
             exit_code = stack.dagster_exit_code()
             if exit_code is not None:
-                print(f"dagster dev exited with code {exit_code}; stopping the stack", file=sys.stderr, flush=True)
+                print(f"dagster dev exited with code {exit_code} (see {stack.dagster_log}); stopping the stack",
+                      file=sys.stderr, flush=True)
                 code = 1
                 break
-            if stack.simulator is not None and time.monotonic() - last_report >= 60:
+            if not ready and time.monotonic() - last_check >= 1:
+                last_check = time.monotonic()
+                if stack.dagster_ready():
+                    ready = True
+                    print(f"{datetime.now():%H:%M:%S} ready: the Dagster UI is at {stack.ui_url} "
+                          f"({time.monotonic() - started:.0f} s after start). Ctrl-C stops everything.", flush=True)
+                    report = ActivityReport(stack)
+                    last_report = time.monotonic()
+            if ready and time.monotonic() - last_report >= REPORT_SECONDS:
                 last_report = time.monotonic()
-                c = stack.simulator.counters
-                log.info("simulator: %d events, %d messages sent, %d errors, %d pauses for queue depth",
-                         c["steps"], c["messages"], c["errors"], c["pausedForDepth"])
+                print(report.line(), flush=True)
     finally:
-        print("Stopping the local stack...", file=sys.stderr, flush=True)
+        print(f"{datetime.now():%H:%M:%S} stopping the local stack (runs under way finish first)...", flush=True)
         stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        print("Local stack stopped.", file=sys.stderr, flush=True)
+        print(f"{datetime.now():%H:%M:%S} local stack stopped.", flush=True)
     return code

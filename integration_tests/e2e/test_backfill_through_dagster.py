@@ -1,5 +1,6 @@
-"""A backfill of several people launched the way an operator does (GraphQL, as the UI and the CLI do), run by the
-daemon with the multi-run backfill policy, then launched again: the second run changes nothing."""
+"""A backfill of several people launched the way an operator does (GraphQL, as the UI and the CLI do): a
+``noms_backfill_job`` run under the run queue's backfill limit, then launched again: the second run changes
+nothing. And the DLQ commands through the same webserver."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from integration.cli.backfill import launch_backfill, main, wait_for_backfill
+from integration.cli import redrive
+from integration.cli.backfill import launch_backfill, main
+from integration.cli.webserver import LOCATION, Webserver
 from integration.delius import models as m
 from integration.delius.reference_data import add_person
 from integration_tests.harness.daemon import free_port, prepare_instance, project_env, start_group, stop_group, wait_until
@@ -39,7 +42,7 @@ def dagster_dev(tmp_path, sqs, standins, delius_pg):
         stop_group(proc)
 
 
-def test_backfill_of_several_people_through_the_backfill_daemon_and_rerun(dagster_dev, standins, delius_pg, capsys):
+def test_backfill_of_several_people_through_the_run_queue_and_rerun(dagster_dev, standins, delius_pg, capsys):
     people = [f"A50{n:02d}AA" for n in range(6)]
     for n, noms in enumerate(people):
         if n < 5:
@@ -48,8 +51,9 @@ def test_backfill_of_several_people_through_the_backfill_daemon_and_rerun(dagste
             standins.add_case_note(noms, type="KA", sub_type=kind)
         standins.add_alert(noms, code="VI")
 
-    backfill_id = launch_backfill(dagster_dev, people)
-    assert wait_for_backfill(dagster_dev, backfill_id, timeout=240) == "COMPLETED_SUCCESS"
+    server = Webserver(dagster_dev)
+    [run_id] = launch_backfill(server, people)
+    assert server.wait([run_id], timeout=240) == {run_id: "SUCCESS"}
 
     def totals():
         with delius_pg.connect() as conn:
@@ -60,8 +64,14 @@ def test_backfill_of_several_people_through_the_backfill_daemon_and_rerun(dagste
 
     # The command-line entry point, launched again over the same people, waits and changes nothing.
     assert main(["--url", dagster_dev, "--wait", *people]) == 0
-    assert "COMPLETED_SUCCESS" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "noms_backfill_job run " in out and f"{dagster_dev}/runs/" in out and ": SUCCESS" in out
     assert totals() == (15, 15)
+
+    # The DLQ commands: a peek run, its id and link printed.
+    assert redrive.main(["--url", dagster_dev, "--peek", "--wait"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("peek_dlq_job run ") and ": SUCCESS" in out
 
 
 SCHEDULES = """
@@ -78,10 +88,9 @@ def test_the_ui_lists_the_schedules_running_with_their_next_tick(dagster_dev):
     """What the UI's Schedules page asks the webserver: every schedule RUNNING by default, with a next tick."""
     import time as _time
 
-    from integration.cli.backfill import LOCATION, _graphql, wait_for_code_location
-
-    selector = {"repositoryLocationName": LOCATION, "repositoryName": wait_for_code_location(dagster_dev)}
-    answer = _graphql(dagster_dev, SCHEDULES, {"selector": selector})["schedulesOrError"]
+    server = Webserver(dagster_dev)
+    selector = {"repositoryLocationName": LOCATION, "repositoryName": server.repository()}
+    answer = server.graphql(SCHEDULES, {"selector": selector})["schedulesOrError"]
     assert answer["__typename"] == "Schedules"
     schedules = {s["name"]: s for s in answer["results"]}
     assert set(schedules) == {"dlq_redrive_schedule", "reconciliation_schedule", "run_housekeeping_schedule"}

@@ -92,7 +92,7 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
         for run in runs:
             by_job.setdefault(run.job_name, []).append(run)
         assert {r.status for r in by_job["noms_backfill_job"]} == {dg.DagsterRunStatus.SUCCESS}
-        assert by_job["noms_backfill_job"][0].tags["dagster/partition"] == "A3000BB"
+        assert by_job["noms_backfill_job"][0].tags["hmpps/people"] == "A3000BB"
         # Red means act: the poison is in the DLQ with its reason, so the consumer run that met it succeeded,
         # tagged with the count, and its report shows the message as dead-lettered.
         assert {r.status for r in by_job["prison_events_job"]} == {dg.DagsterRunStatus.SUCCESS}

@@ -48,7 +48,7 @@ class IsolatedLocalStack(LocalStack):
         env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
         env.update(self.env())
         with open(self.log, "ab") as out:
-            # Own session = own process group: stop() signals the whole group (design.md §8).
+            # Own session = own process group: stop() can signal the whole group (docs/dagster-notes.md §8).
             self._dagster = subprocess.Popen(self.dagster_command(), cwd=self.options.root, env=env,
                                              start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
                                              stderr=subprocess.STDOUT)

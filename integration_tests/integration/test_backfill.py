@@ -1,4 +1,5 @@
-"""The linkage backfill (reference-behaviour §8) as a partitioned asset, on PostgreSQL with the HTTP stand-ins."""
+"""The linkage backfill (docs/rules.md §8): the partitioned asset and noms_backfill_job, on PostgreSQL with the HTTP
+stand-ins."""
 
 from __future__ import annotations
 
@@ -164,9 +165,35 @@ def test_the_check_fails_when_a_contact_is_missing(standins, delius_pg):
                             standins.alerts_url)
     store = DeliusStore(delius_pg)
     report = backfill_person("A4000AA", source, store)
-    assert check_contacts([report], store).passed
+    assert check_contacts([report], store)["passed"]
     with delius_pg.begin() as conn:
         conn.execute(delete(m.contact).where(
             m.contact.c.external_reference == f"urn:uk:gov:hmpps:prison-case-note:{kept[0]['caseNoteId']}"))
     result = check_contacts([report], store)
-    assert not result.passed and result.metadata["missing"].value == 1
+    assert not result["passed"] and result["metadata"]["missing"] == 1
+
+
+def test_noms_backfill_job_takes_noms_numbers_typed_once_and_adds_their_partitions(instance, standins, delius_pg):
+    """What the launchpad does: noms_backfill_job with ops.backfill_people.config.noms_numbers, no partition."""
+    from integration.defs.backfill.jobs import backfill_run_config, noms_backfill_job
+
+    add_person(delius_pg, "X400009", "A4000ZZ")
+    standins.add_case_note("A4000ZZ", type="KA", sub_type="KS")
+    job = dg.Definitions(jobs=[noms_backfill_job], assets=[linked_person_contacts],
+                         resources=resources(standins, delius_pg)).resolve_job_def("noms_backfill_job")
+    result = job.execute_in_process(run_config=backfill_run_config([" a4000zz ", "A4000ZZ"]), instance=instance)
+
+    assert result.success
+    assert result.dagster_run.tags["hmpps/flow"] == "backfill" and result.dagster_run.tags["hmpps/trigger"] == "ui"
+    assert instance.get_run_by_id(result.run_id).tags["hmpps/people"] == "A4000ZZ"    # the op adds it
+    assert instance.get_dynamic_partitions("noms_number") == ["A4000ZZ"]
+    assert instance.get_materialized_partitions(dg.AssetKey("linked_person_contacts")) == {"A4000ZZ"}
+    check = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("linked_person_contacts"),
+                                                                               CHECK_NAME))
+    assert check is not None and check.event.dagster_event.event_specific_data.passed
+
+    bad = job.execute_in_process(run_config=backfill_run_config(["A4000Z", "hello"]), instance=instance,
+                                 raise_on_error=False)
+    assert not bad.success
+    [failure] = [e for e in bad.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "not NOMS numbers: A4000Z, HELLO" in failure.event_specific_data.error.message

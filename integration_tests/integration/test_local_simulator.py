@@ -261,7 +261,7 @@ def test_local_stack_runs_and_stops_on_sigint(tmp_path) -> None:
             line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
             assert line is not None, "\n".join(output)
             output.append(line)
-            if line.startswith("Local stack ready"):
+            if " ready: " in line:
                 break
         stack_env = dict(line.split("=", 1) for line in output if "=" in line and line.split("=", 1)[0].isupper())
         assert set(stack_env) >= {"DELIUS_DATABASE_URL", "EVENTS_QUEUE_URL", "AWS_ENDPOINT_URL", "AWS_REGION",

@@ -26,7 +26,7 @@ def resources(sqs):
     return {"events_queue": queue_resource(sqs)}
 
 
-def test_redrive_moves_messages_back_counts_redrives_and_parks_repeat_offenders(sqs):
+def test_redrive_moves_messages_back_counts_redrives_and_parks_repeat_offenders_and_poison(sqs):
     note_event = ev.case_note_event("A1000AA", "0b0c8f6e-1111-4222-8333-444455556666", "GEN", "OSE",
                                     case_notes_url="http://127.0.0.1:9")
     dead_letter(sqs, note_event, "HTTP 503 from case notes API")
@@ -36,18 +36,27 @@ def test_redrive_moves_messages_back_counts_redrives_and_parks_repeat_offenders(
     result = redrive_dlq_job.execute_in_process(resources=resources(sqs))
 
     assert result.success
-    metadata = result.get_step_success_events()[0]
     output = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"][0]
-    counts = {k: v.value for k, v in output.event_specific_data.metadata.items() if k in ("moved", "parked", "failed")}
-    assert counts == {"moved": 2, "parked": 1, "failed": 0} and metadata
-    back = sqs.drain(sqs.queue_url)
-    assert sorted(m["Body"] for m in back) == sorted([note_event, "not json"])
-    assert {m["MessageAttributes"][REDRIVE_COUNT]["StringValue"] for m in back} == {"1"}
-    assert all(FAILURE_REASON not in m["MessageAttributes"] for m in back)
-    assert {m["MessageAttributes"]["hmpps-last-failure-reason"]["StringValue"] for m in back} == {
-        "HTTP 503 from case notes API", "unreadable message: body is not valid JSON"}
-    [parked] = sqs.drain(sqs.dlq_url)            # parked: still in the DLQ, never deleted
-    assert parked["MessageAttributes"][REDRIVE_COUNT]["StringValue"] == "3"
+    metadata = output.event_specific_data.metadata
+    counts = {k: v.value for k, v in metadata.items() if k in ("moved", "parked", "parked_never_readable", "failed")}
+    assert counts == {"moved": 1, "parked": 2, "parked_never_readable": 1, "failed": 0}
+    [back] = sqs.drain(sqs.queue_url)
+    assert back["Body"] == note_event
+    assert back["MessageAttributes"][REDRIVE_COUNT]["StringValue"] == "1"
+    assert FAILURE_REASON not in back["MessageAttributes"]
+    assert back["MessageAttributes"]["hmpps-last-failure-reason"]["StringValue"] == "HTTP 503 from case notes API"
+    parked = sqs.drain(sqs.dlq_url)              # parked: still in the DLQ, never deleted
+    assert sorted(m["Body"] for m in parked) == sorted([note_event, "not json"])
+    reasons = {r.data["redrive"] for r in metadata["parked_messages"].value.records}
+    assert reasons == {"parked: never readable (unreadable message: body is not valid JSON)",
+                       "parked: redriven 3 times already"}
+
+
+def test_unreadable_messages_stay_parked_even_with_park_after_0(sqs):
+    dead_letter(sqs, "{}", "unreadable message: no event type")
+    dead_letter(sqs, ev.linkage_event("not-a-noms", "X100001"), "linkage event has an invalid NOMS number")
+    assert redrive(sqs.events_queue(), park_after=0)["moved"] == []
+    assert sqs.depth(sqs.dlq_url) == 2 and sqs.depth() == 0
 
 
 def test_peek_shows_ids_types_and_reasons_but_no_message_text(sqs):
@@ -60,15 +69,19 @@ def test_peek_shows_ids_types_and_reasons_but_no_message_text(sqs):
     rows = result.output_for_node("peek_dead_letters")
     assert {r["event_type"] for r in rows} == {"person.alert.created", "(unreadable: body is not valid JSON)"}
     assert {r["source_id"] for r in rows} == {"01954cfe-9f5a-7ea3-837b-a1770b389c5b", None}
+    assert {r["redrive"] for r in rows} == {"moves back to the queue",
+                                            "parked: never readable (unreadable message: body is not valid JSON)"}
     assert "PRIVATE" not in repr(rows)
     output = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"][0]
     assert "PRIVATE" not in repr(output.event_specific_data.metadata)
+    assert output.event_specific_data.metadata["never_readable"].value == 1
     assert sqs.depth(sqs.dlq_url) == 2            # peeking deletes nothing
 
 
 def test_redrive_moves_exactly_max_messages_and_leaves_the_rest(sqs):
     for n in range(12):
-        sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody=f'{{"n": {n}}}')
+        body = f'{{"eventType": "person.case-note.created", "n": {n}}}'      # readable, so redriven
+        sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody=body)
     config = {"ops": {"redrive_dead_letters": {"config": {"max_messages": 5}}}}
 
     with dg.instance_for_test() as instance:
@@ -95,7 +108,7 @@ class FlakyDlq:
     def receive_dlq(self, max_messages=10, *, wait_seconds=0, visibility_timeout=None):
         self.waits.append(wait_seconds)
         ids = self.replies.pop(0) if self.replies else []
-        return [QueueMessage(i, f"handle-{i}", "not json") for i in ids[:max_messages]]
+        return [QueueMessage(i, f"handle-{i}", '{"eventType": "person.alert.created"}') for i in ids[:max_messages]]
 
     def send(self, body, attributes=None):
         self.sent.append(body)

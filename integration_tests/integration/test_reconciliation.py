@@ -12,7 +12,7 @@ from dagster._core.utils import make_new_run_id
 from sqlalchemy import delete, func, select
 
 from integration.defs.backfill.assets import linked_person_contacts
-from integration.defs.backfill.jobs import noms_backfill_job
+from integration.defs.backfill.jobs import backfill_run_config, noms_backfill_job
 from integration.defs.contacts.assets import delius_contacts
 from integration.flows import reconciliation as rec
 from integration.core.ports import UpstreamError
@@ -217,7 +217,7 @@ def test_nightly_reconciliation_finds_a_deleted_contact_and_its_repair_restores_
     backfill = defs.resolve_job_def("noms_backfill_job")
     instance.add_dynamic_partitions("noms_number", ["A6000AA", "A6000BB"])
     for noms in ("A6000AA", "A6000BB"):
-        assert backfill.execute_in_process(partition_key=noms, instance=instance).success
+        assert backfill.execute_in_process(run_config=backfill_run_config([noms]), instance=instance).success
     written = contact_urns(delius_pg)
     deleted = case_note_urn(notes[0]["caseNoteId"])
     with delius_pg.begin() as conn:     # someone deletes a contact in Delius, behind the integration's back
@@ -252,11 +252,11 @@ def test_nightly_reconciliation_finds_a_deleted_contact_and_its_repair_restores_
                                                  dagster_instance=instance, dagster_run=run,
                                                  dagster_event=success.dagster_event)
     [repair] = reconciliation_repair_sensor(context)
-    assert repair.partition_key == "A6000AA" and repair.tags["hmpps/trigger"] == "reconciliation"
+    assert repair.run_config["ops"]["backfill_people"]["config"]["noms_numbers"] == ["A6000AA"]
+    assert repair.tags["hmpps/trigger"] == "reconciliation"
     assert instance.has_dynamic_partition("noms_number", "A6000AA")
 
-    assert backfill.execute_in_process(partition_key=repair.partition_key, instance=instance,
-                                       tags=repair.tags).success
+    assert backfill.execute_in_process(run_config=repair.run_config, instance=instance, tags=repair.tags).success
     assert contact_urns(delius_pg) == written
 
     webhook.clear()
@@ -270,7 +270,7 @@ def test_with_repair_off_the_people_are_reported_and_nothing_is_launched(instanc
     note = standins.add_case_note("A6000CC", type="KA", sub_type="KS", created_at=london_now() - timedelta(hours=3))
     defs = location(standins, delius_pg, webhook)
     instance.add_dynamic_partitions("noms_number", ["A6000CC"])
-    assert defs.resolve_job_def("noms_backfill_job").execute_in_process(partition_key="A6000CC",
+    assert defs.resolve_job_def("noms_backfill_job").execute_in_process(run_config=backfill_run_config(["A6000CC"]),
                                                                         instance=instance).success
     with delius_pg.begin() as conn:
         conn.execute(delete(m.contact))

@@ -207,11 +207,9 @@ def test_the_sensor_backfills_a_handed_over_linkage_message_and_deletes_it_once_
     assert consume(instance, sqs, standins, delius_pg).success
     first = tick(instance, sqs)
     [request] = first.run_requests
-    assert (request.job_name, request.partition_key, request.run_key) == (
-        "noms_backfill_job",
-        "A2000BB",
-        linkage_run_key(linkage),
-    )
+    assert (request.job_name, request.run_key) == ("noms_backfill_job", linkage_run_key(linkage))
+    assert request.run_config["ops"]["backfill_people"]["config"]["noms_numbers"] == ["A2000BB"]
+    assert request.tags["hmpps/trigger"] == "linkage" and request.tags["hmpps/people"] == "A2000BB"
     assert [c["id"] for c in json.loads(first.cursor)["custody"]] == [linkage]
     second = tick(instance, sqs, cursor=first.cursor)
     assert not second.run_requests and sqs.depth() == 1  # no run yet: still held, not requested twice
@@ -236,7 +234,7 @@ def test_linkage_backfills_are_capped_per_tick_and_by_the_runs_waiting(instance,
         )
     second = tick(instance, sqs, cursor=first.cursor, max_backfills_per_tick=2, max_pending_backfills=3)
     assert len(second.run_requests) == 1  # 2 waiting in the run queue, 3 at most
-    requested = {r.partition_key for r in first.run_requests + second.run_requests}
+    requested = {r.tags["hmpps/people"] for r in first.run_requests + second.run_requests}
     assert len(requested) == 3 and sqs.depth() == 3  # the first two settled; the third in custody; two untaken
 
 

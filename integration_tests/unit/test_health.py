@@ -36,7 +36,7 @@ def test_an_idle_healthy_queue_passes_everything():
 def test_a_non_empty_dlq_is_flagged_with_its_count_and_what_to_do():
     report = assess(EMPTY, QueueDepth(3, 1, 0), running(), SETTINGS, now=NOW, backlog_since=None)
     dlq = outcome(report, DLQ_IS_EMPTY)
-    assert not dlq.passed and dlq.severity == "WARN"
+    assert not dlq.passed and dlq.severity == "ERROR"
     assert dlq.description.startswith("4 messages in the dead-letter queue")
     assert "peek_dlq_job" in dlq.description and "redrive_dlq_job" in dlq.description
 
@@ -113,10 +113,23 @@ def test_results_are_reported_when_they_change_and_on_a_heartbeat_only():
     same = what_to_report(report(0, NOW + 60), first.cursor, SETTINGS)
     assert not same.observation and same.checks == []
     changed = what_to_report(report(2, NOW + 120), same.cursor, SETTINGS)
-    assert changed.observation and [c.name for c in changed.checks] == [DLQ_IS_EMPTY]
+    assert changed.observation and len(changed.checks) == 3     # a report always comes with every check
     quiet = what_to_report(report(2, NOW + 180), changed.cursor, SETTINGS)
     assert not quiet.observation and quiet.checks == []
     refreshed = what_to_report(report(2, NOW + 250), quiet.cursor, SETTINGS)    # failing: again after 120 s
     assert [c.name for c in refreshed.checks] == [DLQ_IS_EMPTY]
     beat = what_to_report(report(2, NOW + 600), refreshed.cursor, SETTINGS)
     assert beat.observation and len(beat.checks) == 3
+
+
+def test_the_status_names_what_is_wrong_or_says_healthy():
+    assert health.status_of(assess(EMPTY, EMPTY, running(last_received_at=NOW - 5), SETTINGS, now=NOW,
+                                   backlog_since=None)) == "healthy"
+    assert health.status_of(assess(EMPTY, QueueDepth(1, 0, 0), running(last_received_at=NOW - 5), SETTINGS, now=NOW,
+                                   backlog_since=None)) == "DLQ not empty"
+    stalled = assess(QueueDepth(40, 0, 0), QueueDepth(2, 0, 0), running(last_received_at=NOW - 700), SETTINGS,
+                     now=NOW, backlog_since=NOW - 600)
+    assert health.status_of(stalled) == "stalled, DLQ not empty"
+    paused = assess(QueueDepth(4, 0, 0), EMPTY, ConsumerActivity(sensor_status="stopped"), SETTINGS, now=NOW,
+                    backlog_since=NOW - 30)
+    assert health.status_of(paused) == "paused"

@@ -69,7 +69,7 @@ def test_the_code_location_loads_and_uses_the_names_of_constants():
     assert {constants.EVENTS_JOB, constants.BACKFILL_JOB, constants.REDRIVE_JOB, constants.PEEK_JOB,
             constants.RECONCILIATION_JOB, constants.HOUSEKEEPING_JOB} <= jobs
     assert {constants.EVENTS_SENSOR, constants.HEALTH_SENSOR, constants.REPAIR_SENSOR, constants.FAILURE_SENSOR,
-            constants.REDRIVE_REPORT_SENSOR} == sensors
+            constants.REDRIVE_REPORT_SENSOR, constants.ROLLUP_SENSOR} == sensors
     assert {constants.REDRIVE_SCHEDULE, constants.RECONCILIATION_SCHEDULE, constants.HOUSEKEEPING_SCHEDULE} == schedules
     # The checks' texts name the consumer sensor and the DLQ jobs: the same objects.
     assert (health.CONSUMER_SENSOR, health.PEEK_JOB, health.REDRIVE_JOB) == (

@@ -1,5 +1,8 @@
 """The linkage backfill: ``linked_person_contacts``, one partition per NOMS number, with its per-person check."""
 
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
 import dagster as dg
 
 from ...constants import BACKFILL_CHECK, DELIUS_CONTACTS, LINKED_PERSON_CONTACTS
@@ -31,32 +34,54 @@ PREVIEW_ROWS = 50
 )
 def linked_person_contacts(context: dg.AssetExecutionContext, delius: DeliusDatabase,
                            source_api: SourceApiResource):
+    # The partitions of this run: one (a linkage or repair run of noms_backfill_job's partitions) or a range (a
+    # multi-partition backfill); noms_backfill_job runs launched with NOMS numbers in config go through backfill_op.
+    outcome = yield from backfill(context.partition_keys, delius, source_api, context.log)
+    yield dg.AssetCheckResult(**outcome.check)
+    outcome.raise_if_failed()
+
+
+@dataclass
+class BackfillOutcome:
+    """What a backfill of some people came to: the check's result (``AssetCheckResult`` arguments) and the failures."""
+
+    people: int
+    check: dict
+    errors: list[str]
+    totals: dict[str, int]
+
+    def raise_if_failed(self) -> None:
+        if self.errors:
+            raise dg.Failure(description=f"{len(self.errors)} of {self.people} backfills failed: "
+                                         + "; ".join(self.errors[:10]),
+                             metadata={"people": self.people, "failed_people": len(self.errors), **self.totals})
+
+
+def backfill(noms_numbers: Sequence[str], delius: DeliusDatabase, source_api: SourceApiResource,
+             log) -> Generator[dg.AssetMaterialization, None, BackfillOutcome]:
+    """Backfill each person, yielding one ``linked_person_contacts`` materialization per person that did not fail
+    (its partition); returns the check of their contacts and the failures (raised by ``raise_if_failed``, after
+    every person and item was tried)."""
     store, source = delius.store(), source_api.client()
     reports: list[BackfillReport] = []
     errors: list[str] = []
-    for report in backfill_people(context.partition_keys, source, store):
+    for report in backfill_people(noms_numbers, source, store):
         if report.fetch_error is not None:
             errors.append(f"{report.noms_number}: {report.fetch_error.reason}")
-            context.log.warning(kv("backfill", noms=report.noms_number, outcome="fetch_failed",
-                                   reason=report.fetch_error.reason))
+            log.warning(kv("backfill", noms=report.noms_number, outcome="fetch_failed",
+                           reason=report.fetch_error.reason))
             continue
         reports.append(report)
-        context.log.info(kv("backfill", noms=report.noms_number, **{k: v for k, v in report.counts.items() if v}))
+        log.info(kv("backfill", noms=report.noms_number, **{k: v for k, v in report.counts.items() if v}))
         if report.first_failure:
             errors.append(f"{report.noms_number}: {report.first_failure}")
         else:
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.noms_number,
+            yield dg.AssetMaterialization(asset_key=dg.AssetKey(LINKED_PERSON_CONTACTS), partition=report.noms_number,
                                           description="contacts of a linked person",
                                           metadata=person_metadata(report))
-    yield check_contacts(reports, store)
     totals = backfill_totals(reports)
-    context.log.info(kv("backfill_run", people=len(context.partition_keys), failed=len(errors),
-                        **{k: v for k, v in totals.items() if v}))
-    if errors:
-        raise dg.Failure(description=f"{len(errors)} of {len(context.partition_keys)} backfills failed: "
-                                     + "; ".join(errors[:10]),
-                         metadata={"people": len(context.partition_keys), "failed_people": len(errors),
-                                   **totals})
+    log.info(kv("backfill_run", people=len(noms_numbers), failed=len(errors), **{k: v for k, v in totals.items() if v}))
+    return BackfillOutcome(len(noms_numbers), check_contacts(reports, store), errors, totals)
 
 
 def backfill_totals(reports: list[BackfillReport]) -> dict[str, int]:
@@ -91,8 +116,9 @@ def person_metadata(report: BackfillReport) -> dict:
     }
 
 
-def check_contacts(reports: list[BackfillReport], store) -> dg.AssetCheckResult:
-    """Each source item of interest has exactly one contact with its URN on the person's record."""
+def check_contacts(reports: list[BackfillReport], store) -> dict:
+    """Each source item of interest has exactly one contact with its URN on the person's record (the arguments of an
+    ``AssetCheckResult``, or with ``asset_key`` of an ``AssetCheckEvaluation``)."""
     rows, missing_total, duplicated_total = [], 0, 0
     for report in reports:
         if report.offender_not_found:
@@ -105,7 +131,7 @@ def check_contacts(reports: list[BackfillReport], store) -> dg.AssetCheckResult:
         duplicated_total += duplicated
         rows.append(dg.TableRecord({"noms_number": report.noms_number, "items_of_interest": len(expected),
                                     "missing": missing, "duplicated": duplicated}))
-    return dg.AssetCheckResult(
+    return dict(
         check_name=CHECK_NAME, passed=missing_total == 0 and duplicated_total == 0,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"missing": missing_total, "duplicated": duplicated_total,

@@ -7,21 +7,23 @@ from integration.defs.pods import OPERATIONS_RESOURCES, pod_tags
 
 from ...constants import FLOW_OPERATIONS, FLOW_TAG, PEEK_JOB, PEEK_OP, REDRIVE_JOB, REDRIVE_OP
 from ...core.logfmt import kv
-from ...flows.redrive import peek, redrive
+from ...flows.redrive import NEVER_READABLE, peek, redrive
 from ...resources import EventsQueueResource
 
 
 class RedriveConfig(dg.Config):
     max_messages: int = 10_000      # stop after this many (0 = no limit)
     park_after: int = 3             # messages already redriven this many times stay in the DLQ (parked); 0 = never
+    #                                 (messages that can never be read are always parked)
 
 
 class PeekConfig(dg.Config):
     max_messages: int = 50
+    park_after: int = 3             # the redrive setting the `redrive` column assumes
 
 
-PEEK_COLUMNS = ("sqs_message_id", "event_type", "source_id", "failure_reason", "failed_at", "failed_by", "attempts",
-                "redrives", "age_hours")
+PEEK_COLUMNS = ("sqs_message_id", "event_type", "source_id", "redrive", "failure_reason", "failed_at", "failed_by",
+                "attempts", "redrives", "age_hours")
 
 
 def dlq_table(rows: list[dict]) -> dg.MetadataValue:
@@ -31,7 +33,8 @@ def dlq_table(rows: list[dict]) -> dg.MetadataValue:
         schema=dg.TableSchema(columns=[dg.TableColumn(c, types.get(c, "string")) for c in PEEK_COLUMNS]))
 
 
-@dg.op(name=REDRIVE_OP, description="Move dead-lettered messages back to the events queue, with counts; repeat offenders are parked.")
+@dg.op(name=REDRIVE_OP, description="Move dead-lettered messages back to the events queue, with counts; repeat offenders "
+                                    "and messages that can never be read are parked.")
 def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, events_queue: EventsQueueResource):
     queue = events_queue.queue()
     before = queue.dlq_depth().visible
@@ -39,10 +42,12 @@ def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, 
     context.log.info(kv("redrive", moved=len(result["moved"]), parked=len(result["parked"]),
                         failed=len(result["failed"]), dlq_visible_before=before, max_messages=config.max_messages,
                         park_after=config.park_after))
+    never_readable = sum(1 for row in result["parked"] if str(row.get("redrive", "")).startswith(NEVER_READABLE))
     metadata = {
         "dlq_before": before,
         "moved": len(result["moved"]),
         "parked": len(result["parked"]),
+        "parked_never_readable": never_readable,
         "failed": len(result["failed"]),
         "parked_messages": dlq_table(result["parked"]),
         "moved_ids": dg.MetadataValue.json(result["moved"][:200]),
@@ -58,16 +63,18 @@ def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, 
 def peek_dead_letters(context: dg.OpExecutionContext, config: PeekConfig, events_queue: EventsQueueResource):
     queue = events_queue.queue()
     depth = queue.dlq_depth()
-    rows = peek(queue, config.max_messages)
+    rows = peek(queue, config.max_messages, config.park_after)
+    never_readable = sum(1 for row in rows if str(row.get("redrive", "")).startswith(NEVER_READABLE))
     reasons: dict[str, int] = {}
     for row in rows:
         key = row["failure_reason"] or "(no reason: moved by SQS after maxReceiveCount)"
         reasons[key] = reasons.get(key, 0) + 1
     context.add_output_metadata({"dlq_visible": depth.visible, "dlq_in_flight": depth.in_flight,
-                                 "shown": len(rows), "reasons": dg.MetadataValue.json(reasons),
+                                 "shown": len(rows), "never_readable": never_readable,
+                                 "reasons": dg.MetadataValue.json(reasons),
                                  "messages": dlq_table(rows)})
     context.log.info(kv("dlq_peek", visible=depth.visible, in_flight=depth.in_flight, shown=len(rows),
-                        reasons=len(reasons)))
+                        never_readable=never_readable, reasons=len(reasons)))
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         context.log.info(kv("dlq_reason", messages=count, reason=reason))
     return rows

@@ -32,8 +32,7 @@ from ...core.logfmt import kv
 from ...core.messages import QueueDepth
 from ...core.ports import EventsQueue
 from ...resources import ConsumerSettings, EventsQueueResource
-from ..backfill.jobs import noms_backfill_job
-from ..backfill.partitions import noms_partitions
+from ..backfill.jobs import backfill_request, noms_backfill_job
 from .jobs import prison_events_job
 
 LIVE_STATUSES = [
@@ -95,7 +94,6 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: A
 
     custody, backfills, settled = take_custody(context, queue, cursor, settings, now)
     requests = list(backfills)
-    partitions = sorted({r.partition_key for r in backfills if r.partition_key})
 
     recent = [
         r
@@ -107,7 +105,6 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: A
         return _result(
             context,
             requests,
-            partitions,
             _dump_cursor(cursor, custody, recent, cursor["deep"], quiet=False),
             "queue attributes could not be read",
         )
@@ -137,22 +134,16 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: A
     return _result(
         context,
         requests,
-        partitions,
         _dump_cursor(cursor, custody, recent, decision.deep_since, quiet=quiet),
         decision.reason,
     )
 
 
-def _result(
-    context: dg.SensorEvaluationContext, requests: list[dg.RunRequest], partitions: list[str], cursor: str, reason: str
-) -> dg.SensorResult:
+def _result(context: dg.SensorEvaluationContext, requests: list[dg.RunRequest], cursor: str,
+            reason: str) -> dg.SensorResult:
     if not requests:
         return dg.SensorResult(skip_reason=reason, cursor=cursor)
-    return dg.SensorResult(
-        run_requests=requests,
-        cursor=cursor,
-        dynamic_partitions_requests=[noms_partitions.build_add_request(partitions)] if partitions else [],
-    )
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
 def live_consumers(instance: dg.DagsterInstance) -> list[LiveConsumer]:
@@ -228,11 +219,7 @@ def take_custody(
             continue
         key = linkage_run_key(str(message_id))
         keep.append(Custody(str(message_id), str(handle), key, float(until)))
-        requests.append(
-            dg.RunRequest(
-                run_key=key, job_name=BACKFILL_JOB, partition_key=noms, tags={TRIGGER_TAG: "linkage", MESSAGES_TAG: "1"}
-            )
-        )
+        requests.append(backfill_request([noms], run_key=key, trigger="linkage", tags={MESSAGES_TAG: "1"}))
     return keep, requests, settled
 
 

@@ -12,7 +12,7 @@ import dagster as dg
 from ... import settings
 from ...constants import BACKFILL_JOB, DELIUS_CONTACTS, EVENTS_JOB, EVENTS_QUEUE, EVENTS_SENSOR, TRIGGER_TAG
 from ...core.health import (CONSUMER_IS_ALIVE, CheckOutcome, ConsumerActivity, HealthReport, HealthSettings,
-                            ages_at_receipt, assess, next_backlog_since)
+                            ages_at_receipt, assess, next_backlog_since, status_of)
 from ...core.messages import QueueDepth
 from ...core.ports import EventsQueue
 
@@ -94,6 +94,23 @@ def evaluate(instance: dg.DagsterInstance, queue: EventsQueue, *, backlog_since:
                   backlog_since=next_backlog_since(backlog_since, depth, now))
 
 
+def latest_backlog_since(instance: dg.DagsterInstance) -> tuple[float | None, float]:
+    """(``backlog_since`` of the latest ``events_queue`` report, the time of that report) for an evaluation in a run;
+    without a report, no backlog and a time two sensor intervals ago."""
+    latest = instance.fetch_materializations(EVENTS_QUEUE_KEY, limit=1).records
+    if not latest:
+        return None, time.time() - 120
+    materialization = latest[0].asset_materialization
+    value = materialization.metadata.get("backlog_since") if materialization else None
+    return getattr(value, "value", None), latest[0].timestamp
+
+
+def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=EVENTS_QUEUE_KEY, check_name=outcome.name, passed=outcome.passed,
+                               severity=dg.AssetCheckSeverity(outcome.severity), description=outcome.description,
+                               metadata=outcome.metadata)
+
+
 def check_evaluation(outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(asset_key=EVENTS_QUEUE_KEY, check_name=outcome.name, passed=outcome.passed,
                                    severity=dg.AssetCheckSeverity(outcome.severity), description=outcome.description,
@@ -107,9 +124,11 @@ def cannot_read_queue(error: BaseException) -> dg.AssetCheckEvaluation:
                     "it either", metadata={"error": type(error).__name__})
 
 
-def observation_metadata(report: HealthReport) -> dict[str, Any]:
+def report_metadata(report: HealthReport) -> dict[str, Any]:
+    """What an ``events_queue`` report carries: the ``status`` first, then the numbers (plotted over time)."""
     a = report.activity
     meta: dict[str, Any] = {
+        "status": dg.MetadataValue.text(status_of(report)),
         "visible": dg.MetadataValue.int(report.depth.visible),
         "in_flight": dg.MetadataValue.int(report.depth.in_flight),
         "delayed": dg.MetadataValue.int(report.depth.delayed),
@@ -117,7 +136,7 @@ def observation_metadata(report: HealthReport) -> dict[str, Any]:
         "oldest_message_age_seconds": dg.MetadataValue.float(round(report.oldest_message_age, 1)),
         "oldest_message_age_basis": dg.MetadataValue.text(report.age_basis),
         "batch_runs_waiting": dg.MetadataValue.int(a.runs_waiting),
-        "received_since_last_observation": dg.MetadataValue.int(a.received_since),
+        "received_since_last_report": dg.MetadataValue.int(a.received_since),
         "consumer": dg.MetadataValue.text(a.sensor_status),
     }
     if a.last_activity_at is not None:

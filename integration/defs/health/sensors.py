@@ -1,4 +1,5 @@
-"""``queue_health_sensor``: observes ``events_queue`` and reports its checks every minute, launching no runs."""
+"""``queue_health_sensor``: reports ``events_queue`` (a materialization with the queue's status and numbers) and its
+checks every minute, launching no runs."""
 
 import json
 import time
@@ -9,12 +10,11 @@ import dagster as dg
 
 from ... import settings
 from ...constants import HEALTH_SENSOR
-from ...core.health import what_to_report
+from ...core.health import status_of, what_to_report
 from ...core.logfmt import kv
 from ...resources import EventsQueueResource
 from .checks import DEFAULT_INTERVAL_SECONDS
-from .observe import EVENTS_QUEUE_KEY, cannot_read_queue, check_evaluation, evaluate, health_settings, \
-    observation_metadata
+from .observe import EVENTS_QUEUE_KEY, cannot_read_queue, check_evaluation, evaluate, health_settings, report_metadata
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ def _interval_seconds() -> int:
     name=HEALTH_SENSOR,
     minimum_interval_seconds=_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Observes events_queue (depths, oldest-message age, consumer state) and reports its checks "
-                "dlq_is_empty, consumer_is_alive and oldest_message_age_ok. Launches no runs and never receives "
-                "from the queues.",
+    description="Reports events_queue (status, depths, oldest-message age, consumer state) as a materialization "
+                "and its checks dlq_is_empty, consumer_is_alive and oldest_message_age_ok. Launches no runs and never "
+                "receives from the queues.",
 )
 def queue_health_sensor(context: dg.SensorEvaluationContext, events_queue: EventsQueueResource):
     thresholds = health_settings()
@@ -43,7 +43,7 @@ def queue_health_sensor(context: dg.SensorEvaluationContext, events_queue: Event
     try:
         report = evaluate(context.instance, events_queue.queue(), backlog_since=cursor.get("backlog_since"),
                           since=since, settings=thresholds, now=now)
-    except Exception as exc:   # SQS unreachable: say so on the check, keep the previous observation
+    except Exception as exc:   # SQS unreachable: say so on the check, keep the previous report
         context.log.warning(kv("queue_health", error=type(exc).__name__))
         return dg.SensorResult(asset_events=[cannot_read_queue(exc)],
                                skip_reason=f"queue attributes could not be read ({type(exc).__name__})",
@@ -51,7 +51,9 @@ def queue_health_sensor(context: dg.SensorEvaluationContext, events_queue: Event
     reporting = what_to_report(report, cursor, thresholds)
     events: list = [check_evaluation(outcome) for outcome in reporting.checks]
     if reporting.observation:
-        events.insert(0, dg.AssetObservation(asset_key=EVENTS_QUEUE_KEY, metadata=observation_metadata(report)))
+        # First, so that the checks after it count for it (the UI shows checks against the latest materialization).
+        events.insert(0, dg.AssetMaterialization(asset_key=EVENTS_QUEUE_KEY, description=status_of(report),
+                                                 metadata=report_metadata(report)))
     cursor = reporting.cursor
     context.log.info(report.log_line(reported=len(events)))
     return dg.SensorResult(asset_events=events, skip_reason=report.summary(), cursor=json.dumps(cursor))

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Optional
 
 import dagster as dg
 
-from ...constants import BACKFILL_JOB, DELIUS_CONTACTS, EVENTS_JOB, RECONCILIATION_CHECK
+from ...constants import BACKFILL_JOB, BACKFILL_OP, DELIUS_CONTACTS, EVENTS_JOB, RECONCILIATION_CHECK
 from ...core.logfmt import kv
 from ...core.notices import reconciliation_message
 from ...core.times import LONDON, london_now
@@ -164,7 +164,12 @@ def people_in_recent_runs(instance: dg.DagsterInstance,
 
 
 def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
-    """The NOMS numbers of one backfill run: one partition, or a range (multi-partition backfill runs)."""
+    """The NOMS numbers of one backfill run: those in its config (``noms_backfill_job``), one partition, or a range
+    (multi-partition backfill runs of ``linked_person_contacts``)."""
+    run_config: dict[str, Any] = dict(run.run_config or {})
+    configured = run_config.get("ops", {}).get(BACKFILL_OP, {}).get("config", {}).get("noms_numbers")
+    if isinstance(configured, list):
+        return [n for n in configured if isinstance(n, str)]
     if run.tags.get("dagster/partition"):
         return [run.tags["dagster/partition"]]
     start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from ...constants import RECONCILIATION_RUN_TAG, REPAIR_SENSOR, TRIGGER_TAG
+from ...constants import RECONCILIATION_RUN_TAG, REPAIR_SENSOR
 from ...core.logfmt import kv
-from ..backfill.jobs import noms_backfill_job
+from ..backfill.jobs import backfill_request, noms_backfill_job
 from .checks import check_metadata
 from .jobs import reconciliation_job
 
@@ -26,6 +26,6 @@ def reconciliation_repair_sensor(context: dg.RunStatusSensorContext):
         return dg.SkipReason("repair not requested by this reconciliation")
     people = list(metadata["people_to_repair"].value)
     context.log.info(kv("reconciliation_repair", reconciliation_run=run_id, backfills_requested=len(people)))
-    return [dg.RunRequest(run_key=f"repair-{run_id}-{noms}", partition_key=noms,
-                          tags={TRIGGER_TAG: "reconciliation", RECONCILIATION_RUN_TAG: run_id})
+    return [backfill_request([noms], run_key=f"repair-{run_id}-{noms}", trigger="reconciliation",
+                             tags={RECONCILIATION_RUN_TAG: run_id})
             for noms in people]
