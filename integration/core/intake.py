@@ -1,7 +1,8 @@
 """What the queue sensor does with the messages of one tick (pure).
 
 * unreadable messages (poison) go straight to the dead-letter queue with the reason;
-* linkage events (``probation-case.prison-identifier.added``) become a backfill of the NOMS number's partition;
+* linkage events (``probation-case.prison-identifier.added`` and ``.updated``: ``events.LINKAGE_EVENT_TYPES``) become
+  a backfill of the NOMS number's partition;
 * every other message is leased to a micro-batch run of ``prison_events_job``, which acknowledges it itself. The
   leased message's body is the canonical envelope of its event (``events.envelope_body``).
 """
