@@ -39,6 +39,7 @@ HOUSEKEEPING_SCHEDULE = "run_housekeeping_schedule"
 FLOW_TAG = "hmpps/flow"
 FLOW_EVENTS, FLOW_BACKFILL, FLOW_OPERATIONS = "events", "backfill", "operations"
 TRIGGER_TAG = "hmpps/trigger"          # linkage | cli | schedule | reconciliation
+CAUSE_TAG = "hmpps/cause"              # a backfill's CaseNotesMigrated.cause: the linkage event type, where known
 EVENTS_TAG = "hmpps/events"            # messages a batch run holds
 MESSAGES_TAG = "hmpps/messages"        # linkage messages behind a backfill run
 PARKED_TAG = "hmpps/dlq-parked"        # messages a redrive left parked in the DLQ

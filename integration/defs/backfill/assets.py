@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from ...constants import BACKFILL_CHECK, DELIUS_CONTACTS, LINKED_PERSON_CONTACTS
+from ...constants import BACKFILL_CHECK, CAUSE_TAG, DELIUS_CONTACTS, LINKED_PERSON_CONTACTS, TRIGGER_TAG
 from ...core.logfmt import kv
-from ...flows.backfill import BackfillReport, backfill_people
+from ...flows.backfill import DEFAULT_CAUSE, BackfillReport, backfill_people
 from ...resources import DeliusDatabase, SourceApiResource
 from .partitions import noms_partitions
 from ...delius import queries
@@ -34,7 +34,7 @@ def linked_person_contacts(context: dg.AssetExecutionContext, delius: DeliusData
     store, source = delius.store(), source_api.client()
     reports: list[BackfillReport] = []
     errors: list[str] = []
-    for report in backfill_people(context.partition_keys, source, store):
+    for report in backfill_people(context.partition_keys, source, store, cause=backfill_cause(context.run.tags)):
         if report.fetch_error is not None:
             errors.append(f"{report.noms_number}: {report.fetch_error.reason}")
             context.log.warning(kv("backfill", noms=report.noms_number, outcome="fetch_failed",
@@ -57,6 +57,12 @@ def linked_person_contacts(context: dg.AssetExecutionContext, delius: DeliusData
                                      + "; ".join(errors[:10]),
                          metadata={"people": len(context.partition_keys), "failed_people": len(errors),
                                    **totals})
+
+
+def backfill_cause(tags) -> str:
+    """``CaseNotesMigrated.cause``: the run's ``hmpps/cause`` tag (the linkage event's type, for a requester that
+    knows it), else what triggered it (``hmpps/trigger``: linkage, cli, reconciliation...), else ``backfill``."""
+    return tags.get(CAUSE_TAG) or tags.get(TRIGGER_TAG) or DEFAULT_CAUSE
 
 
 def backfill_totals(reports: list[BackfillReport]) -> dict[str, int]:
