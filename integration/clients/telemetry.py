@@ -1,8 +1,10 @@
 """Emits the reference's telemetry records (``core/telemetry.py``): a logfmt line each, and OpenTelemetry log records.
 
-* **The log line** goes to the ``integration.telemetry`` logger at INFO, as ``{event} key=value ...`` (logfmt,
-  ``core/logfmt.py``): in a run it lands in the run's event log (``python_logs`` in dagster.yaml), and a log pipeline
-  that reads the pods' output parses it without a grammar.
+* **The log line** is ``{event} key=value ...`` (logfmt, ``core/logfmt.py``), written where ``TELEMETRY_LOG`` says:
+  ``run`` (the default) through the ``integration.telemetry`` logger at INFO, so that in a run it lands in the run's
+  event log (``python_logs`` in dagster.yaml) and on the run worker's stderr; ``stdout``: straight to the process's
+  standard output (the run's compute log, the pod's log), bypassing Dagster's event log, which costs a storage write
+  per line (docs/performance.md); ``off``: no line.
 * **OpenTelemetry**: each record is also a log record through the OpenTelemetry API (``opentelemetry-api``, the only
   OpenTelemetry package the project depends on): ``event_name`` and body are the event's name, the attributes its
   properties plus ``microsoft.custom_event.name`` (which Azure Monitor's exporter turns into a ``customEvents`` row of
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -30,11 +33,14 @@ from ..core.telemetry import TelemetryRecord
 log = logging.getLogger("integration.telemetry")
 
 SETUP_VARIABLE = "TELEMETRY_SETUP"
+LOG_VARIABLE = "TELEMETRY_LOG"
+LOG_DESTINATIONS = ("run", "stdout", "off")
 INSTRUMENTATION_SCOPE = "prison-case-notes-to-probation"
 AZURE_CUSTOM_EVENT = "microsoft.custom_event.name"
 
 _setup_lock = threading.Lock()
 _setup_done = False
+_warned_destination = False
 
 
 def emit(records: Iterable[TelemetryRecord]) -> None:
@@ -43,13 +49,31 @@ def emit(records: Iterable[TelemetryRecord]) -> None:
     if not records:
         return
     otel = _otel_logger()
+    destination = _log_destination()
     for record in records:
-        log.info(kv(record.name, **record.properties))
+        line = kv(record.name, **record.properties)
+        if destination == "run":
+            log.info(line)
+        elif destination == "stdout":
+            print(line, file=sys.stdout, flush=False)
         if otel is not None:
             try:
                 _export(otel, record)
             except Exception:  # an exporter's problem is not the merge's
                 log.debug("opentelemetry emit failed", exc_info=True)
+    if destination == "stdout":
+        sys.stdout.flush()
+
+
+def _log_destination() -> str:
+    global _warned_destination
+    value = (settings.text(LOG_VARIABLE, "run") or "run").lower()
+    if value not in LOG_DESTINATIONS:
+        if not _warned_destination:
+            _warned_destination = True
+            log.warning(kv("invalid_setting", setting=LOG_VARIABLE, value=value[:100], using="run"))
+        return "run"
+    return value
 
 
 def _export(otel, record: TelemetryRecord) -> None:

@@ -200,3 +200,14 @@ def test_a_setup_that_fails_is_logged_and_the_lines_still_go_out(monkeypatch, ca
     assert messages[0].startswith("telemetry_setup_failed setting=TELEMETRY_SETUP target=no_such_module_here:configure")
     assert messages[-1] == "CaseNoteNotFound detailUrl=https://c/n"
     adapter.reset_for_tests()
+
+
+def test_telemetry_log_stdout_writes_the_lines_to_standard_output_instead_of_the_logger(monkeypatch, capsys, caplog):
+    monkeypatch.setenv("TELEMETRY_LOG", "stdout")
+    with caplog.at_level(logging.INFO, logger="integration.telemetry"):
+        adapter.emit([TelemetryRecord("CaseNoteNotFound", {"detailUrl": "https://c/n"})])
+    assert capsys.readouterr().out == "CaseNoteNotFound detailUrl=https://c/n\n"
+    assert [r for r in caplog.records if r.name == "integration.telemetry"] == []
+    monkeypatch.setenv("TELEMETRY_LOG", "off")
+    adapter.emit([TelemetryRecord("CaseNoteNotFound", {"detailUrl": "https://c/n"})])
+    assert capsys.readouterr().out == ""
