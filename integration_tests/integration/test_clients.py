@@ -158,7 +158,10 @@ def test_token_failures_are_retryable_upstream_errors_without_secrets(stands: St
 
 
 def test_debug_logging_never_shows_the_secret_or_token(stands: StandIns, api: HmppsSourceApi, caplog) -> None:
+    # Every logger at DEBUG, whatever an earlier test or library set on them (urllib3's is often raised to WARNING).
     caplog.set_level(logging.DEBUG)
+    for name in ("urllib3", "urllib3.connectionpool", "integration"):
+        caplog.set_level(logging.DEBUG, logger=name)
     note = stands.add_case_note(text="private note text")
     stands.set_fault("get_case_note", status=503, times=1)
     assert api.get_case_note(stands.case_note_url(note)) is not None
