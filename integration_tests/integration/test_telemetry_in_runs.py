@@ -61,8 +61,8 @@ def backfill_run_messages(delius_sqlite, settings: dict, tags: dict | None = Non
 
 @pytest.mark.parametrize("path", INSTANCE_FILES)
 def test_a_runs_event_log_holds_the_telemetry_records_with_the_shipped_settings(delius_sqlite, path):
-    messages = backfill_run_messages(delius_sqlite, python_logs(path),
-                                     tags={TRIGGER_TAG: "linkage", CAUSE_TAG: "probation-case.prison-identifier.updated"})
+    tags = {TRIGGER_TAG: "linkage", CAUSE_TAG: "probation-case.prison-identifier.updated"}
+    messages = backfill_run_messages(delius_sqlite, python_logs(path), tags=tags)
     migrated = [m for m in messages if m.startswith("CaseNotesMigrated ")]
     assert migrated == ["CaseNotesMigrated nomsId=A1000AA crn=X100001 cause=probation-case.prison-identifier.updated "
                         "caseNotesCreated=1 alertsCreated=1"]

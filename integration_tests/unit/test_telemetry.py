@@ -168,7 +168,7 @@ def otel_logs(monkeypatch):
     ``TELEMETRY_SETUP`` naming a setup function, as an operator would."""
     sdk_logs = pytest.importorskip("opentelemetry.sdk._logs")
     export = pytest.importorskip("opentelemetry.sdk._logs.export")
-    in_memory = getattr(export, "InMemoryLogRecordExporter", None) or getattr(export, "InMemoryLogExporter")
+    in_memory = getattr(export, "InMemoryLogRecordExporter", None) or export.InMemoryLogExporter
     exporter = in_memory()
     provider = sdk_logs.LoggerProvider()
     provider.add_log_record_processor(export.SimpleLogRecordProcessor(exporter))
