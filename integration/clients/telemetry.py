@@ -26,9 +26,9 @@ import threading
 import time
 from collections.abc import Iterable
 
-from .. import settings
-from ..core.logfmt import kv
-from ..core.telemetry import TelemetryRecord
+from integration import settings
+from integration.core.logfmt import kv
+from integration.core.telemetry import TelemetryRecord
 
 log = logging.getLogger("integration.telemetry")
 
@@ -80,9 +80,17 @@ def _export(otel, record: TelemetryRecord) -> None:
     from opentelemetry._logs import LogRecord, SeverityNumber
 
     now = time.time_ns()
-    otel.emit(LogRecord(timestamp=now, observed_timestamp=now, severity_number=SeverityNumber.INFO,
-                        severity_text="INFO", body=record.name, event_name=record.name,
-                        attributes={**record.properties, AZURE_CUSTOM_EVENT: record.name}))
+    otel.emit(
+        LogRecord(
+            timestamp=now,
+            observed_timestamp=now,
+            severity_number=SeverityNumber.INFO,
+            severity_text="INFO",
+            body=record.name,
+            event_name=record.name,
+            attributes={**record.properties, AZURE_CUSTOM_EVENT: record.name},
+        )
+    )
 
 
 def _otel_logger():
@@ -95,7 +103,7 @@ def _otel_logger():
 def _logger_provider():
     try:
         from opentelemetry._logs import get_logger_provider
-    except ImportError:     # pragma: no cover - a dependency of the project; tolerated if an image lacks it
+    except ImportError:  # pragma: no cover - a dependency of the project; tolerated if an image lacks it
         return None
     return get_logger_provider()
 
@@ -122,8 +130,10 @@ def run_setup(target: str) -> bool:
         setup = getattr(importlib.import_module(module_name.strip()), attribute.strip())
         setup()
     except Exception as exc:  # a misconfigured exporter must not stop the runs: the log lines still go out
-        log.warning(kv("telemetry_setup_failed", setting=SETUP_VARIABLE, target=target[:100],
-                       error=type(exc).__name__), exc_info=True)
+        log.warning(
+            kv("telemetry_setup_failed", setting=SETUP_VARIABLE, target=target[:100], error=type(exc).__name__),
+            exc_info=True,
+        )
         return False
     log.info(kv("telemetry_setup", setting=SETUP_VARIABLE, target=target[:100]))
     return True

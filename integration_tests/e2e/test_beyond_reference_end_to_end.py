@@ -53,8 +53,10 @@ def contacts(engine, **where) -> list[dict]:
 def logfmt(line: str) -> tuple[str, dict[str, str]]:
     """``Name k=v k="v w"`` -> (name, {k: v}) in order, as a log pipeline reads it."""
     name, _, rest = line.partition(" ")
-    fields = {key: (json.loads(quoted) if quoted else bare)
-              for key, quoted, bare in re.findall(r'([A-Za-z_]+)=(?:("(?:[^"\\]|\\.)*")|([^ ]*))', rest)}
+    fields = {
+        key: (json.loads(quoted) if quoted else bare)
+        for key, quoted, bare in re.findall(r'([A-Za-z_]+)=(?:("(?:[^"\\]|\\.)*")|([^ ]*))', rest)
+    }
     return name, fields
 
 
@@ -67,10 +69,16 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
     def send(body: str) -> None:
         sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=body)
 
-    env = project_env(delius_url=delius_pg.url.render_as_string(hide_password=False), queue_url=sqs.queue_url,
-                      sqs_endpoint=sqs.endpoint_url, auth_url=standins.auth_url, client_id=standins.client_id,
-                      client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
-                      alerts_url=standins.alerts_url)
+    env = project_env(
+        delius_url=delius_pg.url.render_as_string(hide_password=False),
+        queue_url=sqs.queue_url,
+        sqs_endpoint=sqs.endpoint_url,
+        auth_url=standins.auth_url,
+        client_id=standins.client_id,
+        client_secret=standins.client_secret,
+        case_notes_url=standins.case_notes_url,
+        alerts_url=standins.alerts_url,
+    )
     env.pop("HOME")
     log = project_root / "daemon.log"
 
@@ -81,8 +89,12 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
         old_alert = standins.add_alert("C7000CC", code="VI", prison_code="LEI")
         send(ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
         send(ev.linkage_event("C7000CC", "X700003"))
-        wait_until(lambda: len(contacts(delius_pg)) == 5 and sqs.depth() == 0, 150, "the first five contacts",
-                   diagnostics=daemon.tail)
+        wait_until(
+            lambda: len(contacts(delius_pg)) == 5 and sqs.depth() == 0,
+            150,
+            "the first five contacts",
+            diagnostics=daemon.tail,
+        )
         [before] = contacts(delius_pg, external_reference=f"urn:uk:gov:hmpps:prison-case-note:{note['caseNoteId']}")
         assert before["offender_id"] == wrong.offender_id
 
@@ -99,24 +111,38 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
         standins.store.resync_alerts("C7000CC", [])
         unk_alert = standins.add_alert("E7000EE", code="VI", prison_code=None)
         send(ev.case_note_moved_event(moved, "A7000AA", case_notes_url=standins.case_notes_url))
-        for each in merge_moved:       # the Case Notes API's moved events of the merge: the contacts are already right
+        for each in merge_moved:  # the Case Notes API's moved events of the merge: the contacts are already right
             send(ev.case_note_moved_event(each, "C7000CC", case_notes_url=standins.case_notes_url))
         send(ev.identifier_updated_event("D7000DD", "X700003", "C7000CC"))
         send(ev.alert_event_for(unk_alert, alerts_url=standins.alerts_url))
 
         def settled() -> bool:
             moved_row = contacts(delius_pg, contact_id=before["contact_id"])[0]
-            return (moved_row["offender_id"] == right.offender_id
-                    and len(contacts(delius_pg, description="Data Cleanse")) == 1
-                    and len(contacts(delius_pg, offender_id=merged.offender_id)) == 5
-                    and len(contacts(delius_pg)) == 8 and sqs.depth() == 0)
+            return (
+                moved_row["offender_id"] == right.offender_id
+                and len(contacts(delius_pg, description="Data Cleanse")) == 1
+                and len(contacts(delius_pg, offender_id=merged.offender_id)) == 5
+                and len(contacts(delius_pg)) == 8
+                and sqs.depth() == 0
+            )
 
         wait_until(settled, 180, "the move, the merge's backfill and the UNK alert", diagnostics=daemon.tail)
         with dg.DagsterInstance.from_config(str(project_root)) as instance:
             # the backfills finished (an event run may still be at work, or waiting for more: it logs as it goes)
-            wait_until(lambda: sorted(r.tags.get("dagster/partition") for r in instance.get_runs(dg.RunsFilter(
-                job_name="noms_backfill_job", statuses=[dg.DagsterRunStatus.SUCCESS]))) == ["C7000CC", "D7000DD"],
-                120, "both backfill runs to succeed", diagnostics=daemon.tail)
+            wait_until(
+                lambda: (
+                    sorted(
+                        r.tags.get("dagster/partition")
+                        for r in instance.get_runs(
+                            dg.RunsFilter(job_name="noms_backfill_job", statuses=[dg.DagsterRunStatus.SUCCESS])
+                        )
+                    )
+                    == ["C7000CC", "D7000DD"]
+                ),
+                120,
+                "both backfill runs to succeed",
+                diagnostics=daemon.tail,
+            )
 
     # The moved note: no contact left on the previous person but its Data Cleanse contact.
     on_wrong = contacts(delius_pg, offender_id=wrong.offender_id)
@@ -135,8 +161,14 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
     [unk_row] = contacts(delius_pg, external_reference=unk_urn)
     assert UNK_LINE in unk_row["notes"]
     with delius_pg.connect() as conn:
-        assert conn.execute(select(m.probation_area.c.code).where(
-            m.probation_area.c.probation_area_id == unk_row["probation_area_id"])).scalar() == "UNK"
+        assert (
+            conn.execute(
+                select(m.probation_area.c.code).where(
+                    m.probation_area.c.probation_area_id == unk_row["probation_area_id"]
+                )
+            ).scalar()
+            == "UNK"
+        )
 
     # The runs' logs hold the reference's events with their keys.
     with dg.DagsterInstance.from_config(str(project_root)) as instance:
@@ -144,11 +176,28 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
         backfills = [r for r in runs if r.job_name == "noms_backfill_job"]
         assert sorted(r.tags["dagster/partition"] for r in backfills) == ["C7000CC", "D7000DD"]
         assert {r.status for r in backfills} == {dg.DagsterRunStatus.SUCCESS}
-        lines = [record.user_message for run in runs for record in instance.all_logs(run.run_id)
-                 if not record.is_dagster_event]
-    events = [logfmt(line) for line in lines if line.split(" ", 1)[0] in (
-        "CaseNoteMerged", "CaseNoteIgnored", "CaseNoteMergeFailed", "CaseNoteNotFound", "AlertMerged",
-        "AlertMergeFailed", "AlertNotFound", "CaseNotesMigrated", "DataCleanseNotificationFailure")]
+        lines = [
+            record.user_message
+            for run in runs
+            for record in instance.all_logs(run.run_id)
+            if not record.is_dagster_event
+        ]
+    events = [
+        logfmt(line)
+        for line in lines
+        if line.split(" ", 1)[0]
+        in (
+            "CaseNoteMerged",
+            "CaseNoteIgnored",
+            "CaseNoteMergeFailed",
+            "CaseNoteNotFound",
+            "AlertMerged",
+            "AlertMergeFailed",
+            "AlertNotFound",
+            "CaseNotesMigrated",
+            "DataCleanseNotificationFailure",
+        )
+    ]
     merged_notes = [fields for name, fields in events if name == "CaseNoteMerged"]
     [move] = [f for f in merged_notes if f.get("action") == "Moved"]
     assert list(move) == NOTE_KEYS + ["crn", "noms", "action"]
@@ -162,9 +211,18 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
     [unk] = [f for name, f in events if name == "AlertMerged" and f["alertUuid"] == unk_alert["alertUuid"]]
     assert list(unk) == ALERT_KEYS + ["crn", "noms", "action"] and unk["action"] == "Created"
     migrated = {fields["nomsId"]: fields for name, fields in events if name == "CaseNotesMigrated"}
-    assert migrated["C7000CC"] == {"nomsId": "C7000CC", "crn": "X700003", "cause": "linkage",
-                                   "caseNotesCreated": "3", "alertsCreated": "1"}
+    assert migrated["C7000CC"] == {
+        "nomsId": "C7000CC",
+        "crn": "X700003",
+        "cause": "linkage",
+        "caseNotesCreated": "3",
+        "alertsCreated": "1",
+    }
     # the amended note is updated by its moved event or by the backfill, whichever came first
     assert {k: v for k, v in migrated["D7000DD"].items() if k != "caseNotesUpdated"} == {
-        "nomsId": "D7000DD", "crn": "X700003", "cause": "linkage", "alertsCreated": "1"}
+        "nomsId": "D7000DD",
+        "crn": "X700003",
+        "cause": "linkage",
+        "alertsCreated": "1",
+    }
     assert str(uuid.UUID(move["caseNoteId"])) == move["caseNoteId"]

@@ -21,10 +21,11 @@ from integration.flows.batch import BatchSettings, process_batch
 from integration.local import event_factory as ev
 from integration.local.standins import make_alert, make_case_note
 
-SETTINGS = BatchSettings(fetch_workers=2, visibility_timeout=30, lease_margin=5, max_attempts=3,
-                         retry_delays=(1, 1, 1))
-UNK_LINE = ("Establishment details were not available when this contact was created. "
-            "Please refer to throughcare history for location details if required.")
+SETTINGS = BatchSettings(fetch_workers=2, visibility_timeout=30, lease_margin=5, max_attempts=3, retry_delays=(1, 1, 1))
+UNK_LINE = (
+    "Establishment details were not available when this contact was created. "
+    "Please refer to throughcare history for location details if required."
+)
 
 
 class Recorder:
@@ -59,8 +60,9 @@ def run(queue, source, engine, bodies, recorder):
         queue.send(body)
     leased = queue.receive(10, visibility_timeout=30)
     assert len(leased) == len(bodies)
-    return process_batch(leased, source=source, store=DeliusStore(engine), queue=queue, settings=SETTINGS,
-                         run_id="test", emit=recorder)
+    return process_batch(
+        leased, source=source, store=DeliusStore(engine), queue=queue, settings=SETTINGS, run_id="test", emit=recorder
+    )
 
 
 def contacts(engine, **where):
@@ -93,12 +95,20 @@ def move(source, note, to_noms):
 
 
 def test_a_moved_note_is_rewritten_for_its_new_holder_and_the_previous_case_gets_one_data_cleanse(
-        delius, source, queue):
+    delius, source, queue
+):
     wrong = add_person(delius, "X000001", "A1111AA", manager_team="N07T01")
     right = add_person(delius, "X000002", "B2222BB", custodial_events=1, manager_team=None)
     recorder = Recorder()
-    note = make_case_note("A1111AA", type="KA", sub_type="KS", author_name="Jane Doe", text="Key work session",
-                          created_at="2024-03-01T10:15:30", occurred_at="2024-03-01T09:00:00")
+    note = make_case_note(
+        "A1111AA",
+        type="KA",
+        sub_type="KS",
+        author_name="Jane Doe",
+        text="Key work session",
+        created_at="2024-03-01T10:15:30",
+        occurred_at="2024-03-01T09:00:00",
+    )
     run(queue, source, delius, [created_event(source, note)], recorder)
     [before] = contacts(delius)
     assert before["offender_id"] == wrong.offender_id
@@ -108,21 +118,30 @@ def test_a_moved_note_is_rewritten_for_its_new_holder_and_the_previous_case_gets
 
     [outcome] = report.outcomes
     assert (outcome.event_type, outcome.action, outcome.crn, outcome.disposition) == (
-        "person.case-note.moved", "moved", "X000002", "acked")
+        "person.case-note.moved",
+        "moved",
+        "X000002",
+        "acked",
+    )
     [after] = contacts(delius, external_reference=rules.case_note_urn(note["caseNoteId"]))
     assert after["contact_id"] == before["contact_id"] == outcome.contact_id
     assert after["offender_id"] == right.offender_id and after["event_id"] == right.event_ids[0]
     assert after["notes"] == "KA KS\nKey work session" and after["row_version"] == before["row_version"] + 1
     with delius.connect() as conn:
-        staff = conn.execute(select(m.staff.c.forename, m.staff.c.surname)
-                             .where(m.staff.c.staff_id == after["staff_id"])).one()
+        staff = conn.execute(
+            select(m.staff.c.forename, m.staff.c.surname).where(m.staff.c.staff_id == after["staff_id"])
+        ).one()
     assert tuple(staff) == ("Jane", "Doe")
     assert audits(delius).count(f"dpsId='{note['caseNoteId']}',contactId='{after['contact_id']}'") == 2
     [cleanse] = contacts(delius, offender_id=wrong.offender_id)
     assert cleanse["description"] == "Data Cleanse" and cleanse["staff_id"] == wrong.manager_staff_id
     merged = recorder.named("CaseNoteMerged")[-1]
     assert (merged["action"], merged["crn"], merged["noms"], merged["caseNoteId"]) == (
-        "Moved", "X000002", "B2222BB", note["caseNoteId"])
+        "Moved",
+        "X000002",
+        "B2222BB",
+        note["caseNoteId"],
+    )
 
     # a redelivery of the move changes nothing and writes no second Data Cleanse contact
     again = run(queue, source, delius, [body], recorder)
@@ -142,7 +161,8 @@ def test_a_moved_note_leaves_no_data_cleanse_when_the_previous_case_has_no_offen
 
 
 def test_a_note_moved_to_someone_not_in_delius_stays_with_a_reason_naming_the_contact_and_its_crn(
-        delius, source, queue, caplog):
+    delius, source, queue, caplog
+):
     add_person(delius, "X000001", "A1111AA", manager_team="N07T01")
     recorder = Recorder()
     note = make_case_note("A1111AA", type="KA", sub_type="KS")
@@ -160,7 +180,7 @@ def test_a_note_moved_to_someone_not_in_delius_stays_with_a_reason_naming_the_co
     assert contacts(delius) == [before] and queue.messages() == []
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(line.startswith("move_not_made ") and f"contact_id={before['contact_id']}" in line for line in lines)
-    assert "moves_not_made count=1 then=\"a backfill of the new NOMS number moves them\"" in lines
+    assert 'moves_not_made count=1 then="a backfill of the new NOMS number moves them"' in lines
     assert recorder.named("CaseNoteMergeFailed")[-1]["exception"] == expected
 
     # Delius links the new NOMS number later: its backfill moves the contact, with the Data Cleanse contact
@@ -181,11 +201,15 @@ def test_a_moved_note_of_no_interest_or_gone_changes_nothing_with_a_reason(deliu
     before = contacts(delius)
     no_interest = make_case_note("B2222BB", type="GEN", sub_type="HIS")
     gone = dict(kept, offenderIdentifier="B2222BB")
-    bodies = [ev.case_note_moved_event(no_interest, "A1111AA", case_notes_url=source.case_notes_url),
-              ev.case_note_moved_event(gone, "A1111AA", case_notes_url=source.case_notes_url)]   # 404 under B2222BB
+    bodies = [
+        ev.case_note_moved_event(no_interest, "A1111AA", case_notes_url=source.case_notes_url),
+        ev.case_note_moved_event(gone, "A1111AA", case_notes_url=source.case_notes_url),
+    ]  # 404 under B2222BB
     report = run(queue, source, delius, bodies, recorder)
     assert [(o.action, o.reason) for o in report.outcomes] == [
-        ("skipped", "case note type not of interest: GEN HIS"), ("skipped", "case note not found (404)")]
+        ("skipped", "case note type not of interest: GEN HIS"),
+        ("skipped", "case note not found (404)"),
+    ]
     assert contacts(delius) == before
     assert recorder.named("CaseNoteNotFound") == [{"detailUrl": source.case_note_url(gone)}]
 
@@ -197,15 +221,16 @@ def test_an_alert_without_prison_code_lands_through_unk_when_delius_has_an_unk_i
     add_person(delius, "X000001", "A1111AA")
     recorder = Recorder()
     alert = make_alert("A1111AA", code="VI", prisonCodeWhenCreated=None)
-    assert alert.get("prisonCodeWhenCreated") is None         # as the Alerts API serves a resynced alert
+    assert alert.get("prisonCodeWhenCreated") is None  # as the Alerts API serves a resynced alert
     source.add_alert(alert)
     report = run(queue, source, delius, [ev.alert_event_for(alert, alerts_url=source.alerts_url)], recorder)
     assert report.outcomes[0].action == "created"
     [row] = contacts(delius)
     assert row["notes"].split("\n")[1] == UNK_LINE
     with delius.connect() as conn:
-        area = conn.execute(select(m.probation_area.c.code)
-                            .where(m.probation_area.c.probation_area_id == row["probation_area_id"])).scalar()
+        area = conn.execute(
+            select(m.probation_area.c.code).where(m.probation_area.c.probation_area_id == row["probation_area_id"])
+        ).scalar()
     assert area == "UNK"
     [merged] = recorder.named("AlertMerged")
     assert (merged["alertUuid"], merged["subType"], merged["action"]) == (alert["alertUuid"], "VI", "Created")
@@ -214,15 +239,20 @@ def test_an_alert_without_prison_code_lands_through_unk_when_delius_has_an_unk_i
 def test_an_alert_without_prison_code_fails_as_before_without_an_unk_institution(delius, source, queue):
     add_person(delius, "X000001", "A1111AA")
     with delius.begin() as conn:
-        conn.execute(update(m.r_institution).where(m.r_institution.c.nomis_cde_code == "UNK")
-                     .values(nomis_cde_code="XXX"))
+        conn.execute(
+            update(m.r_institution).where(m.r_institution.c.nomis_cde_code == "UNK").values(nomis_cde_code="XXX")
+        )
     recorder = Recorder()
     alert = make_alert("A1111AA", code="VI", prisonCodeWhenCreated=None)
     source.add_alert(alert)
     report = run(queue, source, delius, [ev.alert_event_for(alert, alerts_url=source.alerts_url)], recorder)
     [outcome] = report.outcomes
     assert (outcome.action, outcome.reason, outcome.retryable, outcome.disposition) == (
-        "failed", "Unable to verify establishment for alert", False, "dead-lettered")
+        "failed",
+        "Unable to verify establishment for alert",
+        False,
+        "dead-lettered",
+    )
     assert contacts(delius) == []
     assert recorder.named("AlertMergeFailed")[0]["exception"] == "Unable to verify establishment for alert"
 
@@ -236,8 +266,9 @@ def test_an_updated_prison_identifier_backfills_the_new_number_without_duplicate
     and duplicates nothing; a redelivery adds nothing."""
     person = add_person(delius, "X000001", "A1111AA", manager_team="N07T01")
     recorder = Recorder()
-    old_notes = [make_case_note("A1111AA", type="KA", sub_type="KS", created_at=f"2024-03-0{n}T10:00:00")
-                 for n in (1, 2, 3)]
+    old_notes = [
+        make_case_note("A1111AA", type="KA", sub_type="KS", created_at=f"2024-03-0{n}T10:00:00") for n in (1, 2, 3)
+    ]
     old_alert = make_alert("A1111AA", code="VI", prisonCodeWhenCreated="LEI")
     for note in old_notes:
         source.add_case_note(note)
@@ -251,8 +282,13 @@ def test_an_updated_prison_identifier_backfills_the_new_number_without_duplicate
         conn.execute(update(m.offender).where(m.offender.c.crn == "X000001").values(noms_number="B2222BB"))
     for note in old_notes:
         source.add_case_note(dict(note, offenderIdentifier="B2222BB"))
-    amended = dict(old_notes[0], offenderIdentifier="B2222BB", amendments=[{
-        "creationDateTime": "2024-04-01T12:00:00", "authorName": "Jo Bloggs", "additionalNoteText": "More"}])
+    amended = dict(
+        old_notes[0],
+        offenderIdentifier="B2222BB",
+        amendments=[
+            {"creationDateTime": "2024-04-01T12:00:00", "authorName": "Jo Bloggs", "additionalNoteText": "More"}
+        ],
+    )
     source.add_case_note(amended)
     own_note = make_case_note("B2222BB", type="OMIC", sub_type="OPEN")
     source.add_case_note(own_note)
@@ -271,20 +307,27 @@ def test_an_updated_prison_identifier_backfills_the_new_number_without_duplicate
     rows = contacts(delius)
     assert all(r["offender_id"] == person.offender_id for r in rows)
     urns = [r["external_reference"] for r in rows]
-    assert len(urns) == len(set(urns)) == 6           # 3 notes + own note + old alert + resynced alert
+    assert len(urns) == len(set(urns)) == 6  # 3 notes + own note + old alert + resynced alert
     assert all(written[urn] == r["contact_id"] for urn, r in zip(urns, rows) if urn in written)
     [resynced_row] = contacts(delius, external_reference=rules.alert_urn(resynced["alertUuid"], True))
     assert UNK_LINE in resynced_row["notes"]
     assert recorder.named("CaseNotesMigrated")[-1] == {
-        "nomsId": "B2222BB", "crn": "X000001", "cause": "probation-case.prison-identifier.updated",
-        "caseNotesCreated": "1", "caseNotesUpdated": "1", "alertsCreated": "1"}
+        "nomsId": "B2222BB",
+        "crn": "X000001",
+        "cause": "probation-case.prison-identifier.updated",
+        "caseNotesCreated": "1",
+        "caseNotesUpdated": "1",
+        "alertsCreated": "1",
+    }
 
     again = backfill_person("B2222BB", source, DeliusStore(delius), cause=event.event_type, emit=recorder)
     assert {k: v for k, v in again.counts.items() if v and not k.endswith("unchanged")} == {}
     assert len(contacts(delius)) == 6
     # nothing reached the record this time, so no crn (as the reference: the crn of the first merge, if any)
     assert recorder.named("CaseNotesMigrated")[-1] == {
-        "nomsId": "B2222BB", "cause": "probation-case.prison-identifier.updated"}
+        "nomsId": "B2222BB",
+        "cause": "probation-case.prison-identifier.updated",
+    }
 
 
 # --- telemetry: every outcome of a batch, with the reference's names and keys -------------------------------------
@@ -299,15 +342,20 @@ def test_each_outcome_of_a_batch_emits_the_references_event_with_its_keys(delius
     alert = make_alert("A1111AA", code="VI")
     source.add_alert(alert)
     gone = make_alert("A1111AA", code="VI")
-    bodies = [created_event(source, merged), created_event(source, ignored), created_event(source, not_in_delius),
-              ev.alert_event_for(alert, alerts_url=source.alerts_url),
-              ev.alert_event_for(gone, alerts_url=source.alerts_url),
-              ev.case_note_event("A1111AA", str(uuid.uuid4()), "GEN", "HIS", case_notes_url=source.case_notes_url)]
+    bodies = [
+        created_event(source, merged),
+        created_event(source, ignored),
+        created_event(source, not_in_delius),
+        ev.alert_event_for(alert, alerts_url=source.alerts_url),
+        ev.alert_event_for(gone, alerts_url=source.alerts_url),
+        ev.case_note_event("A1111AA", str(uuid.uuid4()), "GEN", "HIS", case_notes_url=source.case_notes_url),
+    ]
     run(queue, source, delius, bodies, recorder)
     note_keys = ["caseNoteId", "type", "subType", "eventId", "created", "occurrence", "location"]
     alert_keys = ["alertUuid", "type", "subType", "created", "activeFrom"]
-    assert sorted(recorder.names) == sorted(["CaseNoteMerged", "CaseNoteIgnored", "CaseNoteMergeFailed",
-                                             "AlertMerged", "AlertNotFound"])   # nothing for the type not of interest
+    assert sorted(recorder.names) == sorted(
+        ["CaseNoteMerged", "CaseNoteIgnored", "CaseNoteMergeFailed", "AlertMerged", "AlertNotFound"]
+    )  # nothing for the type not of interest
     assert list(recorder.named("CaseNoteMerged")[0]) == note_keys + ["crn", "noms", "action"]
     assert list(recorder.named("CaseNoteIgnored")[0]) == note_keys + ["reason"]
     assert recorder.named("CaseNoteIgnored")[0]["reason"] == "Prisoner being transferred"

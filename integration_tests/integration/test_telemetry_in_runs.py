@@ -51,9 +51,13 @@ def backfill_run_messages(delius_sqlite, settings: dict, tags: dict | None = Non
     fake.add_alert(make_alert("A1000AA", code="VI"))
     with dg.instance_for_test(overrides={"python_logs": settings}) as instance:
         instance.add_dynamic_partitions("noms_number", ["A1000AA"])
-        result = dg.materialize([linked_person_contacts], partition_key="A1000AA", instance=instance, tags=tags,
-                                resources={"delius": delius_resource(delius_sqlite),
-                                           "source_api": HeldFakeApis(name="run")})
+        result = dg.materialize(
+            [linked_person_contacts],
+            partition_key="A1000AA",
+            instance=instance,
+            tags=tags,
+            resources={"delius": delius_resource(delius_sqlite), "source_api": HeldFakeApis(name="run")},
+        )
         assert result.success
         records = instance.all_logs(result.run_id)
         return [r.user_message for r in records if not r.is_dagster_event]
@@ -64,8 +68,10 @@ def test_a_runs_event_log_holds_the_telemetry_records_with_the_shipped_settings(
     tags = {TRIGGER_TAG: "linkage", CAUSE_TAG: "probation-case.prison-identifier.updated"}
     messages = backfill_run_messages(delius_sqlite, python_logs(path), tags=tags)
     migrated = [m for m in messages if m.startswith("CaseNotesMigrated ")]
-    assert migrated == ["CaseNotesMigrated nomsId=A1000AA crn=X100001 cause=probation-case.prison-identifier.updated "
-                        "caseNotesCreated=1 alertsCreated=1"]
+    assert migrated == [
+        "CaseNotesMigrated nomsId=A1000AA crn=X100001 cause=probation-case.prison-identifier.updated "
+        "caseNotesCreated=1 alertsCreated=1"
+    ]
 
 
 def test_without_the_level_the_info_lines_never_reached_the_run(delius_sqlite):
@@ -79,4 +85,4 @@ def test_without_the_level_the_info_lines_never_reached_the_run(delius_sqlite):
     finally:
         integration.setLevel(level)
     assert not any(m.startswith("CaseNotesMigrated ") for m in messages)
-    assert any(m.startswith("backfill noms=A1000AA") for m in messages)     # context.log always did
+    assert any(m.startswith("backfill noms=A1000AA") for m in messages)  # context.log always did
