@@ -46,6 +46,7 @@ EVENTS_TAG = "hmpps/events"            # messages a batch run holds (runs of the
 CONSUMER_UNTIL_TAG = "hmpps/consumer-until"   # when a consumer run plans to exit (epoch seconds)
 FAILURE_TAG = "hmpps/failure"          # why a run failed, in short (ids and counts only)
 DEAD_LETTERED_TAG = "hmpps/dead-lettered"     # events a consumer run dead-lettered for their data (a warning)
+CAUSE_TAG = "hmpps/cause"              # a backfill's CaseNotesMigrated.cause: the linkage event type, where known
 MESSAGES_TAG = "hmpps/messages"        # linkage messages behind a backfill run
 PARKED_TAG = "hmpps/dlq-parked"        # messages a redrive left parked in the DLQ
 RECONCILIATION_RUN_TAG = "hmpps/reconciliation-run"

@@ -16,12 +16,20 @@ from typing import Any, Mapping
 
 from .times import LONDON, NotADateTime, parse_iso
 
-CASE_NOTE_EVENT_TYPES = frozenset({"person.case-note.created", "person.case-note.updated"})
+# ``moved``: the Case Notes API moved the note to another prisoner (a correction, or a merge of two prison records);
+# the event names the new holder and ``additionalInformation.previousNomsNumber`` the old (docs/rules.md §2.3, §6.3).
+CASE_NOTE_MOVED_EVENT_TYPE = "person.case-note.moved"
+CASE_NOTE_EVENT_TYPES = frozenset({"person.case-note.created", "person.case-note.updated", CASE_NOTE_MOVED_EVENT_TYPE})
 ALERT_EVENT_TYPES = frozenset({"person.alert.created", "person.alert.updated", "person.alert.inactive"})
+# Linkage: Delius linked a NOMS number to a probation case (``added``), or replaced it after two prison records were
+# merged (``updated``, with ``additionalInformation.previousNomsNumber``). Both backfill the person under the NOMS
+# number of ``personReference`` (docs/rules.md §8).
 LINKAGE_EVENT_TYPE = "probation-case.prison-identifier.added"
+LINKAGE_UPDATED_EVENT_TYPE = "probation-case.prison-identifier.updated"
+LINKAGE_EVENT_TYPES = frozenset({LINKAGE_EVENT_TYPE, LINKAGE_UPDATED_EVENT_TYPE})
 NOMS_NUMBER = re.compile(r"[A-Z][0-9]{4}[A-Z]{2}")     # ASCII only: str.isdigit and \d accept other scripts' digits
 
-# type -> accepted subtypes (None = any subtype). reference-behaviour §3.1, newest version (ALERT removed).
+# type -> accepted subtypes (None = any subtype). docs/rules.md §3.1, newest version (ALERT removed).
 CASE_NOTE_TYPES_OF_INTEREST: Mapping[str, frozenset[str] | None] = {
     "PRISON": frozenset({"RELEASE"}),
     "TRANSFER": frozenset({"FROMTOL"}),
@@ -68,14 +76,21 @@ class DomainEvent:
 
     @property
     def kind(self) -> EventKind:
-        """Which flow handles this event (reference-behaviour §2.3)."""
+        """Which flow handles this event (docs/rules.md §2.3)."""
         if self.event_type in CASE_NOTE_EVENT_TYPES:
             return EventKind.CASE_NOTE
         if self.event_type in ALERT_EVENT_TYPES:
             return EventKind.ALERT
-        if self.event_type == LINKAGE_EVENT_TYPE:
+        if self.event_type in LINKAGE_EVENT_TYPES:
             return EventKind.LINKAGE
         return EventKind.IGNORED
+
+    @property
+    def previous_noms_number(self) -> str | None:
+        """``additionalInformation.previousNomsNumber`` (moved case notes, updated prison identifiers), upper-cased;
+        None when absent or not a string. Informational: a moved note's contact is found by its URN."""
+        value = self.additional_information.get("previousNomsNumber")
+        return value.strip().upper() if isinstance(value, str) and value.strip() else None
 
     def ignore_reason(self) -> str | None:
         """Why this event is deliberately not processed (not handled / not of interest), or None.

@@ -1,7 +1,8 @@
 """What the queue sensor does with the messages of one tick (pure).
 
 * unreadable messages (poison) go straight to the dead-letter queue with the reason;
-* linkage events (``probation-case.prison-identifier.added``) become a backfill of the NOMS number's partition;
+* linkage events (``probation-case.prison-identifier.added`` and ``.updated``: ``events.LINKAGE_EVENT_TYPES``) become
+  a backfill of the NOMS number's partition;
 * every other message is leased to a micro-batch run of ``prison_events_job``, which acknowledges it itself. The
   leased message's body is the canonical envelope of its event (``events.envelope_body``).
 """
@@ -20,6 +21,7 @@ from .messages import QueueMessage
 class LinkageRequest:
     noms_number: str
     messages: tuple[QueueMessage, ...]
+    event_types: tuple[str, ...] = ()     # of each message: .added or .updated (the backfill's telemetry cause)
 
     @property
     def run_key(self) -> str:
@@ -42,7 +44,7 @@ class IntakePlan:
 def plan_intake(messages: Sequence[QueueMessage], *, max_per_run: int) -> IntakePlan:
     plan = IntakePlan()
     leased: list[QueueMessage] = []
-    linkage: dict[str, list[QueueMessage]] = {}
+    linkage: dict[str, list[tuple[QueueMessage, str]]] = {}
     for message in messages:
         try:
             event = parse_sqs_body(message.body, message.message_id)
@@ -56,10 +58,11 @@ def plan_intake(messages: Sequence[QueueMessage], *, max_per_run: int) -> Intake
             elif not is_noms_number(noms):
                 plan.poison.append((message, "linkage event has an invalid NOMS number"))
             else:
-                linkage.setdefault(noms, []).append(message)
+                linkage.setdefault(noms, []).append((message, event.event_type))
             continue
         leased.append(replace(message, body=envelope_body(event)))
-    plan.linkage = [LinkageRequest(noms, tuple(msgs)) for noms, msgs in linkage.items()]
+    plan.linkage = [LinkageRequest(noms, tuple(m for m, _ in pairs), tuple(t for _, t in pairs))
+                    for noms, pairs in linkage.items()]
     plan.batches = split_evenly(leased, max_per_run)
     return plan
 

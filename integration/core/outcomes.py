@@ -25,6 +25,10 @@ REASON_UP_TO_DATE = "already up to date"
 REASON_SUPERSEDED = "superseded by a newer version in the same batch"
 REASON_URN_BACKFILLED = "external reference added to a legacy contact"
 REASON_NOT_SETTLED = "concurrent writes to the same contact did not settle"
+# A move whose Data Cleanse contact could not be written (docs/rules.md §6.3): the event flows fail the draft with
+# this reason (nothing moved, retryable); the backfill moves anyway and warns with the prefix + the reason.
+REASON_NO_DATA_CLEANSE = "contact type OTHER not found: no Data Cleanse contact"
+DATA_CLEANSE_FAILURE = "DataCleanseNotificationFailure"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ REASON_BLANK_TEXT = "case note text is empty"
 REASON_IN_TRANSIT = "Prisoner being transferred"
 REASON_TEST_INSTITUTION = "Institution used for test purposes"
 REASON_OCG = "Filtered due to data sharing restrictions"
+# An alert without a prison code, when Delius has no institution for UNK either (docs/rules.md §5.3, §5.6)
+REASON_ALERT_ESTABLISHMENT = "Unable to verify establishment for alert"
 
 
 class ContactKind(str, enum.Enum):
@@ -140,7 +142,9 @@ def draft_from_case_note(note: CaseNote) -> ContactDraft:
 
 
 def draft_from_alert(alert: Alert) -> ContactDraft:
-    """§5.3. Raises InvalidSourceRecord("Unable to verify establishment for alert") without a prison code.
+    """§5.3. Establishment = ``prisonCodeWhenCreated``, else ``UNK``: alerts rebuilt by a NOMIS resync have no prison
+    code, and go through the ``UNK`` path of §5.4 and §5.6 (the notes say the establishment was not available; the
+    merge needs an institution for ``UNK`` in Delius, else fails with :data:`REASON_ALERT_ESTABLISHMENT`).
 
     Contact date = ``activeFrom`` when active, else ``activeTo`` -- or ``activeFrom`` when an inactive alert has
     no ``activeTo`` (the reference would fail; the start date is the only date the alert certainly has). Time of
@@ -149,8 +153,7 @@ def draft_from_alert(alert: Alert) -> ContactDraft:
     (blank counts as missing), split at the last space by :func:`parse_alert_staff_name`. Content = ``description``
     or ``""``.
     """
-    if not alert.prison_code_when_created or not alert.prison_code_when_created.strip():
-        raise InvalidSourceRecord("Unable to verify establishment for alert")
+    prison_code = (alert.prison_code_when_created or "").strip() or UNKNOWN_ESTABLISHMENT
     active = alert.is_active
     contact_date = alert.active_from if active else (alert.active_to or alert.active_from)
     times = [t for t in (alert.active_to_last_set_at, alert.last_modified_at, alert.created_at) if t is not None]
@@ -173,7 +176,7 @@ def draft_from_alert(alert: Alert) -> ContactDraft:
         system_datetime=alert.last_modified_at or alert.created_at,
         staff_forename=forename,
         staff_surname=surname,
-        establishment_code=alert.prison_code_when_created.strip(),
+        establishment_code=prison_code,
         alert_description=(
             f"Alert {alert.alert_type_description} and {alert.code_description} made {state}."
         ),
@@ -322,7 +325,8 @@ class Mapped:
 
     Exactly one of ``draft``, ``ignored`` (a content filter matched: deliberately never written) and ``invalid`` (the
     record cannot be mapped: the field is named, never its value) is set. ``urn`` is known whenever the record has an
-    id, so that an invalid record can still be reported and reconciled by its URN.
+    id, so that an invalid record can still be reported and reconciled by its URN. ``record`` is the parsed record
+    whenever it could be parsed (its ids, codes and dates make the telemetry properties, ``core/telemetry.py``).
     """
 
     urn: str | None
@@ -330,6 +334,7 @@ class Mapped:
     draft: ContactDraft | None = None
     ignored: str | None = None
     invalid: str | None = None
+    record: CaseNote | Alert | None = None
 
 
 def map_case_note(raw: Mapping[str, Any]) -> Mapped:
@@ -337,15 +342,16 @@ def map_case_note(raw: Mapping[str, Any]) -> Mapped:
     raw_id = raw.get("caseNoteId") or raw.get("id") if isinstance(raw, Mapping) else None
     source_id = str(raw_id) if raw_id is not None else "unknown"
     urn = case_note_urn(source_id) if raw_id is not None else None
+    note: CaseNote | None = None
     try:
         note = CaseNote.from_api(raw)
         reason = case_note_ignore_reason(note)
         if reason:
-            return Mapped(case_note_urn(note.case_note_id), note.case_note_id, ignored=reason)
+            return Mapped(case_note_urn(note.case_note_id), note.case_note_id, ignored=reason, record=note)
         draft = draft_from_case_note(note)
     except InvalidSourceRecord as exc:
-        return Mapped(urn, source_id, invalid=str(exc))
-    return Mapped(draft.urn, draft.source_id, draft=draft)
+        return Mapped(urn, source_id, invalid=str(exc), record=note)
+    return Mapped(draft.urn, draft.source_id, draft=draft, record=note)
 
 
 def map_alert(raw: Mapping[str, Any]) -> Mapped:
@@ -354,12 +360,13 @@ def map_alert(raw: Mapping[str, Any]) -> Mapped:
     source_id = str(raw_id) if raw_id is not None else "unknown"
     active = bool(raw.get("isActive")) if isinstance(raw, Mapping) else False
     urn = alert_urn(source_id, active) if raw_id is not None else None
+    alert: Alert | None = None
     try:
         alert = Alert.from_api(raw)
         reason = alert_ignore_reason(alert)
         if reason:
-            return Mapped(alert_urn(alert.alert_uuid, alert.is_active), alert.alert_uuid, ignored=reason)
+            return Mapped(alert_urn(alert.alert_uuid, alert.is_active), alert.alert_uuid, ignored=reason, record=alert)
         draft = draft_from_alert(alert)
     except InvalidSourceRecord as exc:
-        return Mapped(urn, source_id, invalid=str(exc))
-    return Mapped(draft.urn, draft.source_id, draft=draft)
+        return Mapped(urn, source_id, invalid=str(exc), record=alert)
+    return Mapped(draft.urn, draft.source_id, draft=draft, record=alert)

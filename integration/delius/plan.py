@@ -46,6 +46,7 @@ AUDIT_PARAMETERS_MAX = 500                # audited_interaction.interaction_para
 OF_INTEREST_DAYS = 365                    # URN back-fill: case notes and inactive alerts of the last year
 DATA_CLEANSE_DESCRIPTION = "Data Cleanse"
 OFFICER_CODE_LIMIT = 26 * 1000            # A000 .. Z999
+AREA_NOT_FOUND = "Probation Area not found for NOMIS institution"
 
 
 def to_second(value: datetime) -> datetime:
@@ -118,7 +119,7 @@ def providers_by_prison(prisons: Iterable[str], areas: Iterable[tuple[str, int, 
     result: dict[str, Provider | str] = {}
     for prison in prisons:
         if prison not in first:
-            result[prison] = f"Probation Area not found for NOMIS institution: {prison}"
+            result[prison] = f"{AREA_NOT_FOUND}: {prison}"
             continue
         area_id, area_code = first[prison]
         team_id = teams.get(csn_team_code(area_code))
@@ -204,11 +205,24 @@ def unchanged_outcome(draft: ContactDraft, decision: Decision) -> MergeOutcome:
                         contact_id=existing.contact_id if existing else None, crn=existing.crn if existing else None)
 
 
-def failure_outcome(draft: ContactDraft, failure: MergeFailure) -> MergeOutcome:
-    """A person not in Delius is *skipped* (normal: most prisoners are not on probation); the rest *failed*."""
+def failure_outcome(draft: ContactDraft, failure: MergeFailure, existing: Existing | None = None) -> MergeOutcome:
+    """A person not in Delius is *skipped* (normal: most prisoners are not on probation); the rest *failed*.
+
+    A move whose new holder is not in Delius (``existing``: the contact on its current person) leaves the contact
+    where it is -- the integration never deletes a contact, and cannot rewrite one for a person Delius does not have
+    -- and says so: the outcome names the contact and the CRN it remains on, as a warning (a later linkage backfill
+    of the new NOMS number moves it)."""
     if failure.reason == REASON_OFFENDER_NOT_FOUND:
-        return MergeOutcome(draft.urn, Action.SKIPPED, failure.reason)
+        if existing is None:
+            return MergeOutcome(draft.urn, Action.SKIPPED, failure.reason)
+        return MergeOutcome(draft.urn, Action.SKIPPED, failure.reason, contact_id=existing.contact_id,
+                            crn=existing.crn, warning=not_moved_warning(existing.contact_id, existing.crn))
     return MergeOutcome(draft.urn, Action.FAILED, failure.reason, retryable=failure.retryable)
+
+
+def not_moved_warning(contact_id: int, crn: str) -> str:
+    """``offender not found in Delius: contact 5000123 not moved, remains on X123456``."""
+    return f"{REASON_OFFENDER_NOT_FOUND}: contact {contact_id} not moved, remains on {crn}"
 
 
 # ------------------------------------------------------------------------------------------------ target
@@ -240,7 +254,12 @@ def resolve_target(draft: ContactDraft, ref: Reference, persons: Mapping[str, Se
     if len(draft.establishment_code) < 3:
         raise MergeFailure(f"Invalid establishment code: {draft.establishment_code!r}")
     provider = ref.provider_by_prison.get(draft.establishment_code[:3])
-    if not isinstance(provider, Provider):
+    if provider is None or isinstance(provider, str):
+        if draft.is_alert and draft.establishment_code == rules.UNKNOWN_ESTABLISHMENT and (
+                provider is None or provider.startswith(AREA_NOT_FOUND)):
+            # An alert without a prison code (a NOMIS resync) goes through UNK; without an institution for UNK in
+            # Delius it fails as before (docs/decisions.md, "Rules").
+            raise MergeFailure(rules.REASON_ALERT_ESTABLISHMENT)
         raise MergeFailure(provider or "establishment not resolved")
     return Target(matches[0], type_id, provider)
 

@@ -45,6 +45,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..core import rules
 from ..core.outcomes import (
+    DATA_CLEANSE_FAILURE,
+    REASON_NO_DATA_CLEANSE,
     REASON_NOT_SETTLED,
     REASON_URN_BACKFILLED,
     Action,
@@ -210,7 +212,7 @@ class DeliusStore:
         try:
             target = plan.resolve_target(draft, ref, persons)
         except MergeFailure as failure:
-            result.done[idx] = plan.failure_outcome(draft, failure)
+            result.done[idx] = plan.failure_outcome(draft, failure, decision.existing)
             return None
         staff_id = staff_ids.get(plan.draft_staff_key(draft, target.provider))
         if staff_id is None:                   # not foreseen in step 1 (the contact changed in between)
@@ -366,7 +368,7 @@ class DeliusStore:
                     .order_by(m.offender_manager.c.offender_manager_id.desc())):
                 managers.setdefault(offender_id, (staff_id, team_id, area_id))
         other = ref.contact_type_by_code.get(rules.DATA_CLEANSE_CONTACT_TYPE_CODE)
-        reason = f"contact type {rules.DATA_CLEANSE_CONTACT_TYPE_CODE} not found: no Data Cleanse contact"
+        reason = REASON_NO_DATA_CLEANSE
         kept: list[_Write] = []
         cleanse: dict[int, dict] = {}
         for write in moves:
@@ -378,7 +380,7 @@ class DeliusStore:
                 if required:
                     result.done[write.idx] = MergeOutcome(drafts[write.idx].urn, Action.FAILED, reason, retryable=True)
                 else:
-                    kept.append(replace(write, warning=f"DataCleanseNotificationFailure: {reason}"))
+                    kept.append(replace(write, warning=f"{DATA_CLEANSE_FAILURE}: {reason}"))
                     log.warning("data cleanse contact for %s not written: %s", write.previous.crn, reason)
             else:
                 kept.append(write)

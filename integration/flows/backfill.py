@@ -1,6 +1,6 @@
 """Backfill linked people: every case note of interest and every alert, merged with the event flow's rules.
 
-reference-behaviour §8, planned in bulk: the people's records are fetched concurrently, compared (pandas) with the
+docs/rules.md §8, planned in bulk: the people's records are fetched concurrently, compared (pandas) with the
 contacts Delius already holds for them, fetched in one query, into create / update / unchanged; only the items that
 may change anything go through ``DeliusStore.merge`` (which re-checks under row locks), in a few batched calls. Each
 item is still merged independently (its own outcome); a re-run of a backfill reads a lot and writes nothing.
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
 
 
-from ..core import rules
+from ..clients import telemetry as telemetry_adapter
+from ..core import rules, telemetry
 from ..core.events import search_type_subtypes
 from ..core.outcomes import REASON_OFFENDER_NOT_FOUND, Action, MergeOutcome
 from ..core.ports import SourceApi, UpstreamError
@@ -24,6 +25,7 @@ from ..delius.store import DeliusStore
 
 CASE_NOTE, ALERT = "case_note", "alert"
 MERGE_CHUNK = 2000     # drafts per merge call (one transaction)
+DEFAULT_CAUSE = "backfill"    # CaseNotesMigrated.cause when the caller does not know the event that asked for it
 
 
 @dataclass
@@ -92,19 +94,28 @@ class BackfillReport:
         return {i.urn for i in self.items if i.urn and not i.filtered}
 
 
-def backfill_person(noms_number: str, source: SourceApi, store: DeliusStore) -> BackfillReport:
+Emit = Callable[[Iterable[telemetry.TelemetryRecord]], None]
+
+
+def backfill_person(noms_number: str, source: SourceApi, store: DeliusStore, *, cause: str = DEFAULT_CAUSE,
+                    emit: Emit = telemetry_adapter.emit) -> BackfillReport:
     """One person; an upstream failure to read the person's records raises ``UpstreamError``."""
-    [report] = backfill_people([noms_number], source, store)
+    [report] = backfill_people([noms_number], source, store, cause=cause, emit=emit)
     if report.fetch_error is not None:
         raise report.fetch_error
     return report
 
 
 def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: DeliusStore, *,
-                    fetch_workers: int = 8, merge_chunk: int = MERGE_CHUNK) -> list[BackfillReport]:
+                    fetch_workers: int = 8, merge_chunk: int = MERGE_CHUNK, cause: str = DEFAULT_CAUSE,
+                    emit: Emit = telemetry_adapter.emit) -> list[BackfillReport]:
     """Backfill several people at once: their records are fetched concurrently, compared with Delius in one query,
     and merged in a few bulk calls. Each item still has its own outcome, and each person their own report; a person
-    whose records could not be read has ``fetch_error`` set and nothing merged."""
+    whose records could not be read has ``fetch_error`` set and nothing merged.
+
+    Each person read is reported to ``emit`` as the reference's ``CaseNotesMigrated`` (``cause``: what asked for the
+    backfill, the linkage event's type where known), after a ``DataCleanseNotificationFailure`` for each move whose
+    Data Cleanse contact could not be written."""
     reports = {noms: BackfillReport(noms) for noms in dict.fromkeys(n.strip().upper() for n in noms_numbers)}
     started = time.monotonic()
 
@@ -130,7 +141,25 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
                "merge": round(time.monotonic() - planned, 3)}
     for report in reports.values():
         report.seconds = seconds
+    _report_telemetry(reports.values(), cause, emit)
     return list(reports.values())
+
+
+def _report_telemetry(reports: Iterable[BackfillReport], cause: str, emit: Emit) -> None:
+    records: list[telemetry.TelemetryRecord] = []
+    for report in reports:
+        if report.fetch_error is not None:      # nothing was merged: the reference reports nothing either
+            continue
+        for item in report.items:
+            outcome = item.outcome
+            if outcome is not None:
+                cleanse = telemetry.data_cleanse_failure(action=outcome.action.value, reason=outcome.reason,
+                                                         warning=outcome.warning)
+                if cleanse is not None:
+                    records.append(cleanse)
+        records.append(telemetry.case_notes_migrated(noms_number=report.noms_number, crn=report.crn, cause=cause,
+                                                     counts=report.counts))
+    emit(records)     # the adapter never raises (clients/telemetry.py)
 
 
 def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[Item]:

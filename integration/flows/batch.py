@@ -22,16 +22,19 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-from ..core import rules
+from ..clients import telemetry as telemetry_adapter
+from ..core import rules, telemetry
 from ..core.events import DomainEvent, EventKind, PoisonMessage, parse_sqs_body
 from ..core.logfmt import kv
 from ..core.messages import QueueMessage
-from ..core.outcomes import Action, MergeConfigurationError, StoreUnavailable
+from ..core.outcomes import REASON_OFFENDER_NOT_FOUND, Action, MergeConfigurationError, StoreUnavailable
 from ..core.ports import EventsQueue, SourceApi, UpstreamError
+from ..core.records import Alert, CaseNote
 from ..delius.store import DeliusStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class EventOutcome:
     contact_id: int | None = None
     disposition: str | None = None
     attempt: int = 1
+    warning: str | None = None            # the store's warning (also the reason): a move not made, a Data Cleanse
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,14 +102,21 @@ class BatchReport:
         return "; ".join(f"{n} x {reason} -> {disposition}" for (reason, disposition), n in reasons.most_common())
 
 
+Emit = Callable[[Iterable[telemetry.TelemetryRecord]], None]
+
+
 def process_batch(events: Sequence[QueueMessage], *, source: SourceApi, store: DeliusStore, queue: EventsQueue,
-                  settings: BatchSettings = BatchSettings(), run_id: str | None = None) -> BatchReport:
+                  settings: BatchSettings = BatchSettings(), run_id: str | None = None,
+                  emit: Emit = telemetry_adapter.emit) -> BatchReport:
+    """``emit`` receives the reference's telemetry records of each chunk once its merge has committed
+    (``core/telemetry.py``)."""
     started = time.monotonic()
     seconds = Counter()
     keeper = _LeaseKeeper(queue, events, settings)
     keeper.extend_expiring()
     keeper.start()
     outcomes, to_fetch = _route_all(events)
+    seen: dict[int, _Seen] = {}
     chunk = max(1, settings.merge_chunk)
 
     def acknowledge(indexes: list[int]) -> None:
@@ -125,11 +136,12 @@ def process_batch(events: Sequence[QueueMessage], *, source: SourceApi, store: D
             for start in range(0, max(len(to_fetch), 1), chunk):
                 part = list(zip(to_fetch[start:start + chunk], futures[start:start + chunk]))
                 t0 = time.monotonic()
-                drafts = _collect(part, outcomes)
+                drafts = _collect(part, outcomes, seen)
                 t1 = time.monotonic()
                 _merge(drafts, outcomes, store)
                 seconds["fetch"] += t1 - t0
                 seconds["merge"] += time.monotonic() - t1
+                _report_telemetry(to_fetch[start:start + chunk], outcomes, seen, drafts, emit)
                 acks.append(acker.submit(acknowledge, pending + [idx for (idx, _), _ in part]))
                 pending = []
             for ack in acks:
@@ -138,6 +150,10 @@ def process_batch(events: Sequence[QueueMessage], *, source: SourceApi, store: D
         keeper.stop()
     report = {phase: round(seconds[phase], 3) for phase in ("fetch", "merge", "acknowledge")}
     report["total"] = round(time.monotonic() - started, 3)
+    not_moved = [o for o in outcomes if o.action == Action.SKIPPED.value and o.contact_id is not None
+                 and (o.reason or "").startswith(REASON_OFFENDER_NOT_FOUND)]
+    if not_moved:
+        log.warning(kv("moves_not_made", count=len(not_moved), then="a backfill of the new NOMS number moves them"))
     return BatchReport(outcomes, report)
 
 
@@ -172,11 +188,11 @@ def _route_all(events: Sequence[QueueMessage]) -> tuple[list[EventOutcome], list
     return outcomes, to_fetch
 
 
-def _collect(part, outcomes: list[EventOutcome]) -> dict[int, rules.ContactDraft]:
+def _collect(part, outcomes: list[EventOutcome], seen: dict[int, _Seen]) -> dict[int, rules.ContactDraft]:
     """Wait for one chunk's fetches; record skips and failures, return the drafts to merge by message index."""
     drafts: dict[int, rules.ContactDraft] = {}
     for (idx, _), future in part:
-        draft, skip_reason, failure = future.result()
+        draft, skip_reason, failure, seen[idx] = future.result()
         if failure is not None:
             _fail(outcomes[idx], failure[0], retryable=failure[1])
         elif skip_reason is not None:
@@ -190,8 +206,16 @@ def _collect(part, outcomes: list[EventOutcome]) -> dict[int, rules.ContactDraft
 NOT_FOUND_RETRY_DELAYS = (0.1, 0.4)    # the reference re-asks twice before believing a 404 (read-after-publish lag)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What the fetch saw, for the telemetry: how far the record got, and the record when it could be parsed."""
+
+    stage: telemetry.Stage
+    record: CaseNote | Alert | None = None
+
+
 def _fetch_one(event: DomainEvent, source: SourceApi):
-    """(draft, skip reason, (failure reason, retryable)) with exactly one of them set."""
+    """(draft, skip reason, (failure reason, retryable), seen), with exactly one of the first three set."""
     is_case_note = event.kind is EventKind.CASE_NOTE
     fetch = source.get_case_note if is_case_note else source.get_alert
     try:
@@ -202,13 +226,31 @@ def _fetch_one(event: DomainEvent, source: SourceApi):
             time.sleep(delay)
             record = fetch(event.detail_url)
     except UpstreamError as exc:
-        return None, None, (exc.reason, exc.retryable)
+        return None, None, (exc.reason, exc.retryable), _Seen(telemetry.Stage.FETCH_FAILED)
     if record is None:
-        return None, ("case note not found (404)" if is_case_note else "alert not found (404)"), None
+        reason = "case note not found (404)" if is_case_note else "alert not found (404)"
+        return None, reason, None, _Seen(telemetry.Stage.NOT_FOUND)
     mapped = rules.map_case_note(record) if is_case_note else rules.map_alert(record)
     if mapped.invalid is not None:
-        return None, None, (mapped.invalid, False)
-    return mapped.draft, mapped.ignored, None
+        return None, None, (mapped.invalid, False), _Seen(telemetry.Stage.INVALID, mapped.record)
+    stage = telemetry.Stage.IGNORED if mapped.ignored is not None else telemetry.Stage.MERGED
+    return mapped.draft, mapped.ignored, None, _Seen(stage, mapped.record)
+
+
+def _report_telemetry(part: list[tuple[int, DomainEvent]], outcomes: list[EventOutcome], seen: dict[int, _Seen],
+                      drafts: dict[int, rules.ContactDraft], emit: Emit) -> None:
+    """The reference's telemetry of one chunk's fetched events, once their merge committed (or failed)."""
+    records: list[telemetry.TelemetryRecord] = []
+    for idx, event in part:
+        outcome, fetched = outcomes[idx], seen.get(idx)
+        if fetched is None:
+            continue
+        draft = drafts.get(idx)
+        records += telemetry.event_records(
+            is_case_note=event.kind is EventKind.CASE_NOTE, stage=fetched.stage, action=outcome.action,
+            reason=outcome.reason, record=fetched.record, source_id=outcome.source_id, detail_url=event.detail_url,
+            crn=outcome.crn, noms=draft.noms_number if draft else outcome.noms_number, warning=outcome.warning)
+    emit(records)     # the adapter never raises (clients/telemetry.py)
 
 
 def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], store: DeliusStore) -> None:
@@ -227,9 +269,13 @@ def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], 
         outcome = outcomes[idx]
         outcome.action = result.action.value
         outcome.reason = result.warning or result.reason
+        outcome.warning = result.warning
         outcome.retryable = result.retryable
         outcome.contact_id = result.contact_id
         outcome.crn = result.crn
+        if result.warning and result.action is Action.SKIPPED:
+            log.warning(kv("move_not_made", sqs_message_id=outcome.sqs_message_id, source_id=outcome.source_id,
+                           contact_id=result.contact_id, crn=result.crn, reason=result.warning))
 
 
 # --------------------------------------------------------------------------------------------- acknowledge

@@ -83,7 +83,8 @@ class ChunkReport:
 class ConsumerHooks(Protocol):
     def paused(self) -> bool: ...
 
-    def hand_over_linkage(self, message: QueueMessage, noms_number: str, visible_until: float) -> None: ...
+    def hand_over_linkage(self, message: QueueMessage, noms_number: str, visible_until: float,
+                          event_type: str) -> None: ...
 
     def report(self, chunk: ChunkReport) -> None: ...
 
@@ -306,8 +307,8 @@ def _handle(
             outcome.disposition = LEASE_LOST
         outcomes.append(outcome)
     for link in plan.linkage:
-        for message in link.messages:
-            outcomes.append(_hand_over(message, link.noms_number, queue, hooks, settings))
+        for message, event_type in zip(link.messages, link.event_types):
+            outcomes.append(_hand_over(message, link.noms_number, event_type, queue, hooks, settings))
     seconds: dict[str, float] = {}
     for batch in plan.batches:
         report = process_batch(batch, source=source, store=store, queue=queue, settings=settings.batch, run_id=run_id)
@@ -324,12 +325,13 @@ def _handle(
 
 
 def _hand_over(
-    message: QueueMessage, noms: str, queue: EventsQueue, hooks: ConsumerHooks, settings: ConsumeSettings
+    message: QueueMessage, noms: str, event_type: str, queue: EventsQueue, hooks: ConsumerHooks,
+    settings: ConsumeSettings
 ) -> EventOutcome:
     """Record the message for the sensor (a durable event first), then give it the long linkage lease."""
     outcome = EventOutcome(
         message.message_id,
-        event_type="probation-case.prison-identifier.added",
+        event_type=event_type,
         noms_number=noms,
         action=LINKAGE,
         reason="backfilled by noms_backfill_job",
@@ -337,7 +339,7 @@ def _hand_over(
     )
     lease = settings.linkage_visibility_timeout
     try:
-        hooks.hand_over_linkage(message, noms, time.time() + lease)
+        hooks.hand_over_linkage(message, noms, time.time() + lease, event_type)
         lost = queue.change_visibility([message.handle], lease)
         outcome.disposition = HAND_OVER_FAILED if lost else HANDED_OVER
     except Exception as exc:  # noqa: BLE001 - not recorded or not extended: the lease runs out and it is received again

@@ -1,4 +1,5 @@
-"""Publishes realistic HMPPS domain events (SNS-wrapped, upstream-apis §1.3) to an SQS queue, at a steady rate.
+"""Publishes realistic HMPPS domain events (SNS-wrapped, docs/upstream-apis.md §1.3) to an SQS queue, at a steady
+rate.
 
 Each ``step()`` is one logical change in the prison systems, made in the stand-in store *before* its event is sent
 (as the real APIs publish after their commit):
@@ -16,6 +17,13 @@ alert_inactive         an active alert made inactive, then ``person.alert.update
 duplicate              a recently sent body sent again, unchanged (SNS/SQS at-least-once delivery)
 linkage                an unlinked Delius offender gets its NOMS number (``UPDATE offender``), then
                        ``probation-case.prison-identifier.added``
+case_note_moved        a note of interest moved to another prisoner (a correction in NOMIS), then
+                       ``person.case-note.moved`` naming the new holder and ``previousNomsNumber``
+prisoner_merged        two prison records merged: the one Delius knows (removed) into a prison-only one (retained).
+                       Delius's NOMS number is replaced (``UPDATE offender``); the Case Notes API moves every note and
+                       publishes ``person.case-note.moved`` for each; the Alerts API resyncs the retained prisoner's
+                       alerts (new ids, no ``prisonCodeWhenCreated``, no per-alert event); then
+                       ``probation-case.prison-identifier.updated``
 poison                 (only with ``poison_rate`` > 0) a body no consumer can parse
 =====================  ====================================================================================
 
@@ -37,7 +45,7 @@ from typing import Any, Callable, Mapping
 
 from sqlalchemy.engine import Engine
 
-from integration.core.events import LINKAGE_EVENT_TYPE
+from integration.core.events import CASE_NOTE_MOVED_EVENT_TYPE, LINKAGE_EVENT_TYPE, LINKAGE_UPDATED_EVENT_TYPE
 from integration.local import event_factory
 from integration.local.standins.store import SourceStore, deactivate_alert, london_now
 from integration.local.world import (
@@ -55,7 +63,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RATE = 2.0
 DEFAULT_WEIGHTS: Mapping[str, float] = {
-    "case_note_created": 0.44,
+    "case_note_created": 0.41,
     "case_note_updated": 0.12,
     "case_note_filtered": 0.04,
     "not_of_interest": 0.10,
@@ -63,6 +71,8 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "alert_inactive": 0.09,
     "duplicate": 0.05,
     "linkage": 0.01,
+    "case_note_moved": 0.02,
+    "prisoner_merged": 0.01,
 }
 ACTIONS = tuple(DEFAULT_WEIGHTS) + ("poison",)
 POISON_KINDS = ("not_json", "not_an_object", "no_message", "message_not_json", "no_event_type")
@@ -354,6 +364,67 @@ class Simulator:
         self._send(body, LINKAGE_EVENT_TYPE)
         return {"action": "linkage", "eventTypes": [LINKAGE_EVENT_TYPE], "messages": 1,
                 "noms": person.noms_number, "crn": person.crn, "inDelius": True}
+
+    def _case_note_moved(self) -> dict[str, Any] | None:
+        rng = self._rng
+        for _ in range(5):
+            person = self._person()
+            ids = self._notes.get(person.noms_number)
+            if not ids:
+                continue
+            note_id = rng.choice(ids)
+            target = self._person()
+            if target.noms_number == person.noms_number or self.store.get_case_note(note_id) is None:
+                continue
+            [note] = self.store.move_case_notes(person.noms_number, target.noms_number, [note_id])
+            ids.remove(note_id)
+            self._notes.setdefault(target.noms_number, []).append(note_id)
+            self._send(event_factory.case_note_moved_event(note, person.noms_number,
+                                                           case_notes_url=self.case_notes_url,
+                                                           message_id=self._message_id()), CASE_NOTE_MOVED_EVENT_TYPE)
+            return self._note_result("case_note_moved", note, target, CASE_NOTE_MOVED_EVENT_TYPE,
+                                     previousNoms=person.noms_number, previousInDelius=person.matchable)
+        return None
+
+    def _prisoner_merged(self) -> dict[str, Any] | None:
+        """The removed record is one Delius knows (linked); the retained one a prison-only record, whose NOMS number
+        Delius takes. Nothing happens without a Delius engine or without such a pair."""
+        rng = self._rng
+        removed_pool = [p for p in self._matchable if self.store.case_notes(p.noms_number)]
+        retained_pool = [p for p in self._others if not p.in_delius]
+        if self.engine is None or not removed_pool or not retained_pool:
+            return None
+        removed = removed_pool[rng.randrange(len(removed_pool))]
+        retained = retained_pool[rng.randrange(len(retained_pool))]
+        crn = removed.crn
+        assert crn is not None
+        # Delius first: prison-identifier-and-delius replaces the NOMS number, then publishes (below)
+        retained.crn, retained.manager_team, removed.crn = crn, removed.manager_team, None
+        retained.noms_linked, removed.noms_linked = False, False
+        self.world.link(self.engine, retained)
+        self._matchable.remove(removed)
+        self._others.remove(retained)
+        self._matchable.append(retained)
+        # The Case Notes API moves every note of the removed record, one event each
+        moved = self.store.move_case_notes(removed.noms_number, retained.noms_number)
+        self._notes.setdefault(retained.noms_number, []).extend(self._notes.pop(removed.noms_number, []))
+        for note in moved:
+            self._send(event_factory.case_note_moved_event(note, removed.noms_number,
+                                                           case_notes_url=self.case_notes_url,
+                                                           message_id=self._message_id()), CASE_NOTE_MOVED_EVENT_TYPE)
+        # The Alerts API resyncs the retained record's alerts from NOMIS (both records' alerts, new ids)
+        previous = self.store.alerts(removed.noms_number) + self.store.alerts(retained.noms_number)
+        self.store.resync_alerts(removed.noms_number, [])
+        resynced = self.store.resync_alerts(retained.noms_number, previous)
+        gone = {a["alertUuid"] for a in previous}
+        self._active_alerts = [a for a in self._active_alerts if a not in gone]
+        self._active_alerts += [a["alertUuid"] for a in resynced if a["isActive"]]
+        self._send(event_factory.identifier_updated_event(retained.noms_number, crn, removed.noms_number,
+                                                          message_id=self._message_id()), LINKAGE_UPDATED_EVENT_TYPE)
+        event_types = [CASE_NOTE_MOVED_EVENT_TYPE] * len(moved) + [LINKAGE_UPDATED_EVENT_TYPE]
+        return {"action": "prisoner_merged", "eventTypes": event_types, "messages": len(event_types),
+                "noms": retained.noms_number, "previousNoms": removed.noms_number, "crn": crn, "inDelius": True,
+                "caseNotesMoved": len(moved), "alertsResynced": len(resynced)}
 
     def _poison(self) -> dict[str, Any]:
         kind = self._rng.choice(POISON_KINDS)

@@ -97,7 +97,7 @@ def test_event_mix_over_sqs(loaded, sqs) -> None:
     assert counters["messages"] == len(received) == len(client.bodies) == sum(r["messages"] for r in results)
     actions = Counter(r["action"] for r in results)
     assert actions == Counter(counters["actions"])
-    assert set(actions) >= set(DEFAULT_WEIGHTS) - {"linkage"}
+    assert set(actions) >= set(DEFAULT_WEIGHTS) - {"linkage", "case_note_moved", "prisoner_merged"}   # the rare ones
     assert "poison" not in actions
     assert 0.30 < actions["case_note_created"] / 240 < 0.60
     assert 0.05 < actions["not_of_interest"] / 240 < 0.16
@@ -157,6 +157,49 @@ def test_linkage_sets_the_noms_number_before_publishing(loaded, sqs) -> None:
     assert len(sqs.drain(sqs.queue_url)) == len(unlinked)
     # Nobody left to link: the simulator does something else instead.
     assert sim.step()["action"] == "case_note_created"
+
+
+def test_a_moved_note_is_served_under_its_new_holder_and_its_event_is_the_publishers(loaded) -> None:
+    world, store, _ = loaded
+    client = RecordingClient()
+    sim = simulator(world, store, client, seed=7, weights={"case_note_moved": 1})
+    for _ in range(5):
+        result = sim.step()
+        assert result["action"] == "case_note_moved"
+        event = parse_sqs_body(client.bodies[-1])
+        assert event.event_type == "person.case-note.moved" and event.kind is EventKind.CASE_NOTE
+        assert event.noms_number == result["noms"] != result["previousNoms"] == event.previous_noms_number
+        assert event.detail_url == f"{CASE_NOTES_URL}/case-notes/{result['noms']}/{result['caseNoteId']}"
+        assert (event.attributes["type"], event.attributes["subType"]) == (result["type"], result["subType"])
+        info = event.additional_information
+        assert isinstance(info["legacyId"], int) and info["source"] == "NOMIS"
+        assert set(info) == {"id", "legacyId", "type", "subType", "source", "syncToNomis", "systemGenerated",
+                             "previousNomsNumber"}
+        assert store.get_case_note(result["caseNoteId"], result["noms"]) is not None
+        assert store.get_case_note(result["caseNoteId"], result["previousNoms"]) is None
+
+
+def test_a_prisoner_merge_replaces_the_noms_number_moves_the_notes_and_resyncs_the_alerts(loaded) -> None:
+    world, store, engine = loaded
+    client = RecordingClient()
+    sim = simulator(world, store, client, engine=engine, seed=8, weights={"prisoner_merged": 1})
+    result = sim.step()
+    assert result["action"] == "prisoner_merged" and result["caseNotesMoved"] > 0
+    new, old, crn = result["noms"], result["previousNoms"], result["crn"]
+    events = [parse_sqs_body(body) for body in client.bodies]
+    assert [e.event_type for e in events] == (["person.case-note.moved"] * result["caseNotesMoved"]
+                                              + ["probation-case.prison-identifier.updated"])
+    assert all(e.noms_number == new and e.previous_noms_number == old for e in events)
+    updated = events[-1]
+    assert updated.kind is EventKind.LINKAGE and updated.crn == crn and updated.detail_url is None
+    assert updated.attributes == {"eventType": "probation-case.prison-identifier.updated"}
+    with engine.connect() as conn:
+        assert conn.execute(select(m.offender.c.noms_number).where(m.offender.c.crn == crn)).scalar_one() == new
+    assert store.case_notes(old) == [] and len(store.case_notes(new)) >= result["caseNotesMoved"]
+    assert store.alerts(old) == []
+    assert all(a.get("prisonCodeWhenCreated") is None for a in store.alerts(new))
+    assert len(store.alerts(new)) == result["alertsResynced"]
+    assert world.person(new).matchable and not world.person(old).in_delius
 
 
 def test_linkage_needs_the_delius_engine(loaded) -> None:

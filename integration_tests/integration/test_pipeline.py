@@ -286,3 +286,23 @@ def test_resettlement_passport_and_guided_interview_notes(sqs, standins, source,
         codes = dict(conn.execute(select(m.r_contact_type.c.contact_type_id, m.r_contact_type.c.code)).all())
     assert codes[rows[bcst["caseNoteId"]]["contact_type_id"]] == "BCSP2"
     assert codes[rows[guided["caseNoteId"]]["contact_type_id"]] == "NOMIS033"
+
+
+def test_a_note_moved_in_the_prison_is_fetched_under_its_new_holder_and_moved_with_a_data_cleanse(
+        sqs, standins, source, delius_pg):
+    wrong = add_person(delius_pg, "X900001", "A9000AA", manager_team="N07T01")
+    right = add_person(delius_pg, "X900002", "B9000BB")
+    note = standins.add_case_note("A9000AA", type="KA", sub_type="KS")
+    send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
+    assert run(sqs, source, delius_pg, 1).outcomes[0].action == "created"
+
+    [moved] = standins.store.move_case_notes("A9000AA", "B9000BB", [note["caseNoteId"]])
+    send(sqs, ev.case_note_moved_event(moved, "A9000AA", case_notes_url=standins.case_notes_url))
+    [outcome] = run(sqs, source, delius_pg, 1).outcomes
+    assert (outcome.event_type, outcome.action, outcome.crn, outcome.disposition) == (
+        "person.case-note.moved", "moved", "X900002", "acked")
+    on_right = [c for c in contacts(delius_pg) if c["offender_id"] == right.offender_id]
+    on_wrong = [c for c in contacts(delius_pg) if c["offender_id"] == wrong.offender_id]
+    assert [c["external_reference"] for c in on_right] == [f"urn:uk:gov:hmpps:prison-case-note:{note['caseNoteId']}"]
+    assert [c["description"] for c in on_wrong] == ["Data Cleanse"]
+    assert sqs.depth() == 0

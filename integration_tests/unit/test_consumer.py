@@ -173,7 +173,7 @@ class Hooks:
     def paused(self):
         return self.is_paused
 
-    def hand_over_linkage(self, message, noms_number, visible_until):
+    def hand_over_linkage(self, message, noms_number, visible_until, event_type):
         self.hand_overs.append((message.message_id, noms_number, visible_until))
 
     def report(self, chunk):

@@ -13,6 +13,7 @@ from integration.core.events import (
     CASE_NOTE_EVENT_TYPES,
     CASE_NOTE_TYPES_OF_INTEREST,
     LINKAGE_EVENT_TYPE,
+    LINKAGE_EVENT_TYPES,
     DomainEvent,
     EventKind,
     PoisonMessage,
@@ -21,6 +22,8 @@ from integration.core.events import (
     parse_sqs_body,
     search_type_subtypes,
 )
+from integration.core.intake import plan_intake
+from integration.core.messages import QueueMessage
 
 # --- payloads (upstream-apis §1.3, §1.5) --------------------------------------------------------------------------
 
@@ -211,9 +214,9 @@ def test_linkage_event_without_noms_has_none_and_is_not_an_ignore():
         ("person.alert.updated", EventKind.ALERT),
         ("person.alert.inactive", EventKind.ALERT),
         ("probation-case.prison-identifier.added", EventKind.LINKAGE),
-        ("probation-case.prison-identifier.updated", EventKind.IGNORED),
+        ("probation-case.prison-identifier.updated", EventKind.LINKAGE),
         ("person.case-note.deleted", EventKind.IGNORED),
-        ("person.case-note.moved", EventKind.IGNORED),
+        ("person.case-note.moved", EventKind.CASE_NOTE),
         ("person.alert.deleted", EventKind.IGNORED),
         ("prison.case-note.published", EventKind.IGNORED),
         ("PERSON.ALERT.CREATED", EventKind.IGNORED),
@@ -224,10 +227,11 @@ def test_kind_by_event_type(event_type, kind):
     assert event.kind is kind
 
 
-def test_event_type_sets_are_the_reference_ones():
-    assert CASE_NOTE_EVENT_TYPES == {"person.case-note.created", "person.case-note.updated"}
+def test_event_type_sets_are_the_reference_ones_plus_moves_and_merged_records():
+    assert CASE_NOTE_EVENT_TYPES == {"person.case-note.created", "person.case-note.updated", "person.case-note.moved"}
     assert ALERT_EVENT_TYPES == {"person.alert.created", "person.alert.updated", "person.alert.inactive"}
     assert LINKAGE_EVENT_TYPE == "probation-case.prison-identifier.added"
+    assert LINKAGE_EVENT_TYPES == {"probation-case.prison-identifier.added", "probation-case.prison-identifier.updated"}
 
 
 @pytest.mark.parametrize("event_type", ["person.case-note.deleted", "prison.case-note.published", "x.y"])
@@ -620,3 +624,60 @@ def test_envelope_body_of_a_hand_built_event():
         attributes={"eventType": "person.alert.updated"},
     )
     assert parse_sqs_body(envelope_body(event)) == event
+
+
+# --- moved case notes and merged prison records, as their publishers send them (docs/upstream-apis.md §1.2, §1.5) --
+MOVED_MESSAGE = {
+    "occurredAt": "2025-05-02T10:11:12.123456+01:00",
+    "eventType": "person.case-note.moved",
+    "detailUrl": "https://case-notes-api.hmpps.service.justice.gov.uk/case-notes/B2222BB/"
+                 "0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b",
+    "description": "A case note has been moved",
+    "additionalInformation": {"id": "0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b", "legacyId": 123456789, "type": "KA",
+                              "subType": "KS", "source": "NOMIS", "syncToNomis": True, "systemGenerated": False,
+                              "previousNomsNumber": "A1111AA"},
+    "personReference": {"identifiers": [{"type": "NOMS", "value": "B2222BB"}]},
+    "version": 1,
+}
+UPDATED_MESSAGE = {
+    "version": 1,
+    "eventType": "probation-case.prison-identifier.updated",
+    "description": "A prisoner identifier has been updated following a merge. This been reflected on the probation "
+                   "case.",
+    "personReference": {"identifiers": [{"type": "CRN", "value": "X123456"}, {"type": "NOMS", "value": "B2222BB"}]},
+    "additionalInformation": {"previousNomsNumber": "A1111AA"},
+    "occurredAt": "2025-05-02T10:11:13.5+01:00",
+}
+
+
+def test_a_moved_case_note_event_is_a_case_note_event_for_the_new_holder():
+    event = parse_sqs_body(sns_body(MOVED_MESSAGE, {"eventType": "person.case-note.moved", "type": "KA",
+                                                    "subType": "KS"}))
+    assert event.kind is EventKind.CASE_NOTE and event.ignore_reason() is None
+    assert event.noms_number == "B2222BB" and event.previous_noms_number == "A1111AA"
+    assert event.detail_url.endswith("/case-notes/B2222BB/0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b")
+    assert (event.case_note_type, event.case_note_subtype) == ("KA", "KS")
+
+
+def test_a_moved_case_note_of_no_interest_is_skipped_by_the_same_type_filter():
+    message = {**MOVED_MESSAGE, "additionalInformation": {**MOVED_MESSAGE["additionalInformation"], "type": "GEN",
+                                                          "subType": "HIS"}}
+    event = parse_sqs_body(sns_body(message, {"eventType": "person.case-note.moved", "type": "GEN",
+                                              "subType": "HIS"}))
+    assert event.ignore_reason() == "case note type not of interest: GEN HIS"
+
+
+def test_an_updated_prison_identifier_is_a_linkage_of_the_new_noms_number():
+    body = sns_body(UPDATED_MESSAGE, {"eventType": "probation-case.prison-identifier.updated"})
+    event = parse_sqs_body(body)
+    assert event.kind is EventKind.LINKAGE and event.detail_url is None
+    assert (event.noms_number, event.crn, event.previous_noms_number) == ("B2222BB", "X123456", "A1111AA")
+    plan = plan_intake([QueueMessage("m-1", "h-1", body)], max_per_run=10)
+    assert [(link.noms_number, len(link.messages)) for link in plan.linkage] == [("B2222BB", 1)]
+    assert plan.batches == [] and plan.poison == []
+
+
+def test_an_updated_prison_identifier_without_a_noms_number_is_poison():
+    message = {**UPDATED_MESSAGE, "personReference": {"identifiers": [{"type": "CRN", "value": "X123456"}]}}
+    plan = plan_intake([QueueMessage("m-1", "h-1", sns_body(message))], max_per_run=10)
+    assert [reason for _, reason in plan.poison] == ["linkage event has no NOMS identifier"]

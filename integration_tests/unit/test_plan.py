@@ -305,3 +305,52 @@ def test_audit_parameters_fit_the_column():
         "dpsId='0e6bd0f8-4b5e-4a61-a4c4-3b7c3c1a0d2e',contactId='5000001'"
     with pytest.raises(ValueError):
         plan.audit_parameters("x" * 500, 1)
+
+
+# ------------------------------------------------------------------------------------------------ moves and UNK
+
+
+def test_a_moved_note_keeps_its_time_so_an_equal_timestamp_is_a_move_not_a_stale_update():
+    # The Case Notes API moves a note with its id, creation time and amendments: the draft's system time equals the
+    # contact's. That must move the contact, not be taken for a redelivery.
+    decision = plan.classify(draft("A2222BB", system=T0), existing("A1111AA", last_updated=T0), NOW)
+    assert decision.kind is Kind.MOVE
+
+
+def test_a_move_to_a_person_not_in_delius_leaves_the_contact_and_names_it_and_its_crn():
+    contact = existing("A1111AA")
+    outcome = plan.failure_outcome(draft("A2222BB"), MergeFailure(REASON_OFFENDER_NOT_FOUND), contact)
+    assert outcome.action is Action.SKIPPED and outcome.reason == REASON_OFFENDER_NOT_FOUND
+    assert (outcome.contact_id, outcome.crn) == (5000001, "X123456")
+    assert outcome.warning == "offender not found in Delius: contact 5000001 not moved, remains on X123456"
+    # a create for a person not in Delius is the plain skip, as before
+    plain = plan.failure_outcome(draft("A2222BB"), MergeFailure(REASON_OFFENDER_NOT_FOUND))
+    assert (plain.action, plain.reason, plain.contact_id, plain.warning) == (
+        Action.SKIPPED, REASON_OFFENDER_NOT_FOUND, None, None)
+
+
+UNK_PROVIDER = Provider(area_id=19, area_code="UNK", team_id=29)
+
+
+def test_an_alert_without_prison_code_resolves_through_an_unk_institution():
+    persons = {"A1234BC": [Person(7, "X123456")]}
+    alert = draft(kind=ContactKind.ACTIVE_ALERT, type_="ALERT", sub_type="ACTIVE", establishment="UNK")
+    target = plan.resolve_target(alert, reference(provider_by_prison={"UNK": UNK_PROVIDER}), persons)
+    assert target.provider == UNK_PROVIDER
+
+
+def test_an_alert_without_prison_code_fails_as_before_when_delius_has_no_unk_institution():
+    persons = {"A1234BC": [Person(7, "X123456")]}
+    alert = draft(kind=ContactKind.ACTIVE_ALERT, type_="ALERT", sub_type="ACTIVE", establishment="UNK")
+    missing = reference(provider_by_prison=plan.providers_by_prison(["UNK"], [], {}))
+    with pytest.raises(MergeFailure) as caught:
+        plan.resolve_target(alert, missing, persons)
+    assert caught.value.reason == "Unable to verify establishment for alert" and not caught.value.retryable
+    # a case note at UNK keeps naming the institution; an UNK area without its CSN team says so
+    with pytest.raises(MergeFailure) as caught:
+        plan.resolve_target(draft(establishment="UNK"), missing, persons)
+    assert caught.value.reason == "Probation Area not found for NOMIS institution: UNK"
+    no_team = reference(provider_by_prison=plan.providers_by_prison(["UNK"], [("UNK", 19, "UNK")], {}))
+    with pytest.raises(MergeFailure) as caught:
+        plan.resolve_target(alert, no_team, persons)
+    assert caught.value.reason == "Team with code of UNKCSN not found"

@@ -28,6 +28,7 @@ from integration.core.rules import (
     data_cleanse_notes,
     draft_from_alert,
     draft_from_case_note,
+    map_alert,
     notes_text,
     pad_notes,
     parse_alert_staff_name,
@@ -839,11 +840,16 @@ def test_alert_staff_name_is_split_at_the_last_space():
 
 
 @pytest.mark.parametrize("prison_code", [None, _DELETE, "", "  "])
-def test_alert_without_prison_code_fails(prison_code):
-    alert = Alert.from_api(alert_json(prisonCodeWhenCreated=prison_code))
-    with pytest.raises(InvalidSourceRecord) as caught:
-        draft_from_alert(alert)
-    assert str(caught.value) == "Unable to verify establishment for alert"
+def test_alert_without_prison_code_goes_through_unk_with_the_unk_line(prison_code):
+    # A NOMIS resync rebuilds alerts without prisonCodeWhenCreated: the UNK path of §5.4 (docs/decisions.md)
+    result = draft_from_alert(Alert.from_api(alert_json(prisonCodeWhenCreated=prison_code)))
+    assert result.establishment_code == "UNK"
+    assert result.notes == (
+        "ALERT ACTIVE\n" + UNK_LINE + "\nAlert Description of AT and Description of AST made active.\n"
+        "User entered some text about the alert"
+    )
+    mapped = map_alert(alert_json(prisonCodeWhenCreated=prison_code))
+    assert mapped.draft == result and mapped.invalid is None and isinstance(mapped.record, Alert)
 
 
 def test_alert_without_description_has_empty_content():

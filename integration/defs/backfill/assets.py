@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ...constants import BACKFILL_CHECK, DELIUS_CONTACTS, LINKED_PERSON_CONTACTS
+from ...constants import BACKFILL_CHECK, CAUSE_TAG, DELIUS_CONTACTS, LINKED_PERSON_CONTACTS, TRIGGER_TAG
 from ...core.logfmt import kv
-from ...flows.backfill import BackfillReport, backfill_people
+from ...flows.backfill import DEFAULT_CAUSE, BackfillReport, backfill_people
 from ...resources import DeliusDatabase, SourceApiResource
 from .partitions import noms_partitions
 from ...delius import queries
@@ -36,7 +36,8 @@ def linked_person_contacts(context: dg.AssetExecutionContext, delius: DeliusData
                            source_api: SourceApiResource):
     # The partitions of this run: one (a linkage or repair run of noms_backfill_job's partitions) or a range (a
     # multi-partition backfill); noms_backfill_job runs launched with NOMS numbers in config go through backfill_op.
-    outcome = yield from backfill(context.partition_keys, delius, source_api, context.log)
+    outcome = yield from backfill(context.partition_keys, delius, source_api, context.log,
+                                   cause=backfill_cause(context.run.tags))
     yield dg.AssetCheckResult(**outcome.check)
     outcome.raise_if_failed()
 
@@ -58,14 +59,14 @@ class BackfillOutcome:
 
 
 def backfill(noms_numbers: Sequence[str], delius: DeliusDatabase, source_api: SourceApiResource,
-             log) -> Generator[dg.AssetMaterialization, None, BackfillOutcome]:
+             log, cause: str = DEFAULT_CAUSE) -> Generator[dg.AssetMaterialization, None, BackfillOutcome]:
     """Backfill each person, yielding one ``linked_person_contacts`` materialization per person that did not fail
     (its partition); returns the check of their contacts and the failures (raised by ``raise_if_failed``, after
     every person and item was tried)."""
     store, source = delius.store(), source_api.client()
     reports: list[BackfillReport] = []
     errors: list[str] = []
-    for report in backfill_people(noms_numbers, source, store):
+    for report in backfill_people(noms_numbers, source, store, cause=cause):
         if report.fetch_error is not None:
             errors.append(f"{report.noms_number}: {report.fetch_error.reason}")
             log.warning(kv("backfill", noms=report.noms_number, outcome="fetch_failed",
@@ -82,6 +83,12 @@ def backfill(noms_numbers: Sequence[str], delius: DeliusDatabase, source_api: So
     totals = backfill_totals(reports)
     log.info(kv("backfill_run", people=len(noms_numbers), failed=len(errors), **{k: v for k, v in totals.items() if v}))
     return BackfillOutcome(len(noms_numbers), check_contacts(reports, store), errors, totals)
+
+
+def backfill_cause(tags) -> str:
+    """``CaseNotesMigrated.cause``: the run's ``hmpps/cause`` tag (the linkage event's type, for a requester that
+    knows it), else what triggered it (``hmpps/trigger``: linkage, cli, reconciliation...), else ``backfill``."""
+    return tags.get(CAUSE_TAG) or tags.get(TRIGGER_TAG) or DEFAULT_CAUSE
 
 
 def backfill_totals(reports: list[BackfillReport]) -> dict[str, int]:

@@ -19,7 +19,7 @@ from ..pods import BACKFILL_RESOURCES, pod_tags
 from ...constants import BACKFILL_JOB, BACKFILL_OP, FLOW_BACKFILL, FLOW_TAG, NOMS_PARTITIONS, PEOPLE_TAG, TRIGGER_TAG
 from ...core.events import is_noms_number
 from ...resources import DeliusDatabase, SourceApiResource
-from .assets import LINKED_PERSON_CONTACTS, backfill
+from .assets import LINKED_PERSON_CONTACTS, backfill, backfill_cause
 
 MAX_PEOPLE_PER_RUN = 100
 PEOPLE_IN_TAG = 5
@@ -58,7 +58,7 @@ def backfill_people_op(context: dg.OpExecutionContext, config: BackfillConfig, d
     known = set(context.instance.get_dynamic_partitions(NOMS_PARTITIONS))
     if new := [k for k in keys if k not in known]:
         context.instance.add_dynamic_partitions(NOMS_PARTITIONS, new)
-    events = backfill(keys, delius, source_api, context.log)
+    events = backfill(keys, delius, source_api, context.log, cause=backfill_cause(context.run.tags))
     while True:
         try:
             context.log_event(next(events))

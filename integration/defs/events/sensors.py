@@ -19,6 +19,7 @@ import dagster as dg
 
 from ...constants import (
     BACKFILL_JOB,
+    CAUSE_TAG,
     CONSUMER_UNTIL_TAG,
     EVENTS_JOB,
     EVENTS_SENSOR,
@@ -214,12 +215,14 @@ def take_custody(
         message_id = _value(meta.get("sqs_message_id"))
         handle = _value(meta.get("receipt_handle"))
         until = _value(meta.get("visible_until"))
+        cause = _value(meta.get("event_type"))
         noms = record.partition_key
         if not (message_id and handle and until and noms and is_noms_number(noms)):
             continue
         key = linkage_run_key(str(message_id))
         keep.append(Custody(str(message_id), str(handle), key, float(until)))
-        requests.append(backfill_request([noms], run_key=key, trigger="linkage", tags={MESSAGES_TAG: "1"}))
+        tags = {MESSAGES_TAG: "1", **({CAUSE_TAG: str(cause)} if cause else {})}
+        requests.append(backfill_request([noms], run_key=key, trigger="linkage", tags=tags))
     return keep, requests, settled
 
 

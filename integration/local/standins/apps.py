@@ -649,6 +649,19 @@ def admin_blueprint(backend: Backend) -> Blueprint:
     def get_case_notes() -> Response:
         return jsonify(backend.store.case_notes(request.args.get("person")))
 
+    @admin.post("/case-notes/move")
+    def move_case_notes() -> Response:
+        """Body ``{"fromPersonIdentifier", "toPersonIdentifier", "caseNoteIds"?}``, the Case Notes API's move."""
+        data = body_json()
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k)
+                                                 for k in ("fromPersonIdentifier", "toPersonIdentifier")):
+            raise _Invalid("fromPersonIdentifier and toPersonIdentifier are required")
+        ids = data.get("caseNoteIds")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            raise _Invalid("caseNoteIds must be a list of ids")
+        moved = backend.store.move_case_notes(data["fromPersonIdentifier"], data["toPersonIdentifier"], ids)
+        return jsonify({"moved": len(moved), "ids": [n["caseNoteId"] for n in moved]})
+
     @admin.delete("/case-notes/<case_note_id>")
     def delete_case_note(case_note_id: str) -> Response:
         if not backend.store.delete_case_note(case_note_id):

@@ -346,6 +346,22 @@ class SourceStore:
                 self._legacy_index.pop(note["legacyId"], None)
             return note is not None
 
+    def move_case_notes(self, from_person: str, to_person: str,
+                        case_note_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Move case notes of ``from_person`` (all of them, or those of ``case_note_ids``) to ``to_person``, as the
+        Case Notes API does on a move or a merge of prison records: same id, legacy id, creation time, text and
+        amendments; only ``offenderIdentifier`` changes, so the note is served under the new NOMS number (and 404
+        under the old one). Returns the moved notes."""
+        source, target = from_person.upper(), to_person.upper()
+        wanted = None if case_note_ids is None else {str(i) for i in case_note_ids}
+        moved = []
+        with self._lock:
+            for note_id, note in self._case_notes.items():
+                if note["offenderIdentifier"] == source and (wanted is None or note_id in wanted):
+                    note["offenderIdentifier"] = target
+                    moved.append(copy.deepcopy(note))
+        return moved
+
     def case_notes(self, person: str | None = None) -> list[dict[str, Any]]:
         """All case notes (of ``person`` if given), in insertion order."""
         with self._lock:
@@ -378,6 +394,22 @@ class SourceStore:
 
     def put_alerts(self, alerts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.put_alert(alert) for alert in alerts]
+
+    def resync_alerts(self, prison_number: str, alerts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace every alert of ``prison_number`` by copies of ``alerts`` under it, as the Alerts API's resync
+        from NOMIS does (after a merge of prison records, for instance): each copy has a new ``alertUuid`` and no
+        ``prisonCodeWhenCreated``; dates, codes, descriptions and authors are kept. Returns the new alerts."""
+        person = prison_number.upper()
+        copies = []
+        for alert in alerts:
+            resynced = copy.deepcopy(alert)
+            resynced.update(alertUuid=str(uuid.uuid4()), prisonNumber=person)
+            resynced.pop("prisonCodeWhenCreated", None)
+            copies.append(resynced)
+        with self._lock:
+            for alert_id in [k for k, a in self._alerts.items() if a["prisonNumber"] == person]:
+                del self._alerts[alert_id]
+        return [self.put_alert(alert) for alert in copies]
 
     def get_alert(self, alert_uuid: str) -> dict[str, Any] | None:
         try:
