@@ -111,6 +111,16 @@ def hostile_event(standins):
     return json.dumps(body)
 
 
+def surrogate_event(standins):
+    """An event whose SNS ``Message`` carries a lone surrogate (escaped in the SQS body, real once parsed) and whose
+    detailUrl is off the allow-list: it must reach the dead-letter queue, which takes no lone surrogates."""
+    body = json.loads(ev.case_note_event(NOMS, str(uuid.uuid4()), "KA", "KS", case_notes_url="http://evil.example"))
+    inner = json.loads(body["Message"])
+    inner["description"] = "broken \ud800 surrogate"
+    body["Message"] = json.dumps(inner, ensure_ascii=False)
+    return json.dumps(body)
+
+
 TRIGGERS = [
     Trigger(
         "zone id of 300 characters (OSError)",
@@ -166,6 +176,11 @@ TRIGGERS = [
     ),
     Trigger("NUL in an alert's description", stored_alert(description="alert\x00text"), None, replaced=1),
     Trigger("10 kB NOMS number and id in the event", hostile_event, None),
+    Trigger(
+        "lone surrogate in the event, dead-lettered",
+        surrogate_event,
+        "detailUrl host not on the allow-list: http://evil.example",
+    ),
 ]
 
 
