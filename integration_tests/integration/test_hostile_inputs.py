@@ -345,3 +345,20 @@ def test_the_asset_refuses_a_partition_key_that_is_not_a_noms_number(key, instan
         "A7000AA"
     }
     assert contact_count(delius_pg) == 1
+
+
+@pytest.mark.parametrize("name", ["Émile Zola", "İlkay Gündoğan"])
+def test_an_author_with_a_non_ascii_name_is_one_staff_row_across_batches(name, sqs, standins, source, delius):
+    add_person(delius, "X100001", NOMS)
+    with delius.connect() as conn:
+        staff_before = conn.execute(select(func.count()).select_from(m.staff)).scalar_one()
+    for spelling in (name, name.upper(), name):
+        note = standins.add_case_note(NOMS, type="KA", sub_type="KS", author_name=spelling)
+        send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
+        [outcome] = process_batch(
+            lease_all(sqs, 1), source=source, store=DeliusStore(delius), queue=sqs.events_queue(), settings=SETTINGS
+        ).outcomes
+        assert outcome.action == "created"
+    with delius.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.staff)).scalar_one() == staff_before + 1
+        assert conn.execute(select(func.count(m.contact.c.staff_id.distinct()))).scalar_one() == 1
