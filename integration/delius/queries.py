@@ -14,7 +14,8 @@ from datetime import date, datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
-from ..core.events import is_noms_number
+from integration.core.events import is_noms_number
+
 from . import models as m
 
 URN_PREFIX = "urn:uk:gov:hmpps:"
