@@ -23,8 +23,12 @@ batches, backfills, reconciliation repairs), on PostgreSQL, Oracle (NDelius) and
   id); a clash with a concurrent run's rows is retried with later times, inside a savepoint.
 * **Data Cleanse**: the contact on the previous case of a move is written in the move's transaction. If it cannot be
   (no ``OTHER`` contact type) the move fails, retryably, unless the caller only wants a warning (backfills).
-* **Failures** are per draft (``Action.FAILED`` with a reason and whether a retry may help). A database that cannot
-  be reached or keeps failing raises ``StoreUnavailable``; missing configuration raises ``MergeConfigurationError``.
+* **Failures** are per draft (``Action.FAILED`` with a reason and whether a retry may help). A draft no column can
+  take is refused before the database (``plan.refusal``); a call the database refuses for its data is split until
+  only the drafts it refuses fail (``merge``, ``_isolate``), named from the column sizes. A database that cannot be
+  reached or does not settle raises ``StoreUnavailable``; missing configuration ``MergeConfigurationError``.
+* **Staff names** are compared in Python by one Unicode caseless form (``plan.staff_key``), never by the database's
+  ``lower()``, whose answer differs between SQLite, PostgreSQL and Oracle (``_find_staff``).
 """
 
 from __future__ import annotations
