@@ -76,7 +76,7 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
         # The 8th contact may be the backfill's own write: its run still checks the person's contacts and records
         # its events afterwards. Stopping the daemon then interrupts it (FAILURE, rightly: docs/operations.md §10),
         # which is what failed this test on a busy machine. Stop only once every run has finished.
-        wait_until(runs_finished, 120, "the batch and backfill runs to finish", diagnostics=daemon.tail)
+        wait_until(runs_finished, 240, "the batch and backfill runs to finish", diagnostics=daemon.tail)
 
     with delius_pg.connect() as conn:
         urns = set(conn.execute(select(m.contact.c.external_reference)).scalars())

@@ -159,6 +159,9 @@ def test_token_failures_are_retryable_upstream_errors_without_secrets(stands: St
 
 def test_debug_logging_never_shows_the_secret_or_token(stands: StandIns, api: HmppsSourceApi, caplog) -> None:
     caplog.set_level(logging.DEBUG)
+    # urllib3's own logger too: kubernetes' client Configuration() (loaded by earlier tests in the same session, via
+    # dagster-k8s) sets it to WARNING, and then nothing reaches the root logger's DEBUG level.
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     note = stands.add_case_note(text="private note text")
     stands.set_fault("get_case_note", status=503, times=1)
     assert api.get_case_note(stands.case_note_url(note)) is not None
