@@ -29,7 +29,7 @@ import requests
 import requests.auth
 
 from .auth import DEFAULT_AUTH_BREAKER_THRESHOLD, DEFAULT_SKEW_SECONDS, TokenProvider
-from ..core.ports import DetailUrlNotAllowed, SourceApi, UpstreamError
+from ..core.ports import DetailUrlNotAllowed, SourceApi, UnreadableAnswer, UpstreamError
 from .http import (
     DEFAULT_BREAKER_COOLDOWN,
     DEFAULT_DEADLINE,
@@ -291,8 +291,11 @@ class HmppsSourceApi(SourceApi):
             raise UpstreamError(f"{api} answered HTTP {status}", status)
         try:
             data = json.loads(answer.body)
-        except (ValueError, RecursionError):
+        except json.JSONDecodeError:
             raise UpstreamError(f"{api} answered with invalid JSON") from None
+        except (ValueError, RecursionError) as exc:     # too deep, or a number of over 4,300 digits
+            raise UnreadableAnswer(f"{api} answered with JSON too deeply nested or with a number too long to read "
+                                   f"({type(exc).__name__})") from None
         if not isinstance(data, dict):
             raise UpstreamError(f"{api} answered with JSON that is not an object")
         return data

@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from ..core.messages import (ATTEMPTS, FAILED_AT, FAILED_BY, FAILURE_REASON, MAX_ATTRIBUTE_LENGTH, QueueDepth,
                              QueueMessage)
+from ..core.text import queue_safe
 
 
 
@@ -78,7 +79,9 @@ class SqsEventsQueue:
 
     def send(self, body: str, attributes: Mapping[str, str] | None = None, *, delay_seconds: int = 0,
              queue_url: str | None = None) -> str:
-        response = self.client.send_message(QueueUrl=queue_url or self.queue_url, MessageBody=body,
+        # Only characters SQS accepts (core/text.py): a lone surrogate or a control character from a parsed event
+        # would make SendMessage fail, and a message that cannot be dead-lettered comes back again and again.
+        response = self.client.send_message(QueueUrl=queue_url or self.queue_url, MessageBody=queue_safe(body),
                                              DelaySeconds=delay_seconds,
                                              MessageAttributes=_attributes(attributes or {}))
         return response["MessageId"]
@@ -149,7 +152,8 @@ def _message(raw: dict, received_at: float) -> QueueMessage:
 
 
 def _attributes(values: Mapping[str, str]) -> dict:
-    return {name: {"DataType": "String", "StringValue": str(value) or "-"} for name, value in values.items()}
+    return {name: {"DataType": "String", "StringValue": queue_safe(str(value)) or "-"}
+            for name, value in values.items()}
 
 
 def _tens(items: Iterable) -> list[list]:

@@ -33,6 +33,14 @@ class DetailUrlNotAllowed(UpstreamError):
     retryable = False
 
 
+class UnreadableAnswer(UpstreamError):
+    """The API answered 200 with JSON the integration will not read: nested deeper than the parser's recursion limit,
+    or a number of more digits than Python converts (4,300). The same record gives the same answer: not retryable
+    (a body that is not JSON at all may be a proxy's page in an outage, and stays retryable)."""
+
+    retryable = False
+
+
 class SourceApi(ABC):
     """Case notes and alerts as the Offender Case Notes API and Prison Alerts API serve them (raw JSON dicts)."""
 

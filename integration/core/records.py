@@ -14,6 +14,12 @@ from typing import Any, Mapping
 from .times import NotADateTime, to_london
 
 UNKNOWN_ESTABLISHMENT = "UNK"
+LEGACY_ID_MIN, LEGACY_ID_MAX = -(2**63), 2**63 - 1     # contact.nomis_case_note_id: a signed 64-bit integer
+_LEGACY_ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")      # ASCII digits only: int() also reads other scripts' digits
+# The person of a record: ASCII letters and digits that fit offender.noms_number (7), checked before upper-casing
+# (str.upper turns some non-ASCII letters into ASCII ones). Real ones look like A1234BC; the APIs' own examples use
+# AA0001A (docs/upstream-apis.md), so the record's is not held to the NOMS pattern that partitions are.
+_PRISON_NUMBER = re.compile(r"[A-Za-z0-9]{1,7}")
 
 
 class InvalidSourceRecord(ValueError):
@@ -54,14 +60,15 @@ class CaseNote:
         Required: ``caseNoteId`` (alias ``id``), ``offenderIdentifier``, ``type``, ``subType``,
         ``creationDateTime``. ``occurrenceDateTime`` falls back to ``creationDateTime``; ``text`` null -> "";
         ``locationId`` absent/null/blank -> "UNK"; legacy id = ``legacyId`` else ``eventId`` (number or numeric
-        string, may be negative). Amendments keep the API order (oldest first); their ``creationDateTime`` is
-        optional. Unknown fields are ignored. Raises :class:`InvalidSourceRecord` naming the bad field.
+        string, may be negative, within the signed 64-bit range). The person is at most 7 ASCII letters and digits,
+        upper-cased. Amendments keep the API order (oldest first); their ``creationDateTime`` is optional. Unknown
+        fields are ignored. Raises :class:`InvalidSourceRecord` naming the bad field.
         """
         what = "case note"
         if not isinstance(data, Mapping):
             raise InvalidSourceRecord("case note is not a JSON object")
         case_note_id = _identifier(data, ("caseNoteId", "id"), what)
-        offender = _required_str(data, "offenderIdentifier", what).upper()
+        offender = _noms_number(data, "offenderIdentifier", what)
         created = _required_datetime(data, "creationDateTime", what)
         occurred = _optional_datetime(data, "occurrenceDateTime", what) or created
         text = data.get("text")
@@ -122,16 +129,16 @@ class Alert:
     def from_api(cls, data: Mapping[str, Any]) -> "Alert":
         """Parse Alerts API JSON (upstream-apis §3.1). Unknown fields are ignored, optional ones may be missing.
 
-        Required: ``alertUuid``, ``prisonNumber``, ``alertCode`` with ``alertTypeCode``, ``alertTypeDescription``,
-        ``code`` and ``description``, ``activeFrom`` (``yyyy-MM-dd``), ``isActive`` (boolean), ``createdAt``.
-        ``prisonCodeWhenCreated`` is optional here (a blank one counts as null); :func:`draft_from_alert` rejects
-        a missing one. Raises :class:`InvalidSourceRecord` naming the bad field.
+        Required: ``alertUuid``, ``prisonNumber`` (at most 7 ASCII letters and digits), ``alertCode`` with
+        ``alertTypeCode``, ``alertTypeDescription``, ``code`` and ``description``, ``activeFrom`` (``yyyy-MM-dd``),
+        ``isActive`` (boolean), ``createdAt``. ``prisonCodeWhenCreated`` is optional here (a blank one counts as
+        null); :func:`draft_from_alert` rejects a missing one. Raises :class:`InvalidSourceRecord` naming the bad field.
         """
         what = "alert"
         if not isinstance(data, Mapping):
             raise InvalidSourceRecord("alert is not a JSON object")
         alert_uuid = _identifier(data, ("alertUuid",), what)
-        prison_number = _required_str(data, "prisonNumber", what).upper()
+        prison_number = _noms_number(data, "prisonNumber", what)
         code = data.get("alertCode")
         if not isinstance(code, Mapping):
             raise InvalidSourceRecord("alert has no alertCode")
@@ -235,21 +242,33 @@ def _required_date(data: Mapping[str, Any], key: str, what: str) -> date:
 
 
 def _legacy_id(data: Mapping[str, Any], key: str, what: str) -> int | None:
+    """A NOMIS id: an integer, an integral float or a string of ASCII digits, in the signed 64-bit range (what
+    ``contact.nomis_case_note_id`` holds; SQLite cannot even bind a larger one). Anything else is invalid."""
     value = data.get(key)
     if value is None:
         return None
+    number: int | None = None
     if isinstance(value, bool):
-        raise InvalidSourceRecord(f"{what} has an invalid {key}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
         if not value.strip():
             return None
-        if re.fullmatch(r"[+-]?\d+", value.strip()):
-            return int(value.strip())
-    raise InvalidSourceRecord(f"{what} has an invalid {key}")
+        if _LEGACY_ID_TEXT.fullmatch(value.strip()):
+            number = int(value.strip())
+    if number is None or not LEGACY_ID_MIN <= number <= LEGACY_ID_MAX:
+        raise InvalidSourceRecord(f"{what} has an invalid {key}")
+    return number
+
+
+def _noms_number(data: Mapping[str, Any], key: str, what: str) -> str:
+    value = _required_str(data, key, what)
+    if not _PRISON_NUMBER.fullmatch(value):
+        raise InvalidSourceRecord(f"{what} has an invalid {key}")
+    return value.upper()
 
 
 def _amendment(item: Any) -> Amendment:

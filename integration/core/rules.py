@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Mapping
 
 from .records import UNKNOWN_ESTABLISHMENT, Alert, CaseNote, InvalidSourceRecord
+from .text import clean
 from .times import format_delius_datetime
 
 CASE_NOTE_URN_PREFIX = "urn:uk:gov:hmpps:prison-case-note:"
@@ -59,6 +60,7 @@ class ContactDraft:
     staff_surname: str
     establishment_code: str
     alert_description: str | None = None
+    replaced_characters: int = 0  # NUL and lone surrogates replaced by U+FFFD (text.clean) before Delius sees them
 
     @property
     def type_key(self) -> str:
@@ -181,6 +183,31 @@ def draft_from_alert(alert: Alert) -> ContactDraft:
             f"Alert {alert.alert_type_description} and {alert.code_description} made {state}."
         ),
     )
+
+
+_TEXT_FIELDS = ("source_id", "type", "sub_type", "content", "staff_forename", "staff_surname", "establishment_code",
+                "alert_description")
+
+
+def storable(draft: ContactDraft) -> ContactDraft:
+    """The draft with NUL and lone surrogates replaced in every text it carries (docs/decisions.md, "Text"): no
+    database stores them (PostgreSQL refuses NUL, UTF-8 cannot encode a surrogate). The URN follows the cleaned id;
+    ``replaced_characters`` counts what was replaced."""
+    changes: dict[str, Any] = {}
+    replaced = 0
+    for name in _TEXT_FIELDS:
+        value = getattr(draft, name)
+        if value is None:
+            continue
+        cleaned, count = clean(value)
+        if count:
+            changes[name] = cleaned
+            replaced += count
+    if not replaced:
+        return draft
+    if "source_id" in changes:
+        changes["urn"] = clean(draft.urn)[0]
+    return replace(draft, **changes, replaced_characters=draft.replaced_characters + replaced)
 
 
 def notes_text(draft: ContactDraft) -> str:
@@ -339,16 +366,17 @@ class Mapped:
 
 def map_case_note(raw: Mapping[str, Any]) -> Mapped:
     """A Case Notes API record: parsed, content-filtered (§3.2) and mapped (§5.2)."""
-    raw_id = raw.get("caseNoteId") or raw.get("id") if isinstance(raw, Mapping) else None
-    source_id = str(raw_id) if raw_id is not None else "unknown"
+    raw_id = _record_id(raw.get("caseNoteId") or raw.get("id")) if isinstance(raw, Mapping) else None
+    source_id = raw_id if raw_id is not None else "unknown"
     urn = case_note_urn(source_id) if raw_id is not None else None
     note: CaseNote | None = None
     try:
         note = CaseNote.from_api(raw)
         reason = case_note_ignore_reason(note)
         if reason:
-            return Mapped(case_note_urn(note.case_note_id), note.case_note_id, ignored=reason, record=note)
-        draft = draft_from_case_note(note)
+            note_id = clean(note.case_note_id)[0]
+            return Mapped(case_note_urn(note_id), note_id, ignored=reason, record=note)
+        draft = storable(draft_from_case_note(note))
     except InvalidSourceRecord as exc:
         return Mapped(urn, source_id, invalid=str(exc), record=note)
     return Mapped(draft.urn, draft.source_id, draft=draft, record=note)
@@ -356,8 +384,8 @@ def map_case_note(raw: Mapping[str, Any]) -> Mapped:
 
 def map_alert(raw: Mapping[str, Any]) -> Mapped:
     """An Alerts API record: parsed, filtered (§3.3) and mapped (§5.3)."""
-    raw_id = raw.get("alertUuid") if isinstance(raw, Mapping) else None
-    source_id = str(raw_id) if raw_id is not None else "unknown"
+    raw_id = _record_id(raw.get("alertUuid")) if isinstance(raw, Mapping) else None
+    source_id = raw_id if raw_id is not None else "unknown"
     active = bool(raw.get("isActive")) if isinstance(raw, Mapping) else False
     urn = alert_urn(source_id, active) if raw_id is not None else None
     alert: Alert | None = None
@@ -365,8 +393,22 @@ def map_alert(raw: Mapping[str, Any]) -> Mapped:
         alert = Alert.from_api(raw)
         reason = alert_ignore_reason(alert)
         if reason:
-            return Mapped(alert_urn(alert.alert_uuid, alert.is_active), alert.alert_uuid, ignored=reason, record=alert)
-        draft = draft_from_alert(alert)
+            alert_uuid = clean(alert.alert_uuid)[0]
+            return Mapped(alert_urn(alert_uuid, alert.is_active), alert_uuid, ignored=reason, record=alert)
+        draft = storable(draft_from_alert(alert))
     except InvalidSourceRecord as exc:
         return Mapped(urn, source_id, invalid=str(exc), record=alert)
     return Mapped(draft.urn, draft.source_id, draft=draft, record=alert)
+
+
+def _record_id(value: Any) -> str | None:
+    """The id of a record as far as it can be read, for reporting one that is invalid: a string (cleaned) or an
+    integer; anything else (an object, a list, a boolean) is no id."""
+    if isinstance(value, str):
+        return clean(value)[0]
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value)
+        except ValueError:          # more digits than int -> str allows
+            return None
+    return None

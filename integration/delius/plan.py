@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -39,6 +40,7 @@ from ..core.outcomes import (
     MergeOutcome,
 )
 from ..core.rules import ContactDraft, ContactKind
+from ..core.text import caseless
 from ..core.times import london_now  # noqa: F401  (re-exported: the store's default clock)
 
 AUDIT_OUTCOME_SUCCESS = "P"
@@ -47,6 +49,15 @@ OF_INTEREST_DAYS = 365                    # URN back-fill: case notes and inacti
 DATA_CLEANSE_DESCRIPTION = "Data Cleanse"
 OFFICER_CODE_LIMIT = 26 * 1000            # A000 .. Z999
 AREA_NOT_FOUND = "Probation Area not found for NOMIS institution"
+
+# The sizes of the columns a draft's values go into or are looked up in (integration/delius/models.py; a unit test
+# compares them). Oracle counts VARCHAR2 sizes in bytes unless told otherwise, so what is checked is UTF-8 bytes.
+EXTERNAL_REFERENCE_MAX = 4000             # contact.external_reference: the URN
+DESCRIPTION_MAX = 200                     # contact.description (rules.truncate_utf8 keeps it within)
+STAFF_NAME_MAX = 35                       # staff.forename, staff.surname (rules cut names to 35 characters)
+NOMS_NUMBER_MAX = 7                       # offender.noms_number
+NOMIS_TYPE_MAX = 100                      # r_contact_type_nomis_type.nomis_contact_type: "{type} {subType}"
+CONTACT_ID_MAX_DIGITS = 19                # contact_id: a 64-bit integer
 
 
 def to_second(value: datetime) -> datetime:
@@ -130,6 +141,52 @@ def providers_by_prison(prisons: Iterable[str], areas: Iterable[tuple[str, int, 
 
 def csn_team_code(area_code: str) -> str:
     return f"{area_code}CSN"
+
+
+# ------------------------------------------------------------------------------------------------ column sizes
+
+
+def utf8_length(value: str) -> int:
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def fits(value: str, size: int) -> bool:
+    """Whether ``value`` fits a column of ``size`` on every database (characters on PostgreSQL and SQLite, bytes on
+    Oracle): its UTF-8 length. A lookup key that does not fit cannot match anything, so it is not looked up."""
+    return len(value) <= size and utf8_length(value) <= size
+
+
+def refusal(draft: ContactDraft) -> str | None:
+    """Why ``draft`` can never be written, whatever Delius holds: a value it writes that no column of its size can
+    take (docs/decisions.md, "Text"). Names the column and its size, never the value."""
+    what = "alert" if draft.is_alert else "case note"
+    if not fits(draft.urn, EXTERNAL_REFERENCE_MAX):
+        return (f"{what} id too long: its URN does not fit contact.external_reference "
+                f"({EXTERNAL_REFERENCE_MAX} bytes)")
+    if not fits(_longest_audit_parameters(draft), AUDIT_PARAMETERS_MAX):
+        return (f"{what} id too long for audited_interaction.interaction_parameters "
+                f"({AUDIT_PARAMETERS_MAX} bytes)")
+    return None
+
+
+def _longest_audit_parameters(draft: ContactDraft) -> str:
+    return audit_parameters_text(draft.source_id, int("9" * CONTACT_ID_MAX_DIGITS))
+
+
+def oversized(draft: ContactDraft) -> list[str]:
+    """The columns (``table.column (size)``) whose size a value of ``draft`` exceeds in UTF-8 bytes, for explaining
+    a database's refusal: a name of 35 characters can still be longer than 35 bytes, which Oracle refuses when its
+    columns count bytes."""
+    found = []
+    if utf8_length(draft.urn) > EXTERNAL_REFERENCE_MAX:
+        found.append(f"contact.external_reference ({EXTERNAL_REFERENCE_MAX})")
+    if utf8_length(_longest_audit_parameters(draft)) > AUDIT_PARAMETERS_MAX:
+        found.append(f"audited_interaction.interaction_parameters ({AUDIT_PARAMETERS_MAX})")
+    if utf8_length(draft.staff_forename) > STAFF_NAME_MAX:
+        found.append(f"staff.forename ({STAFF_NAME_MAX})")
+    if utf8_length(draft.staff_surname) > STAFF_NAME_MAX:
+        found.append(f"staff.surname ({STAFF_NAME_MAX})")
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ winners
@@ -264,12 +321,24 @@ def resolve_target(draft: ContactDraft, ref: Reference, persons: Mapping[str, Se
     return Target(matches[0], type_id, provider)
 
 
-StaffKey = tuple[int, str, str]           # (probation_area_id, lower forename, lower surname)
+StaffKey = tuple[int, str, str]           # (probation_area_id, caseless forename, caseless surname)
 
 
 def staff_key(area_id: int, forename: str, surname: str) -> StaffKey:
-    """Staff are matched by name case-insensitively within the probation area."""
-    return area_id, forename.lower(), surname.lower()
+    """Staff are matched by name case-insensitively within the probation area: by ``text.caseless`` (Unicode
+    NFD + casefold), computed here, so SQLite, PostgreSQL and Oracle match alike whatever their ``lower()`` does."""
+    return area_id, caseless(forename), caseless(surname)
+
+
+def name_spellings(name: str) -> set[str]:
+    """The forms a stored name most likely has, for finding staff by exact comparison (which every database makes
+    alike): as given, composed and decomposed, upper, lower, title and capitalised. A stored name in any other form
+    is found by reading the area's staff (``store.py``); ``staff_key`` decides either way."""
+    forms = {name}
+    for normal in ("NFC", "NFD"):
+        base = unicodedata.normalize(normal, name)
+        forms |= {base, base.upper(), base.lower(), base.title(), base.capitalize()}
+    return {form for form in forms if len(form) <= STAFF_NAME_MAX}
 
 
 def draft_staff_key(draft: ContactDraft, provider: Provider) -> StaffKey:
@@ -415,9 +484,13 @@ def officer_code_from_function(prefix: str, answer: str | None) -> str:
 # ------------------------------------------------------------------------------------------------ audit
 
 
+def audit_parameters_text(source_id: str, contact_id: int) -> str:
+    return f"dpsId='{source_id}',contactId='{contact_id}'"
+
+
 def audit_parameters(source_id: str, contact_id: int) -> str:
     """``dpsId='<uuid>',contactId='<id>'``: quoted values, a comma, no space."""
-    text = f"dpsId='{source_id}',contactId='{contact_id}'"
+    text = audit_parameters_text(source_id, contact_id)
     if len(text) > AUDIT_PARAMETERS_MAX:
         raise ValueError("audit parameters longer than the column")
     return text

@@ -14,6 +14,8 @@ from datetime import date, datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
+from integration.core.events import is_noms_number
+
 from . import models as m
 
 URN_PREFIX = "urn:uk:gov:hmpps:"
@@ -62,10 +64,12 @@ def stored_contacts(engine: Engine, noms_numbers: Iterable[str]) -> dict[str, li
 
 
 def linked_people(engine: Engine, noms_numbers: Iterable[str]) -> set[str]:
-    """Which of ``noms_numbers`` are on an offender in Delius that is not soft-deleted."""
+    """Which of ``noms_numbers`` are on an offender in Delius that is not soft-deleted. Only NOMS numbers
+    (``A1234BC``, ASCII) are looked up: anything else an event or an operator named is nobody's."""
     found: set[str] = set()
+    wanted = {n.strip().upper() for n in noms_numbers if isinstance(n, str) and n.strip()}
     with engine.connect() as conn:
-        for chunk in _chunks(sorted({n.strip().upper() for n in noms_numbers if n and n.strip()})):
+        for chunk in _chunks(sorted(n for n in wanted if is_noms_number(n))):
             found.update(conn.execute(select(m.offender.c.noms_number).distinct()
                                       .where(m.offender.c.noms_number.in_(chunk),
                                              m.offender.c.soft_deleted == 0)).scalars())

@@ -23,8 +23,12 @@ batches, backfills, reconciliation repairs), on PostgreSQL, Oracle (NDelius) and
   id); a clash with a concurrent run's rows is retried with later times, inside a savepoint.
 * **Data Cleanse**: the contact on the previous case of a move is written in the move's transaction. If it cannot be
   (no ``OTHER`` contact type) the move fails, retryably, unless the caller only wants a warning (backfills).
-* **Failures** are per draft (``Action.FAILED`` with a reason and whether a retry may help). A database that cannot
-  be reached or keeps failing raises ``StoreUnavailable``; missing configuration raises ``MergeConfigurationError``.
+* **Failures** are per draft (``Action.FAILED`` with a reason and whether a retry may help). A draft no column can
+  take is refused before the database (``plan.refusal``); a call the database refuses for its data is split until
+  only the drafts it refuses fail (``merge``, ``_isolate``), named from the column sizes. A database that cannot be
+  reached or does not settle raises ``StoreUnavailable``; missing configuration ``MergeConfigurationError``.
+* **Staff names** are compared in Python by one Unicode caseless form (``plan.staff_key``), never by the database's
+  ``lower()``, whose answer differs between SQLite, PostgreSQL and Oracle (``_find_staff``).
 """
 
 from __future__ import annotations
@@ -39,9 +43,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, insert, inspect, select, tuple_, update
+from sqlalchemy import insert, inspect, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..core import rules
 from ..core.outcomes import (
@@ -111,14 +125,71 @@ class DeliusStore:
 
         ``data_cleanse_required``: a move whose Data Cleanse contact cannot be written fails (retryable) and is not
         made -- the event flows; False: the move is made and the outcome carries a warning -- the backfill.
-        Raises ``StoreUnavailable`` (database unreachable or not settling) or ``MergeConfigurationError``."""
+
+        A draft that no column can take (``plan.refusal``) fails at once. When the database refuses a call for a
+        reason in the data (a value too long, out of range, not encodable), the drafts are split and merged again
+        until only the ones it refuses fail, each with the reason (``_isolate``). Raises ``StoreUnavailable`` when
+        the database cannot be reached or does not settle, before anything of this call was committed (later, the
+        drafts not yet merged fail with that reason, retryably), and ``MergeConfigurationError``."""
+        pending, outcomes = plan.pick_winners(drafts)
+        writable = []
+        for idx in pending:
+            reason = plan.refusal(drafts[idx])
+            if reason is None:
+                writable.append(idx)
+            else:
+                outcomes[idx] = MergeOutcome(drafts[idx].urn, Action.FAILED, reason)
+        if writable:
+            for idx, outcome in zip(writable, self._isolate([drafts[i] for i in writable], data_cleanse_required,
+                                                            first=True)):
+                outcomes[idx] = outcome
+        return [outcomes[idx] for idx in range(len(drafts))]
+
+    def _isolate(self, drafts: list[ContactDraft], data_cleanse_required: bool, *, first: bool) -> list[MergeOutcome]:
+        """Merge ``drafts``; if the database refuses them for a reason in the data, merge each half on its own (each
+        in its own transactions), down to the single drafts it refuses. With k such drafts among n this takes about
+        2k·log2(n) merge calls instead of one; nothing of a refused call is committed."""
+        try:
+            return self._merge_classified(drafts, data_cleanse_required)
+        except _Refused as refused:
+            if len(drafts) == 1:
+                log.warning("merge refused for one draft: %s", refused.describe())
+                return [MergeOutcome(drafts[0].urn, Action.FAILED, _explain(drafts[0], refused),
+                                     retryable=refused.retryable)]
+            log.info("merge of %d drafts refused (%s); merging each half on its own", len(drafts),
+                     refused.describe())
+        except StoreUnavailable as exc:
+            if first:
+                raise
+            return [MergeOutcome(d.urn, Action.FAILED, str(exc), retryable=True) for d in drafts]
+        half = len(drafts) // 2
+        return (self._isolate(drafts[:half], data_cleanse_required, first=False)
+                + self._isolate(drafts[half:], data_cleanse_required, first=False))
+
+    def _merge_classified(self, drafts: list[ContactDraft], data_cleanse_required: bool) -> list[MergeOutcome]:
+        """``_merge``, its errors sorted: unavailable or not settling (``StoreUnavailable``), configuration
+        (``MergeConfigurationError``), or refused for the data (``_Refused``)."""
         try:
             return self._merge(drafts, data_cleanse_required)
+        except (MergeConfigurationError, StoreUnavailable):
+            raise
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"Delius database unavailable ({type(exc).__name__})") from exc
+            kind = _error_kind(exc)
+            if kind == "unavailable":
+                raise StoreUnavailable(f"Delius database unavailable ({type(exc).__name__})") from exc
+            if kind == "busy":
+                raise StoreUnavailable(f"Delius database busy: concurrent writes did not settle "
+                                       f"({type(exc).__name__})") from exc
+            raise _Refused(exc, retryable=kind != "data") from exc
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            # Raised by the driver binding a value: psycopg2 refuses NUL (ValueError), UTF-8 a lone surrogate
+            # (UnicodeEncodeError), sqlite3 an integer beyond 64 bits (OverflowError).
+            raise _Refused(exc, retryable=False) from exc
+        except Exception as exc:  # noqa: BLE001 - anything else a draft sets off: pinned to it, retried later
+            raise _Refused(exc, retryable=True) from exc
 
     def _merge(self, drafts: Sequence[ContactDraft], data_cleanse_required: bool) -> list[MergeOutcome]:
-        pending, outcomes = plan.pick_winners(drafts)
+        pending, outcomes = plan.pick_winners(drafts)      # one per URN already (merge), but callable on its own
         for round_number in range(MAX_ROUNDS):
             if not pending:
                 break
@@ -238,7 +309,7 @@ class DeliusStore:
         types = conn.execute(select(m.r_contact_type.c.contact_type_id, m.r_contact_type.c.code,
                                     m.r_contact_type.c.sensitive_contact)).all()
         mapped: dict[str, int] = {}
-        for chunk in _chunks(sorted({d.type_key for d in drafts})):
+        for chunk in _chunks(sorted({d.type_key for d in drafts if plan.fits(d.type_key, plan.NOMIS_TYPE_MAX)})):
             mapped.update({key: type_id for key, type_id in conn.execute(
                 select(m.r_contact_type_nomis_type.c.nomis_contact_type, m.r_contact_type_nomis_type.c.contact_type_id)
                 .where(m.r_contact_type_nomis_type.c.nomis_contact_type.in_(chunk)))})
@@ -296,7 +367,7 @@ class DeliusStore:
 
     def _find_persons(self, conn: Connection, noms_numbers: set[str]) -> dict[str, list[Person]]:
         persons: dict[str, list[Person]] = {noms: [] for noms in noms_numbers}
-        for chunk in _chunks(sorted(noms_numbers)):
+        for chunk in _chunks(sorted(n for n in noms_numbers if plan.fits(n, plan.NOMS_NUMBER_MAX))):
             for offender_id, crn, noms in conn.execute(
                     select(m.offender.c.offender_id, m.offender.c.crn, m.offender.c.noms_number)
                     .where(m.offender.c.noms_number.in_(chunk), m.offender.c.soft_deleted == 0)
@@ -528,20 +599,15 @@ class DeliusStore:
 
     def _staff_for_area(self, ref: Reference, provider: Provider,
                         names: set[tuple[str, str]]) -> dict[StaffKey, int]:
-        wanted = {plan.staff_key(provider.area_id, forename, surname): (forename, surname)
-                  for forename, surname in names}
+        wanted: dict[StaffKey, tuple[str, str]] = {}
+        for forename, surname in sorted(names):       # one spelling per person: the first in order is written
+            wanted.setdefault(plan.staff_key(provider.area_id, forename, surname), (forename, surname))
         result: dict[StaffKey, int] = {}
         with self.engine.begin() as conn:
             conn.execute(select(m.probation_area.c.probation_area_id)
                          .where(m.probation_area.c.probation_area_id == provider.area_id)
                          .with_for_update(key_share=True)).all()
-            for chunk in _chunks(sorted((f, s) for _, f, s in wanted)):
-                for staff_id, forename, surname in conn.execute(
-                        select(m.staff.c.staff_id, func.lower(m.staff.c.forename), func.lower(m.staff.c.surname))
-                        .where(m.staff.c.probation_area_id == provider.area_id,
-                               tuple_(func.lower(m.staff.c.forename), func.lower(m.staff.c.surname)).in_(chunk))
-                        .order_by(m.staff.c.staff_id)):
-                    result.setdefault(plan.staff_key(provider.area_id, forename, surname), staff_id)
+            self._find_staff(conn, provider.area_id, wanted, result)
             missing = [key for key in sorted(wanted) if key not in result]
             if not missing:
                 return result
@@ -560,6 +626,31 @@ class DeliusStore:
             log.info("created %d prison staff in area %s (%s)", len(missing), provider.area_code,
                      ", ".join(row["officer_code"] for row in staff_rows))
         return result
+
+    @staticmethod
+    def _find_staff(conn: Connection, area_id: int, wanted: dict[StaffKey, tuple[str, str]],
+                    result: dict[StaffKey, int]) -> None:
+        """The first staff row (lowest id) of the area for each wanted name, matched by ``plan.staff_key`` in Python.
+
+        A database's own case-insensitive comparison differs (SQLite's ``lower()`` folds ASCII only, PostgreSQL's
+        follows its collation, Oracle's its NLS settings), so candidates are fetched by exact comparison, which all
+        make alike: the surnames in the forms they are likely stored in (``plan.name_spellings``). A name still not
+        found is about to be created, so the area's staff are read once more, all of them, to be sure no stored
+        form was missed. Runs under the area's lock (``_staff_for_area``)."""
+
+        def consider(rows) -> None:
+            for staff_id, forename, surname in rows:
+                key = plan.staff_key(area_id, forename, surname)
+                if key in wanted and (key not in result or staff_id < result[key]):
+                    result[key] = staff_id
+
+        columns = (m.staff.c.staff_id, m.staff.c.forename, m.staff.c.surname)
+        spellings = sorted({form for _, surname in wanted.values() for form in plan.name_spellings(surname)})
+        for chunk in _chunks(spellings):
+            consider(conn.execute(select(*columns).where(m.staff.c.probation_area_id == area_id,
+                                                         m.staff.c.surname.in_(chunk))))
+        if any(key not in result for key in wanted):
+            consider(conn.execute(select(*columns).where(m.staff.c.probation_area_id == area_id)))
 
     def _insert_staff_with_codes(self, conn: Connection, prefix: str, rows: list[dict]) -> None:
         """Give each new staff row its officer code and insert it, under the area lock.
@@ -582,6 +673,82 @@ class DeliusStore:
             row["officer_code"] = code
             taken.add(code)
             conn.execute(insert(m.staff), row)
+
+
+class _Refused(Exception):
+    """A merge call the database (or its driver) refused for a reason that may lie in one draft's data."""
+
+    def __init__(self, cause: BaseException, *, retryable: bool):
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+        self.retryable = retryable
+
+    @property
+    def code(self) -> str | None:
+        return _db_code(self.cause)
+
+    def describe(self) -> str:
+        """The error's class and code: never its message, which may quote a value."""
+        orig = getattr(self.cause, "orig", None)
+        name = type(orig).__name__ if orig is not None else type(self.cause).__name__
+        return f"{name} {self.code}" if self.code else name
+
+
+# What a database's code means, for a reason (PostgreSQL SQLSTATE, Oracle ORA- numbers).
+_REFUSALS = {
+    "22001": "value too long", "ORA-12899": "value too long", "ORA-01401": "value too long",
+    "22003": "number out of range", "ORA-01438": "number out of range", "ORA-01426": "number out of range",
+    "22008": "date-time out of range", "22007": "invalid date-time", "ORA-01841": "date-time out of range",
+    "22021": "character not in the database's encoding", "22P05": "character not in the database's encoding",
+    "ORA-29275": "character not in the database's encoding", "ORA-01461": "value too long",
+}
+_DATA_CODES = frozenset(_REFUSALS) | {"ORA-01840", "ORA-01847", "ORA-01722"}
+
+
+def _db_code(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE or Oracle's ORA- number of a driver error, when the database said one."""
+    orig = getattr(exc, "orig", None)
+    pgcode = getattr(orig, "pgcode", None)
+    if pgcode:
+        return str(pgcode)
+    error = (getattr(orig, "args", None) or (None,))[0]
+    number = getattr(error, "code", None)
+    return f"ORA-{number:05d}" if isinstance(number, int) else None
+
+
+def _error_kind(exc: SQLAlchemyError) -> str:
+    """'unavailable' (not reachable, connection lost), 'busy' (concurrent writes that did not settle), 'data' (a
+    value the database refuses) or 'other' (anything else: split and pinned to the draft that sets it off)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "unavailable"
+    if isinstance(exc, (DisconnectionError, PoolTimeout)):
+        return "unavailable"
+    if isinstance(exc, DBAPIError) and _is_concurrency_error(exc):
+        return "busy"
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return "unavailable"
+    if isinstance(exc, DataError) or _db_code(exc) in _DATA_CODES:
+        return "data"
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return "data"            # a value SQLAlchemy could not bind (the driver was never called)
+    return "other"
+
+
+def _explain(draft: ContactDraft, refused: _Refused) -> str:
+    """The reason a refused draft fails: the column its value does not fit (from the column sizes), else what the
+    database's code means; never a value."""
+    oversized = plan.oversized(draft)
+    if oversized:
+        return f"value too long for {oversized[0]}"
+    cause = refused.cause
+    meaning = _REFUSALS.get(refused.code or "")
+    if meaning is None and isinstance(cause, UnicodeError):
+        meaning = "text not encodable as UTF-8"
+    elif meaning is None and isinstance(cause, OverflowError):
+        meaning = "number out of range"
+    elif meaning is None and isinstance(cause, ValueError) and "NUL" in str(cause):
+        meaning = "text holds a NUL character"
+    return f"Delius refused the contact: {meaning or 'database error'} ({refused.describe()})"
 
 
 def _is_concurrency_error(exc: DBAPIError) -> bool:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from ..clients import telemetry as telemetry_adapter
 from ..core import rules, telemetry
-from ..core.events import search_type_subtypes
+from ..core.events import is_noms_number, search_type_subtypes
 from ..core.outcomes import REASON_OFFENDER_NOT_FOUND, Action, MergeOutcome
 from ..core.ports import SourceApi, UpstreamError
+from ..core.text import clip
 from ..delius import queries
 from ..delius.store import DeliusStore
 
@@ -45,6 +46,19 @@ class BackfillReport:
     items: list[Item] = field(default_factory=list)
     fetch_error: UpstreamError | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    refused: str | None = None          # not a NOMS number: nothing was fetched or merged
+
+    @property
+    def error(self) -> str | None:
+        """Why nothing of the person was merged (a refused key, records that could not be read), or None."""
+        if self.refused is not None:
+            return self.refused
+        return self.fetch_error.reason if self.fetch_error is not None else None
+
+    @property
+    def replaced_characters(self) -> int:
+        """Characters no database stores (NUL, lone surrogates) replaced in the person's records (core/text.py)."""
+        return sum(i.draft.replaced_characters for i in self.items if i.draft is not None)
 
     @property
     def planned(self) -> dict[str, int]:
@@ -87,7 +101,7 @@ class BackfillReport:
     def first_failure(self) -> str | None:
         """§8.7: the first failure other than offender-not-found fails the backfill (after every item was tried)."""
         failure = next(iter(self.failures), None)
-        return f"{failure.kind} {failure.source_id}: {failure.outcome.reason}" if failure else None
+        return f"{failure.kind} {clip(failure.source_id, 60)}: {failure.outcome.reason}" if failure else None
 
     @property
     def urns_of_interest(self) -> set[str]:
@@ -99,8 +113,11 @@ Emit = Callable[[Iterable[telemetry.TelemetryRecord]], None]
 
 def backfill_person(noms_number: str, source: SourceApi, store: DeliusStore, *, cause: str = DEFAULT_CAUSE,
                     emit: Emit = telemetry_adapter.emit) -> BackfillReport:
-    """One person; an upstream failure to read the person's records raises ``UpstreamError``."""
+    """One person; an upstream failure to read the person's records raises ``UpstreamError``, a key that is not a
+    NOMS number ``ValueError``."""
     [report] = backfill_people([noms_number], source, store, cause=cause, emit=emit)
+    if report.refused is not None:
+        raise ValueError(report.refused)
     if report.fetch_error is not None:
         raise report.fetch_error
     return report
@@ -111,12 +128,20 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
                     emit: Emit = telemetry_adapter.emit) -> list[BackfillReport]:
     """Backfill several people at once: their records are fetched concurrently, compared with Delius in one query,
     and merged in a few bulk calls. Each item still has its own outcome, and each person their own report; a person
-    whose records could not be read has ``fetch_error`` set and nothing merged.
+    whose records could not be read has ``fetch_error`` set and nothing merged, one whose key is not a NOMS number
+    (``A1234BC``, ASCII) ``refused``, and nothing fetched.
 
     Each person read is reported to ``emit`` as the reference's ``CaseNotesMigrated`` (``cause``: what asked for the
     backfill, the linkage event's type where known), after a ``DataCleanseNotificationFailure`` for each move whose
-    Data Cleanse contact could not be written."""
+    Data Cleanse contact could not be written.
+
+    Bulkheads: whatever one person's records or one item holds fails that person or that item alone (the class of
+    the exception is the reason, never its message); the merge pins a record Delius refuses to its item
+    (``DeliusStore.merge``)."""
     reports = {noms: BackfillReport(noms) for noms in dict.fromkeys(n.strip().upper() for n in noms_numbers)}
+    for report in reports.values():
+        if not is_noms_number(report.noms_number):
+            report.refused = "not a NOMS number (a letter, four digits, two letters: A1234BC)"
     started = time.monotonic()
 
     def fetch(report: BackfillReport):
@@ -126,10 +151,14 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
         except UpstreamError as exc:
             report.fetch_error = exc
             return
+        except Exception as exc:  # noqa: BLE001 - the bulkhead: this person's records alone
+            report.fetch_error = UpstreamError(f"reading the person's records failed ({type(exc).__name__})")
+            return
         report.items = [case_note_item(raw) for raw in notes] + [alert_item(raw) for raw in alerts]
 
-    with ThreadPoolExecutor(max_workers=max(1, min(fetch_workers, len(reports)))) as pool:
-        list(pool.map(fetch, reports.values()))
+    wanted = [r for r in reports.values() if r.refused is None]
+    with ThreadPoolExecutor(max_workers=max(1, min(fetch_workers, len(wanted) or 1))) as pool:
+        list(pool.map(fetch, wanted))
     fetched = time.monotonic()
     to_merge = plan_changes(list(reports.values()), store)
     planned = time.monotonic()
@@ -148,7 +177,7 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
 def _report_telemetry(reports: Iterable[BackfillReport], cause: str, emit: Emit) -> None:
     records: list[telemetry.TelemetryRecord] = []
     for report in reports:
-        if report.fetch_error is not None:      # nothing was merged: the reference reports nothing either
+        if report.error is not None:      # nothing was merged (unreadable or refused): the reference reports nothing either
             continue
         for item in report.items:
             outcome = item.outcome
@@ -182,7 +211,7 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
         "noms": [i.draft.noms_number for i in drafts],
         "incoming": pd.to_datetime([i.draft.system_datetime.replace(microsecond=0) for i in drafts]),
     })
-    rows = queries.people_contacts(store.engine, {r.noms_number for r in reports})
+    rows = queries.people_contacts(store.engine, {r.noms_number for r in reports if r.refused is None})
     existing = pd.DataFrame(rows, columns=["urn", "noms", "stored"])
     existing["stored"] = pd.to_datetime(existing["stored"]).dt.floor("s")
     plan = wanted.merge(existing.drop_duplicates("urn"), on=["urn", "noms"], how="left")
@@ -203,12 +232,20 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
 
 def case_note_item(raw: dict) -> Item:
     """A case note from the search, filtered and mapped (rules.map_case_note: the one definition of "of interest")."""
-    return _item(CASE_NOTE, rules.map_case_note(raw))
+    return _item(CASE_NOTE, _mapped(rules.map_case_note, raw, "case note"))
 
 
 def alert_item(raw: dict) -> Item:
     """An alert of the person, filtered and mapped (rules.map_alert)."""
-    return _item(ALERT, rules.map_alert(raw))
+    return _item(ALERT, _mapped(rules.map_alert, raw, "alert"))
+
+
+def _mapped(mapping, raw: dict, what: str) -> rules.Mapped:
+    """The bulkhead of one item: an exception while mapping it makes it invalid (its class the reason)."""
+    try:
+        return mapping(raw)
+    except Exception as exc:  # noqa: BLE001 - mapping is pure: the same record always fails the same way
+        return rules.Mapped(None, "unknown", invalid=f"the {what} could not be mapped ({type(exc).__name__})")
 
 
 def _item(kind: str, mapped: rules.Mapped) -> Item:

@@ -35,6 +35,7 @@ from ..core.messages import QueueMessage
 from ..core.outcomes import REASON_OFFENDER_NOT_FOUND, Action, MergeConfigurationError, StoreUnavailable
 from ..core.ports import EventsQueue, SourceApi, UpstreamError
 from ..core.records import Alert, CaseNote
+from ..core.text import clip
 from ..delius.store import DeliusStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class EventOutcome:
     disposition: str | None = None
     attempt: int = 1
     warning: str | None = None            # the store's warning (also the reason): a move not made, a Data Cleanse
+    replaced_characters: int = 0          # NUL and lone surrogates replaced in the record before Delius saw it
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +98,11 @@ class BatchReport:
     @property
     def dispositions(self) -> dict[str, int]:
         return dict(Counter(o.disposition for o in self.outcomes))
+
+    @property
+    def replaced_characters(self) -> int:
+        """Characters no database stores (NUL, lone surrogates) replaced in the batch's records (core/text.py)."""
+        return sum(o.replaced_characters for o in self.outcomes)
 
     def failure_summary(self) -> str:
         reasons = Counter((o.reason or "unknown", o.disposition) for o in self.failed)
@@ -169,13 +176,16 @@ def _route_all(events: Sequence[QueueMessage]) -> tuple[list[EventOutcome], list
         outcomes.append(outcome)
         try:
             event = parse_sqs_body(leased.body, leased.message_id)
+            outcome.event_type = clip(event.event_type)
+            outcome.noms_number = clip(event.noms_number, 20) if event.noms_number is not None else None
+            outcome.source_id = _source_id(event)
+            reason = event.ignore_reason()
         except PoisonMessage as poison:
             _fail(outcome, f"unreadable message: {poison.reason}", retryable=False)
             continue
-        outcome.event_type = event.event_type
-        outcome.noms_number = event.noms_number
-        outcome.source_id = _source_id(event)
-        reason = event.ignore_reason()
+        except Exception as exc:  # noqa: BLE001 - the bulkhead: whatever one message holds fails that message alone
+            _fail(outcome, f"unreadable message ({type(exc).__name__})", retryable=False)
+            continue
         if reason is None and event.kind is EventKind.LINKAGE:
             reason = "linkage events are backfilled by noms_backfill_job"   # not expected here: the sensor routes them
         if reason is not None:
@@ -200,6 +210,7 @@ def _collect(part, outcomes: list[EventOutcome], seen: dict[int, _Seen]) -> dict
         else:
             drafts[idx] = draft
             outcomes[idx].noms_number = draft.noms_number
+            outcomes[idx].replaced_characters = draft.replaced_characters
     return drafts
 
 
@@ -215,9 +226,15 @@ class _Seen:
 
 
 def _fetch_one(event: DomainEvent, source: SourceApi):
-    """(draft, skip reason, (failure reason, retryable), seen), with exactly one of the first three set."""
+    """(draft, skip reason, (failure reason, retryable), seen), with exactly one of the first three set; never raises.
+
+    The bulkhead of one event: an upstream error keeps its own reason and retryability; any other exception is
+    that event's failure alone, named by its class (never its message, which may quote the data): retryable when
+    it is the network's (``OSError`` while fetching), else permanent -- the same answer would fail the same way."""
     is_case_note = event.kind is EventKind.CASE_NOTE
+    what = "case note" if is_case_note else "alert"
     fetch = source.get_case_note if is_case_note else source.get_alert
+    assert event.detail_url is not None, "routed events have a detailUrl"
     try:
         record = fetch(event.detail_url)
         for delay in NOT_FOUND_RETRY_DELAYS:
@@ -227,10 +244,20 @@ def _fetch_one(event: DomainEvent, source: SourceApi):
             record = fetch(event.detail_url)
     except UpstreamError as exc:
         return None, None, (exc.reason, exc.retryable), _Seen(telemetry.Stage.FETCH_FAILED)
+    except OSError as exc:
+        return None, None, (f"fetching the {what} failed ({type(exc).__name__})", True), \
+            _Seen(telemetry.Stage.FETCH_FAILED)
+    except Exception as exc:  # noqa: BLE001 - see above
+        return None, None, (f"the {what} could not be read ({type(exc).__name__})", False), \
+            _Seen(telemetry.Stage.FETCH_FAILED)
     if record is None:
         reason = "case note not found (404)" if is_case_note else "alert not found (404)"
         return None, reason, None, _Seen(telemetry.Stage.NOT_FOUND)
-    mapped = rules.map_case_note(record) if is_case_note else rules.map_alert(record)
+    try:
+        mapped = rules.map_case_note(record) if is_case_note else rules.map_alert(record)
+    except Exception as exc:  # noqa: BLE001 - see above: mapping is pure, so the same record always fails
+        return None, None, (f"the {what} could not be mapped ({type(exc).__name__})", False), \
+            _Seen(telemetry.Stage.INVALID)
     if mapped.invalid is not None:
         return None, None, (mapped.invalid, False), _Seen(telemetry.Stage.INVALID, mapped.record)
     stage = telemetry.Stage.IGNORED if mapped.ignored is not None else telemetry.Stage.MERGED
@@ -262,6 +289,12 @@ def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], 
     except (StoreUnavailable, MergeConfigurationError) as exc:
         reason = str(exc)
         log.warning(kv("merge_failed", drafts=len(order), reason=reason))
+        for idx in order:
+            _fail(outcomes[idx], reason, retryable=True)
+        return
+    except Exception as exc:  # noqa: BLE001 - the store pins data errors to their drafts; this is a bug: retry later
+        reason = f"merge into Delius failed ({type(exc).__name__})"
+        log.exception(kv("merge_failed", drafts=len(order), reason=reason))
         for idx in order:
             _fail(outcomes[idx], reason, retryable=True)
         return
@@ -314,15 +347,20 @@ def _skip(outcome: EventOutcome, reason: str) -> None:
 
 
 def _fail(outcome: EventOutcome, reason: str, *, retryable: bool) -> None:
-    outcome.action, outcome.reason, outcome.retryable = Action.FAILED.value, reason, retryable
+    """A failure, with its reason made fit for a queue attribute and run metadata (core/text.py)."""
+    outcome.action, outcome.reason, outcome.retryable = Action.FAILED.value, clip(reason, REASON_LIMIT), retryable
+
+
+REASON_LIMIT = 500                # characters of a reason (SQS attributes take 1,000: clients/sqs.py)
 
 
 def _source_id(event: DomainEvent) -> str | None:
+    """The case note's or alert's id as the event names it, capped (it goes into run metadata)."""
     info = event.additional_information or {}
     value = info.get("id") or info.get("alertUuid")
     if value is None and event.detail_url:
         value = event.detail_url.rstrip("/").rsplit("/", 1)[-1]
-    return str(value) if value is not None else None
+    return clip(value) if value is not None else None
 
 
 class _LeaseKeeper:

@@ -379,6 +379,13 @@ class StandInsProcess:
     def clear_faults(self) -> None:
         self._admin("DELETE", "faults")
 
+    def serve(self, url: str, body: str, *, status: int = 200) -> None:
+        """Answer requests for ``url`` (or a path) with ``body`` verbatim (``StandIns.serve``), until a reset."""
+        from urllib.parse import unquote, urlsplit
+
+        path = unquote(urlsplit(url).path) if "://" in url else url
+        self._admin("PUT", "answers", {"path": path, "body": body, "status": status})
+
     def request_counts(self) -> dict[str, int]:
         return self._admin("GET", "requests")["counts"]
 

@@ -160,6 +160,8 @@ def test_token_failures_are_retryable_upstream_errors_without_secrets(stands: St
 def test_debug_logging_never_shows_the_secret_or_token(stands: StandIns, api: HmppsSourceApi, caplog) -> None:
     # Every logger at DEBUG, whatever an earlier test or library set on them (urllib3's is often raised to WARNING).
     caplog.set_level(logging.DEBUG)
+    # urllib3's own logger too: kubernetes' client Configuration() (loaded by earlier tests in the same session, via
+    # dagster-k8s) sets it to WARNING, and then nothing reaches the root logger's DEBUG level.
     for name in ("urllib3", "urllib3.connectionpool", "integration"):
         caplog.set_level(logging.DEBUG, logger=name)
     note = stands.add_case_note(text="private note text")

@@ -466,6 +466,24 @@ def test_fault_malformed_json_and_token_outage(standins: StandIns, auth) -> None
     assert standins.tokens_issued == 0
 
 
+def test_crafted_answers_are_served_verbatim_after_the_token_check_until_reset(standins: StandIns, auth) -> None:
+    url = f"{standins.case_notes_url}/case-notes/A1234BC/{'x' * 5000}"     # not a UUID: the store cannot hold it
+    body = ('{"caseNoteId": "' + "x" * 5000 + '", "text": "nul \\u0000 and \\ud800", "deep": '
+            + "[" * 5000 + "]" * 5000 + "}")
+    standins.serve(url, body)
+    standins.serve("/search/case-notes/A1234BC", '{"content": []}', status=200)
+    assert requests.get(url, timeout=5).status_code == 401                   # still needs a token
+    answer = requests.get(url, headers=auth, timeout=5)
+    assert (answer.status_code, answer.text) == (200, body)
+    assert search(standins, auth, VALID).text == '{"content": []}'
+    admin = requests.put(f"{standins.alerts_url}/__admin/answers", timeout=5,
+                         json={"path": "/alerts/not-a-uuid", "body": "[1]", "status": 200})
+    assert admin.status_code == 200
+    assert requests.get(f"{standins.alerts_url}/alerts/not-a-uuid", headers=auth, timeout=5).text == "[1]"
+    standins.reset()
+    assert requests.get(url, headers=auth, timeout=5).status_code == 400    # the real route again
+
+
 def test_probabilistic_fault_is_reproducible_with_a_seed(standins: StandIns, auth) -> None:
     alert = standins.add_alert()
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ...constants import BACKFILL_CHECK, CAUSE_TAG, DELIUS_CONTACTS, LINKED_PERSON_CONTACTS, TRIGGER_TAG
+from ...core.events import is_noms_number
 from ...core.logfmt import kv
+from ...core.text import clip
 from ...flows.backfill import DEFAULT_CAUSE, BackfillReport, backfill_people
 from ...resources import DeliusDatabase, SourceApiResource
 from .partitions import noms_partitions
@@ -14,6 +16,7 @@ from ...delius import queries
 
 CHECK_NAME = BACKFILL_CHECK
 PREVIEW_ROWS = 50
+NOT_A_NOMS_NUMBER = "partition key is not a NOMS number (a letter, four digits, two letters: A1234BC)"
 
 
 @dg.asset(
@@ -66,11 +69,17 @@ def backfill(noms_numbers: Sequence[str], delius: DeliusDatabase, source_api: So
     store, source = delius.store(), source_api.client()
     reports: list[BackfillReport] = []
     errors: list[str] = []
-    for report in backfill_people(noms_numbers, source, store, cause=cause):
-        if report.fetch_error is not None:
-            errors.append(f"{report.noms_number}: {report.fetch_error.reason}")
-            log.warning(kv("backfill", noms=report.noms_number, outcome="fetch_failed",
-                           reason=report.fetch_error.reason))
+    # A key that is not a NOMS number (however its partition was added) is refused: that person fails, clearly, and
+    # nothing is fetched for it; the run's other people are backfilled.
+    for key in noms_numbers:
+        if not is_noms_number(key):
+            errors.append(f"{clip(key, 40)!r}: {NOT_A_NOMS_NUMBER}")
+            log.warning(kv("backfill", noms=clip(key, 40), outcome="refused", reason=NOT_A_NOMS_NUMBER))
+    people = [key for key in noms_numbers if is_noms_number(key)]
+    for report in backfill_people(people, source, store, cause=cause):
+        if report.error is not None:
+            errors.append(f"{report.noms_number}: {report.error}")
+            log.warning(kv("backfill", noms=report.noms_number, outcome="fetch_failed", reason=report.error))
             continue
         reports.append(report)
         log.info(kv("backfill", noms=report.noms_number, **{k: v for k, v in report.counts.items() if v}))
@@ -105,7 +114,7 @@ ITEM_COLUMNS = [("kind", "string"), ("source_id", "string"), ("planned", "string
 
 def person_metadata(report: BackfillReport) -> dict:
     """One person's counts (CaseNotesMigrated-style), reasons and a preview of the items: ids and codes, no text."""
-    preview = [dg.TableRecord({"kind": i.kind, "source_id": i.source_id, "planned": i.planned or "",
+    preview = [dg.TableRecord({"kind": i.kind, "source_id": clip(i.source_id), "planned": i.planned or "",
                                "action": i.outcome.action.value if i.outcome else "filtered",
                                "reason": (i.outcome.reason if i.outcome else i.filtered) or "",
                                "contact_id": i.outcome.contact_id if i.outcome else None})
@@ -118,6 +127,7 @@ def person_metadata(report: BackfillReport) -> dict:
         "seconds": dg.MetadataValue.json(report.seconds),
         **{key: dg.MetadataValue.int(value) for key, value in report.counts.items()},
         "skipped_by_reason": dg.MetadataValue.json(report.skipped_by_reason),
+        "replaced_characters": dg.MetadataValue.int(report.replaced_characters),
         "preview": dg.MetadataValue.table(
             records=preview, schema=dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in ITEM_COLUMNS])),
     }

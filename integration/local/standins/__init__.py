@@ -7,7 +7,12 @@ own 127.0.0.1 port, share one in-memory ``SourceStore``, and take faults and see
     with StandIns.start() as standins:
         note = standins.add_case_note("A1234BC", type="GEN", sub_type="OSE")
         standins.set_fault("get_case_note", status=503, times=2)
+        standins.serve(f"{standins.case_notes_url}/case-notes/A1234BC/{'x' * 5000}", crafted_json)
         ...
+
+``serve`` answers one path verbatim (after the token check) with what the store cannot hold: an id that is not a
+UUID, JSON nested 100,000 deep, a 5,000-digit number, escaped NULs and surrogates (``PUT /__admin/answers`` with
+``{"path", "body", "status"}`` from another process).
 
 Run them on fixed ports with ``python -m integration.local.standins --auth-port 9090 ...``.
 """

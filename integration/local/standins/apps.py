@@ -59,6 +59,24 @@ class Backend:
         self._search_requests: list[dict[str, Any]] = []
         self._tie_seed = tie_seed
         self._ties = random.Random(tie_seed)
+        self._answers: dict[str, tuple[int, str]] = {}
+
+    def set_answer(self, path: str, body: str, status: int = 200) -> None:
+        """Answer every authorised GET or POST of ``path`` (as the app sees it: decoded, no query) with ``body``
+        verbatim, instead of the store: records the store cannot hold (ids that are not UUIDs, JSON nested
+        100,000 deep, numbers of 5,000 digits, escaped NULs and surrogates), for hostile-input tests."""
+        if not 100 <= int(status) <= 599:
+            raise ValueError("status must be an HTTP status code")
+        with self._lock:
+            self._answers[path] = (int(status), body)
+
+    def answer_for(self, path: str) -> tuple[int, str] | None:
+        with self._lock:
+            return self._answers.get(path)
+
+    def clear_answers(self) -> None:
+        with self._lock:
+            self._answers.clear()
 
     def set_tie_seed(self, seed: int | None) -> None:
         """Seed the order of equal sort keys from now on (``None``: unpredictable); ``reset`` re-applies it."""
@@ -87,6 +105,7 @@ class Backend:
         with self._lock:
             self._search_requests.clear()
             self._ties = random.Random(self._tie_seed)
+            self._answers.clear()
         if store:
             self.store.clear()
 
@@ -184,7 +203,11 @@ def endpoint(backend: Backend, route: str, roles: frozenset[str] | None = None,
                     response = _fault_response(route, applied)
                 else:
                     denied = _bearer_check(backend, roles, forbidden) if roles is not None else None
-                    response = denied or view(*args, **kwargs)
+                    crafted = backend.answer_for(request.path) if denied is None else None
+                    if crafted is not None:
+                        response = Response(crafted[1], status=crafted[0], mimetype="application/json")
+                    else:
+                        response = denied or view(*args, **kwargs)
                 status = response.status_code
                 return response
             finally:
@@ -595,6 +618,19 @@ def admin_blueprint(backend: Backend) -> Blueprint:
     def clear_faults() -> Response:
         backend.faults.clear()
         return jsonify({"cleared": "all"})
+
+    @admin.put("/answers")
+    def set_answer() -> Response:
+        data = body_json()
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str) or not isinstance(data.get("body"), str):
+            raise _Invalid("an answer is a JSON object with a path and a body (strings) and an optional status")
+        backend.set_answer(data["path"], data["body"], int(data.get("status", 200)))
+        return jsonify({"answer": data["path"]})
+
+    @admin.delete("/answers")
+    def clear_answers() -> Response:
+        backend.clear_answers()
+        return jsonify({"cleared": "answers"})
 
     @admin.get("/requests")
     def requests_log() -> Response:

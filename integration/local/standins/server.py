@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -118,8 +119,8 @@ class StandIns:
         self.stop()
 
     def reset(self) -> None:
-        """Clear faults (letting hung requests go), request log, recorded searches, token count and the store; auth
-        settings and the order of equal sort keys back to start."""
+        """Clear faults (letting hung requests go), request log, recorded searches, crafted answers, token count and
+        the store; auth settings and the order of equal sort keys back to start."""
         self._backend.reset()
 
     def set_tie_seed(self, seed: int | None) -> None:
@@ -147,6 +148,16 @@ class StandIns:
     def alert_url(self, alert: dict[str, Any]) -> str:
         """The event ``detailUrl`` of an alert: ``{alerts_url}/alerts/{alertUuid}``."""
         return f"{self.alerts_url}/alerts/{alert['alertUuid']}"
+
+    def serve(self, url: str, body: str, *, status: int = 200) -> None:
+        """Answer requests for ``url`` (a ``detailUrl``, or a path such as ``/prisoners/A1234BC/alerts``) with
+        ``body`` verbatim, after the token check, until ``reset``: crafted answers the store cannot hold (an id that
+        is not a UUID, deeply nested JSON, a 5,000-digit number, escaped NULs or surrogates)."""
+        path = unquote(urlsplit(url).path) if "://" in url else url
+        self._backend.set_answer(path, body, status)
+
+    def clear_answers(self) -> None:
+        self._backend.clear_answers()
 
     # --- faults ---------------------------------------------------------------------------------------------------
     @property
