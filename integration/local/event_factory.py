@@ -39,7 +39,7 @@ def case_note_event(noms: str, case_note_id: str, case_note_type: str, sub_type:
                     source: str = "DPS") -> str:
     """A ``person.case-note.*`` event: ``detailUrl`` and ``personReference`` name the note's (current) holder;
     ``legacyId`` is a number, as the Case Notes API sends it; a ``moved`` event adds ``previousNomsNumber``."""
-    information: dict[str, Any] = {"id": case_note_id, "legacyId": int(legacy_id or 0), "type": case_note_type,
+    information: dict[str, Any] = {"id": case_note_id, "legacyId": _event_legacy_id(legacy_id), "type": case_note_type,
                                    "subType": sub_type, "source": source, "syncToNomis": True,
                                    "systemGenerated": False}
     if previous_noms is not None:
@@ -54,6 +54,16 @@ def case_note_event(noms: str, case_note_id: str, case_note_type: str, sub_type:
         "personReference": {"identifiers": [{"type": "NOMS", "value": noms}]},
     }
     return sns_body(event, {"type": case_note_type, "subType": sub_type}, message_id)
+
+
+def _event_legacy_id(legacy_id: Any) -> int:
+    """The event's ``legacyId``: a number, as the Case Notes API publishes it (0 when the note's own is none, or is
+    no 64-bit number: hostile test records; the integration never reads it from the event)."""
+    try:
+        value = int(legacy_id or 0) if len(str(legacy_id)) <= 19 else 0
+    except (TypeError, ValueError):
+        return 0
+    return value if -(2**63) <= value < 2**63 else 0
 
 
 def case_note_moved_event(note: Mapping[str, Any], previous_noms: str, *, case_notes_url: str,
