@@ -133,7 +133,7 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
             wait_until(
                 lambda: (
                     sorted(
-                        r.tags.get("dagster/partition")
+                        r.tags.get("hmpps/people")
                         for r in instance.get_runs(
                             dg.RunsFilter(job_name="noms_backfill_job", statuses=[dg.DagsterRunStatus.SUCCESS])
                         )
@@ -175,7 +175,7 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
     with dg.DagsterInstance.from_config(str(project_root)) as instance:
         runs = instance.get_runs()
         backfills = [r for r in runs if r.job_name == "noms_backfill_job"]
-        assert sorted(r.tags["dagster/partition"] for r in backfills) == ["C7000CC", "D7000DD"]
+        assert sorted(r.tags["hmpps/people"] for r in backfills) == ["C7000CC", "D7000DD"]
         assert {r.status for r in backfills} == {dg.DagsterRunStatus.SUCCESS}
         lines = [
             record.user_message
@@ -215,7 +215,7 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
     assert migrated["C7000CC"] == {
         "nomsId": "C7000CC",
         "crn": "X700003",
-        "cause": "linkage",
+        "cause": "probation-case.prison-identifier.added",
         "caseNotesCreated": "3",
         "alertsCreated": "1",
     }
@@ -223,7 +223,7 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
     assert {k: v for k, v in migrated["D7000DD"].items() if k != "caseNotesUpdated"} == {
         "nomsId": "D7000DD",
         "crn": "X700003",
-        "cause": "linkage",
+        "cause": "probation-case.prison-identifier.updated",
         "alertsCreated": "1",
     }
     assert str(uuid.UUID(move["caseNoteId"])) == move["caseNoteId"]
