@@ -6,7 +6,8 @@
 Case (a): one person with 2,000 case notes and 100 alerts. Case (b): 200 people with 100 items each (95 case notes,
 5 alerts). "dagster" times ``noms_backfill_job`` runs of up to 100 people each, launched over GraphQL (as the
 launchpad and ``integration.cli.backfill`` do) on a ``dagster dev`` instance, from the launch to the last run's end:
-run queueing (one backfill at a time) and process start-up included. "core" times ``backfill_people`` in-process (50 people per call, as one run does).
+run queueing (one backfill at a time) and process start-up included. "core" times ``backfill_people`` in-process
+(50 people per call, as one run does).
 Each case runs on a fresh database and is run twice: the second run (a re-run) must change nothing.
 """
 
@@ -31,15 +32,15 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from integration.flows.backfill import backfill_people  # noqa: E402
 from integration.cli.backfill import launch_backfill  # noqa: E402
 from integration.cli.webserver import Webserver  # noqa: E402
 from integration.clients.hmpps import HmppsSourceApi  # noqa: E402
 from integration.delius import models as m  # noqa: E402
 from integration.delius.engine import create_delius_engine  # noqa: E402
-from integration.delius.store import DeliusStore  # noqa: E402
 from integration.delius.reference_data import add_person, seed_reference_data  # noqa: E402
 from integration.delius.schema import create_schema  # noqa: E402
+from integration.delius.store import DeliusStore  # noqa: E402
+from integration.flows.backfill import backfill_people  # noqa: E402
 from integration.local.standins import StandIns, make_alert, make_case_note  # noqa: E402
 from integration_tests.fixtures.postgres import DEFAULT_ADMIN_URL, create_database, drop_database  # noqa: E402
 
@@ -60,10 +61,17 @@ def seed(engine, standins, people: int, notes: int, alerts: int, prefix: str) ->
     for noms in nomses:
         for i in range(notes):
             kind, sub = TYPES[i % len(TYPES)]
-            standins.store.put_case_note(make_case_note(noms, type=kind, sub_type=sub, location_id="LEI",
-                                                        author_name=f"Officer{i % 9} Smith",
-                                                        text=f"Benchmark note {i}"))
-        for i in range(alerts):
+            standins.store.put_case_note(
+                make_case_note(
+                    noms,
+                    type=kind,
+                    sub_type=sub,
+                    location_id="LEI",
+                    author_name=f"Officer{i % 9} Smith",
+                    text=f"Benchmark note {i}",
+                )
+            )
+        for _ in range(alerts):
             standins.store.put_alert(make_alert(noms, code="VI", prison_code="MDI"))
     return nomses
 
@@ -99,9 +107,22 @@ class DagsterDev:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(self.home / "dagster.log", "wb")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-             "-p", str(self.port)], cwd=ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(self.home)},
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(Path(sys.executable).parent / "dagster"),
+                "dev",
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env, "DAGSTER_HOME": str(self.home)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -134,16 +155,23 @@ def run_case(name: str, people: int, notes: int, alerts: int, *, admin_url: str,
             nomses = seed(engine, standins, people, notes, alerts, "B" if name == "b" else "A")
             expected = people * (notes + alerts)
             if core_only:
-                api = HmppsSourceApi(standins.auth_url, standins.client_id, standins.client_secret,
-                                     standins.case_notes_url, standins.alerts_url)
+                api = HmppsSourceApi(
+                    standins.auth_url,
+                    standins.client_id,
+                    standins.client_secret,
+                    standins.case_notes_url,
+                    standins.alerts_url,
+                )
                 store = DeliusStore(engine)
                 for attempt in ("first run", "re-run"):
                     start = time.perf_counter()
                     for i in range(0, len(nomses), 50):
-                        backfill_people(nomses[i:i + 50], api, store)
+                        backfill_people(nomses[i : i + 50], api, store)
                     seconds = time.perf_counter() - start
-                    lines.append(f"({name}) core     {attempt:9s} {expected:6d} items {seconds:7.2f} s "
-                                 f"{expected / seconds:8.0f} items/s  contacts={contact_count(engine)}")
+                    lines.append(
+                        f"({name}) core     {attempt:9s} {expected:6d} items {seconds:7.2f} s "
+                        f"{expected / seconds:8.0f} items/s  contacts={contact_count(engine)}"
+                    )
                 return lines
             from moto.server import ThreadedMotoServer
 
@@ -154,11 +182,17 @@ def run_case(name: str, people: int, notes: int, alerts: int, *, admin_url: str,
             sqs.start()
             client = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{sqs_port}", region_name="eu-west-2")
             queue_url = client.create_queue(QueueName="bench-events")["QueueUrl"]
-            env = {"DELIUS_DATABASE_URL": url, "EVENTS_QUEUE_URL": queue_url,
-                   "AWS_ENDPOINT_URL": f"http://127.0.0.1:{sqs_port}", "AWS_REGION": "eu-west-2",
-                   "HMPPS_AUTH_URL": standins.auth_url, "CLIENT_ID": standins.client_id,
-                   "CLIENT_SECRET": standins.client_secret, "CASE_NOTES_API_URL": standins.case_notes_url,
-                   "ALERTS_API_URL": standins.alerts_url}
+            env = {
+                "DELIUS_DATABASE_URL": url,
+                "EVENTS_QUEUE_URL": queue_url,
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{sqs_port}",
+                "AWS_REGION": "eu-west-2",
+                "HMPPS_AUTH_URL": standins.auth_url,
+                "CLIENT_ID": standins.client_id,
+                "CLIENT_SECRET": standins.client_secret,
+                "CASE_NOTES_API_URL": standins.case_notes_url,
+                "ALERTS_API_URL": standins.alerts_url,
+            }
             dev = DagsterDev(env)
             for attempt in ("first run", "re-run"):
                 before = contact_count(engine)
@@ -170,9 +204,11 @@ def run_case(name: str, people: int, notes: int, alerts: int, *, admin_url: str,
                 seconds = time.perf_counter() - start
                 written = contact_count(engine) - before
                 runs, window = run_window(dev.url, run_ids)
-                lines.append(f"({name}) dagster  {attempt:9s} {expected:6d} items {seconds:7.2f} s "
-                             f"{expected / seconds:8.0f} items/s end to end; {runs} runs in {window:6.2f} s "
-                             f"{expected / window:8.0f} items/s in runs; new contacts={written} status={status}")
+                lines.append(
+                    f"({name}) dagster  {attempt:9s} {expected:6d} items {seconds:7.2f} s "
+                    f"{expected / seconds:8.0f} items/s end to end; {runs} runs in {window:6.2f} s "
+                    f"{expected / window:8.0f} items/s in runs; new contacts={written} status={status}"
+                )
     finally:
         if dev:
             dev.stop()
@@ -189,12 +225,16 @@ def main() -> int:
     parser.add_argument("--case", choices=["a", "b", "both"], default="both")
     parser.add_argument("--admin-url", default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_ADMIN_URL))
     args = parser.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    print(f"machine: {os.cpu_count()} cores, {cpu}; python {platform.python_version()}; "
-          f"load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
+    print(
+        f"machine: {os.cpu_count()} cores, {cpu}; python {platform.python_version()}; "
+        f"load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
     cases = {"a": (1, 2000, 100), "b": (200, 95, 5)}
-    for name in (["a", "b"] if args.case == "both" else [args.case]):
+    for name in ["a", "b"] if args.case == "both" else [args.case]:
         people, notes, alerts = cases[name]
         modes = [True] if args.core_only else [True, False]
         for core_only in modes:

@@ -33,18 +33,31 @@ T0 = datetime(2025, 6, 1, 9, 0, 0)
 
 
 def drafts(n: int, people: int, ids: list[str], minutes: int) -> list[rules.ContactDraft]:
-    return [rules.ContactDraft(
-        urn=rules.case_note_urn(ids[i]), kind=rules.ContactKind.CASE_NOTE, noms_number=f"A{i % people:04d}BC",
-        source_id=ids[i], legacy_id=None, type="KA", sub_type="KS", content=f"Benchmark note {i} v{minutes}",
-        contact_datetime=T0 + timedelta(seconds=i), system_datetime=T0 + timedelta(seconds=i, minutes=minutes),
-        staff_forename=f"Author{i % 20}", staff_surname="Bench", establishment_code="LEI") for i in range(n)]
+    return [
+        rules.ContactDraft(
+            urn=rules.case_note_urn(ids[i]),
+            kind=rules.ContactKind.CASE_NOTE,
+            noms_number=f"A{i % people:04d}BC",
+            source_id=ids[i],
+            legacy_id=None,
+            type="KA",
+            sub_type="KS",
+            content=f"Benchmark note {i} v{minutes}",
+            contact_datetime=T0 + timedelta(seconds=i),
+            system_datetime=T0 + timedelta(seconds=i, minutes=minutes),
+            staff_forename=f"Author{i % 20}",
+            staff_surname="Bench",
+            establishment_code="LEI",
+        )
+        for i in range(n)
+    ]
 
 
 def timed(store: DeliusStore, batch: list, chunk: int) -> tuple[float, dict]:
     started = time.perf_counter()
     actions: dict[str, int] = {}
     for start in range(0, len(batch), chunk):
-        for outcome in store.merge(batch[start:start + chunk]):
+        for outcome in store.merge(batch[start : start + chunk]):
             actions[outcome.action.value] = actions.get(outcome.action.value, 0) + 1
     return time.perf_counter() - started, actions
 
@@ -69,8 +82,10 @@ def main() -> None:
         ids = [str(uuid.uuid4()) for _ in range(args.drafts)]
         for label, minutes in (("create", 0), ("update", 5), ("replay", 5)):
             seconds, actions = timed(store, drafts(args.drafts, args.people, ids, minutes), args.chunk)
-            print(f"{engine.dialect.name:10} {label:7} {args.drafts} drafts in chunks of {args.chunk}: "
-                  f"{seconds:.2f} s ({args.drafts / seconds:,.0f}/s) {actions}")
+            print(
+                f"{engine.dialect.name:10} {label:7} {args.drafts} drafts in chunks of {args.chunk}: "
+                f"{seconds:.2f} s ({args.drafts / seconds:,.0f}/s) {actions}"
+            )
         with engine.connect() as conn:
             audits = conn.execute(select(func.count()).select_from(m.audited_interaction)).scalar_one()
         print(f"{'':10} audit rows: {audits}")

@@ -64,18 +64,18 @@ from integration.delius.reference_data import add_person, seed_reference_data  #
 from integration.delius.schema import create_schema  # noqa: E402
 from integration.local import event_factory as ev  # noqa: E402
 from integration.local.standins import make_case_note  # noqa: E402
+from integration_tests.fixtures.postgres import DEFAULT_ADMIN_URL, create_database, drop_database  # noqa: E402
 from integration_tests.harness.daemon import (  # noqa: E402
     DaemonProcess,
     SqsServer,
     StandInsProcess,
     load_average,
-    start_group,
     machine_info,
     prepare_instance,
     project_env,
+    start_group,
     wait_until,
 )
-from integration_tests.fixtures.postgres import DEFAULT_ADMIN_URL, create_database, drop_database  # noqa: E402
 
 URN_PREFIX = "urn:uk:gov:hmpps:prison-case-note:"
 NOTE_TYPES = [("KA", "KS"), ("GEN", "OSE"), ("OMIC", "OPEN"), ("PRISON", "RELEASE")]
@@ -92,16 +92,31 @@ TUNED_CONSUMER = {
 class LightStandInsProcess(StandInsProcess):
     """``bench/light_standins.py`` in its own process: token and case-note GETs only, HTTP/1.1 keep-alive, fast."""
 
-    def start(self, timeout: float = 30) -> "LightStandInsProcess":
+    def start(self, timeout: float = 30) -> LightStandInsProcess:
         self.case_notes_url = f"http://127.0.0.1:{self.ports['case_notes']}"
         self.alerts_url = self.case_notes_url
-        self.proc = start_group([sys.executable, str(ROOT / "bench" / "light_standins.py"),
-                                 "--auth-port", str(self.ports["auth"]),
-                                 "--case-notes-port", str(self.ports["case_notes"]),
-                                 "--client-id", self.client_id, "--client-secret", self.client_secret],
-                                cwd=ROOT, log=self.log)
-        wait_until(lambda: self.http.get(f"{self.case_notes_url}/__admin/health", timeout=2).ok, timeout,
-                   "the light stand-ins", interval=0.2)
+        self.proc = start_group(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "light_standins.py"),
+                "--auth-port",
+                str(self.ports["auth"]),
+                "--case-notes-port",
+                str(self.ports["case_notes"]),
+                "--client-id",
+                self.client_id,
+                "--client-secret",
+                self.client_secret,
+            ],
+            cwd=ROOT,
+            log=self.log,
+        )
+        wait_until(
+            lambda: self.http.get(f"{self.case_notes_url}/__admin/health", timeout=2).ok,
+            timeout,
+            "the light stand-ins",
+            interval=0.2,
+        )
         return self
 
     def set_fault(self, route: str, **spec) -> None:
@@ -146,11 +161,13 @@ class Feeder(threading.Thread):
                     continue
                 room = self.high - depth
                 while room > 0 and self.sent < len(self.bodies):
-                    chunk = self.bodies[self.sent:self.sent + min(10, room)]
+                    chunk = self.bodies[self.sent : self.sent + min(10, room)]
                     if self.first_send is None:
                         self.first_send = time.monotonic()
-                    self.client.send_message_batch(QueueUrl=self.queue_url, Entries=[
-                        {"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)])
+                    self.client.send_message_batch(
+                        QueueUrl=self.queue_url,
+                        Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)],
+                    )
                     self.sent += len(chunk)
                     room -= len(chunk)
                 self.last_send = time.monotonic()
@@ -162,9 +179,14 @@ class Feeder(threading.Thread):
 
 
 def queue_total(client, queue_url: str) -> int:
-    attrs = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    attrs = client.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
     return sum(int(v) for v in attrs.values())
 
 
@@ -177,11 +199,20 @@ def make_notes(count: int, people: list[str], rng: random.Random, label: str) ->
     for i in range(count):
         note_type, sub_type = NOTE_TYPES[i % len(NOTE_TYPES)]
         created = base + timedelta(seconds=17 * i)
-        notes.append(make_case_note(
-            people[i % len(people)], type=note_type, sub_type=sub_type,
-            text=f"Benchmark {label} case note {i}.", case_note_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            legacy_id=10_000_000 + rng.getrandbits(40), created_at=created, occurred_at=created,
-            author_name=AUTHORS[i % len(AUTHORS)], location_id="LEI"))
+        notes.append(
+            make_case_note(
+                people[i % len(people)],
+                type=note_type,
+                sub_type=sub_type,
+                text=f"Benchmark {label} case note {i}.",
+                case_note_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                legacy_id=10_000_000 + rng.getrandbits(40),
+                created_at=created,
+                occurred_at=created,
+                author_name=AUTHORS[i % len(AUTHORS)],
+                location_id="LEI",
+            )
+        )
     return notes
 
 
@@ -191,8 +222,9 @@ def events_for(notes: list[dict], case_notes_url: str) -> list[str]:
 
 def count_contacts(engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(m.contact)
-                            .where(m.contact.c.external_reference.like(URN_PREFIX + "%"))).scalar_one()
+        return conn.execute(
+            select(func.count()).select_from(m.contact).where(m.contact.c.external_reference.like(URN_PREFIX + "%"))
+        ).scalar_one()
 
 
 # --------------------------------------------------------------------------------------------- bare loop
@@ -200,16 +232,24 @@ def count_contacts(engine) -> int:
 
 def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, engine, notes: list[dict]) -> dict:
     client = sqs.client()
-    api = HmppsSourceApi(standins.auth_url, standins.client_id, standins.client_secret, standins.case_notes_url,
-                         standins.alerts_url)
+    api = HmppsSourceApi(
+        standins.auth_url, standins.client_id, standins.client_secret, standins.case_notes_url, standins.alerts_url
+    )
     with engine.connect() as conn:
         offenders = dict(conn.execute(select(m.offender.c.noms_number, m.offender.c.offender_id)).all())
-        type_id = conn.execute(select(m.r_contact_type.c.contact_type_id)
-                               .where(m.r_contact_type.c.code == "NOMISD")).scalar_one()
+        type_id = conn.execute(
+            select(m.r_contact_type.c.contact_type_id).where(m.r_contact_type.c.code == "NOMISD")
+        ).scalar_one()
         user_id = conn.execute(select(m.user_.c.user_id)).scalar_one()
     before = count_contacts(engine)
-    feeder = Feeder(sqs.client(), queue_url, events_for(notes, standins.case_notes_url), low=args.depth_low,
-                    high=args.depth_high, metric=args.depth_metric)
+    feeder = Feeder(
+        sqs.client(),
+        queue_url,
+        events_for(notes, standins.case_notes_url),
+        low=args.depth_low,
+        high=args.depth_high,
+        metric=args.depth_metric,
+    )
     feeder.start()
     processed, first_contact, empty_receives = 0, None, 0
     deadline = time.monotonic() + args.timeout
@@ -219,8 +259,9 @@ def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, en
                 raise TimeoutError(f"bare loop: {processed} of {len(notes)} after {args.timeout} s")
             if feeder.error:
                 raise feeder.error
-            messages = client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                              VisibilityTimeout=60).get("Messages", [])
+            messages = client.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60
+            ).get("Messages", [])
             if not messages:
                 empty_receives += 1
                 continue
@@ -229,19 +270,29 @@ def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, en
                 event = json.loads(json.loads(message["Body"])["Message"])
                 note = api.get_case_note(event["detailUrl"])
                 when = datetime.fromisoformat(note["creationDateTime"])
-                rows.append({"offender_id": offenders[note["offenderIdentifier"]], "contact_type_id": type_id,
-                             "contact_date": when, "contact_start_time": when,
-                             "created_by_user_id": user_id, "last_updated_user_id": user_id,
-                             "notes": f"{note['type']} {note['subType']}\n{note['text']}",
-                             "external_reference": URN_PREFIX + note["caseNoteId"],
-                             "created_datetime": when, "last_updated_datetime": when})
+                rows.append(
+                    {
+                        "offender_id": offenders[note["offenderIdentifier"]],
+                        "contact_type_id": type_id,
+                        "contact_date": when,
+                        "contact_start_time": when,
+                        "created_by_user_id": user_id,
+                        "last_updated_user_id": user_id,
+                        "notes": f"{note['type']} {note['subType']}\n{note['text']}",
+                        "external_reference": URN_PREFIX + note["caseNoteId"],
+                        "created_datetime": when,
+                        "last_updated_datetime": when,
+                    }
+                )
             with engine.begin() as conn:
-                for row in rows:            # one INSERT per row, one COMMIT per batch
+                for row in rows:  # one INSERT per row, one COMMIT per batch
                     conn.execute(insert(m.contact).values(**row))
             if first_contact is None:
                 first_contact = time.monotonic()
-            client.delete_message_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": msg["ReceiptHandle"]} for i, msg in enumerate(messages)])
+            client.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": msg["ReceiptHandle"]} for i, msg in enumerate(messages)],
+            )
             processed += len(messages)
         done = time.monotonic()
     finally:
@@ -250,16 +301,31 @@ def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, en
         api.close()
     assert count_contacts(engine) - before == len(notes), "bare loop: contact count mismatch"
     elapsed = done - feeder.first_send
-    return {"events": len(notes), "seconds": round(elapsed, 2), "events_per_s": round(len(notes) / elapsed, 1),
-            "first_contact_s": round(first_contact - feeder.first_send, 2), "empty_receives": empty_receives,
-            "max_depth": max(feeder.depths or [0]), "load_after": load_average()}
+    return {
+        "events": len(notes),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(len(notes) / elapsed, 1),
+        "first_contact_s": round(first_contact - feeder.first_send, 2),
+        "empty_receives": empty_receives,
+        "max_depth": max(feeder.depths or [0]),
+        "load_after": load_average(),
+    }
 
 
 # --------------------------------------------------------------------------------------------- pipeline
 
 
-def run_pipeline(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, engine, db_url: str,
-                 warmup: dict, notes: list[dict], workdir_base: Path) -> dict:
+def run_pipeline(
+    args,
+    sqs: SqsServer,
+    queue_url: str,
+    standins: StandInsProcess,
+    engine,
+    db_url: str,
+    warmup: dict,
+    notes: list[dict],
+    workdir_base: Path,
+) -> dict:
     client = sqs.client()
     consumer = dict(TUNED_CONSUMER[args.sqs]) if args.tuned else {}
     for item in args.consumer:
@@ -267,28 +333,47 @@ def run_pipeline(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess
         consumer[name.upper().removeprefix("CONSUMER_")] = value
     home, workdir = prepare_instance(workdir_base)
     extra_env = {f"CONSUMER_{k}": v for k, v in consumer.items()}
-    env = project_env(delius_url=db_url, queue_url=queue_url, sqs_endpoint=sqs.endpoint_url,
-                      auth_url=standins.auth_url, client_id=standins.client_id,
-                      client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
-                      alerts_url=standins.alerts_url, dagster_home=home,
-                      extra=extra_env)
+    env = project_env(
+        delius_url=db_url,
+        queue_url=queue_url,
+        sqs_endpoint=sqs.endpoint_url,
+        auth_url=standins.auth_url,
+        client_id=standins.client_id,
+        client_secret=standins.client_secret,
+        case_notes_url=standins.case_notes_url,
+        alerts_url=standins.alerts_url,
+        dagster_home=home,
+        extra=extra_env,
+    )
     daemon = DaemonProcess(workdir, env, workdir_base / "daemon.log")
     try:
         started = time.monotonic()
         daemon.start()
         before = count_contacts(engine)
-        client.send_message(QueueUrl=queue_url, MessageBody=ev.case_note_event_for(
-            warmup, case_notes_url=standins.case_notes_url))
-        wait_until(lambda: count_contacts(engine) > before or not daemon.alive(), args.timeout,
-                   "the warm-up event's contact", interval=0.25, diagnostics=daemon.tail)
+        client.send_message(
+            QueueUrl=queue_url, MessageBody=ev.case_note_event_for(warmup, case_notes_url=standins.case_notes_url)
+        )
+        wait_until(
+            lambda: count_contacts(engine) > before or not daemon.alive(),
+            args.timeout,
+            "the warm-up event's contact",
+            interval=0.25,
+            diagnostics=daemon.tail,
+        )
         if not daemon.alive():
             raise RuntimeError("the daemon exited:\n" + daemon.tail())
         cold_start = time.monotonic() - started
         wait_until(lambda: queue_total(client, queue_url) == 0, 120, "the warm-up message to be deleted")
         before = count_contacts(engine)
 
-        feeder = Feeder(sqs.client(), queue_url, events_for(notes, standins.case_notes_url), low=args.depth_low,
-                        high=args.depth_high, metric=args.depth_metric)
+        feeder = Feeder(
+            sqs.client(),
+            queue_url,
+            events_for(notes, standins.case_notes_url),
+            low=args.depth_low,
+            high=args.depth_high,
+            metric=args.depth_metric,
+        )
         feeder.start()
         first_contact = last_contact = None
         seen = 0
@@ -296,8 +381,9 @@ def run_pipeline(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess
         try:
             while seen < len(notes):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"pipeline: {seen} of {len(notes)} contacts after {args.timeout} s\n"
-                                       + daemon.tail())
+                    raise TimeoutError(
+                        f"pipeline: {seen} of {len(notes)} contacts after {args.timeout} s\n" + daemon.tail()
+                    )
                 if feeder.error:
                     raise feeder.error
                 if not daemon.alive():
@@ -320,10 +406,17 @@ def run_pipeline(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess
     finally:
         daemon.stop()
     elapsed = last_contact - feeder.first_send
-    result = {"events": len(notes), "seconds": round(elapsed, 2), "events_per_s": round(len(notes) / elapsed, 1),
-              "first_contact_s": round(first_contact - feeder.first_send, 2),
-              "queue_empty_s": round(drained - feeder.first_send, 2), "cold_start_s": round(cold_start, 1),
-              "max_depth": max(feeder.depths or [0]), "consumer": consumer, "load_after": load_average()}
+    result = {
+        "events": len(notes),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(len(notes) / elapsed, 1),
+        "first_contact_s": round(first_contact - feeder.first_send, 2),
+        "queue_empty_s": round(drained - feeder.first_send, 2),
+        "cold_start_s": round(cold_start, 1),
+        "max_depth": max(feeder.depths or [0]),
+        "consumer": consumer,
+        "load_after": load_average(),
+    }
     result.update(run_statistics(home))
     return result
 
@@ -332,9 +425,16 @@ def active_runs(home: Path) -> int:
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        return instance.get_runs_count(dg.RunsFilter(statuses=[
-            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-            dg.DagsterRunStatus.STARTED]))
+        return instance.get_runs_count(
+            dg.RunsFilter(
+                statuses=[
+                    dg.DagsterRunStatus.QUEUED,
+                    dg.DagsterRunStatus.NOT_STARTED,
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                ]
+            )
+        )
 
 
 def run_statistics(home: Path) -> dict:
@@ -375,10 +475,16 @@ def run_statistics(home: Path) -> dict:
             reports.append(chunks)
             if "PIPELINE_STARTING" in first and "PIPELINE_START" in first:
                 starts.append(first["PIPELINE_START"] - first["PIPELINE_STARTING"])
-    return {"runs": len(records), "run_statuses": statuses, "events_per_run_mean": mean(sizes),
-            "reports_per_run_mean": mean(reports), "run_queue_to_start_s_mean": mean(waits),
-            "worker_process_start_s_mean": mean(starts), "run_duration_s_mean": mean(durations),
-            "op_phase_s_total": {k: round(v, 2) for k, v in sorted(phases.items())}}
+    return {
+        "runs": len(records),
+        "run_statuses": statuses,
+        "events_per_run_mean": mean(sizes),
+        "reports_per_run_mean": mean(reports),
+        "run_queue_to_start_s_mean": mean(waits),
+        "worker_process_start_s_mean": mean(starts),
+        "run_duration_s_mean": mean(durations),
+        "op_phase_s_total": {k: round(v, 2) for k, v in sorted(phases.items())},
+    }
 
 
 # --------------------------------------------------------------------------------------------- steady mode
@@ -414,10 +520,12 @@ class ContactWatcher(threading.Thread):
         while not self._halt.is_set():
             try:
                 with self.engine.connect() as conn:
-                    rows = conn.execute(select(m.contact.c.contact_id, m.contact.c.external_reference)
-                                        .where(m.contact.c.contact_id > self._last_id)
-                                        .order_by(m.contact.c.contact_id)).all()
-            except Exception:   # the database is busy: try again
+                    rows = conn.execute(
+                        select(m.contact.c.contact_id, m.contact.c.external_reference)
+                        .where(m.contact.c.contact_id > self._last_id)
+                        .order_by(m.contact.c.contact_id)
+                    ).all()
+            except Exception:  # the database is busy: try again
                 rows = []
             now = time.monotonic()
             for contact_id, urn in rows:
@@ -430,7 +538,7 @@ class ContactWatcher(threading.Thread):
         self._halt.set()
 
 
-def burn(seconds: float) -> None:   # a CPU-bound process: the load of another engineer's test suite
+def burn(seconds: float) -> None:  # a CPU-bound process: the load of another engineer's test suite
     end = time.monotonic() + seconds
     x = 0
     while time.monotonic() < end:
@@ -444,8 +552,17 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))], 2)
 
 
-def run_steady(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, engine, db_url: str,
-               notes: list[dict], first: dict, workdir_base: Path) -> dict:
+def run_steady(
+    args,
+    sqs: SqsServer,
+    queue_url: str,
+    standins: StandInsProcess,
+    engine,
+    db_url: str,
+    notes: list[dict],
+    first: dict,
+    workdir_base: Path,
+) -> dict:
     import multiprocessing
 
     import dagster as dg
@@ -453,10 +570,18 @@ def run_steady(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, 
     client = sqs.client()
     consumer = {k.upper().removeprefix("CONSUMER_"): v for k, v in (i.partition("=")[::2] for i in args.consumer)}
     home, workdir = prepare_instance(workdir_base)
-    env = project_env(delius_url=db_url, queue_url=queue_url, sqs_endpoint=sqs.endpoint_url,
-                      auth_url=standins.auth_url, client_id=standins.client_id, client_secret=standins.client_secret,
-                      case_notes_url=standins.case_notes_url, alerts_url=standins.alerts_url, dagster_home=home,
-                      extra={f"CONSUMER_{k}": v for k, v in consumer.items()})
+    env = project_env(
+        delius_url=db_url,
+        queue_url=queue_url,
+        sqs_endpoint=sqs.endpoint_url,
+        auth_url=standins.auth_url,
+        client_id=standins.client_id,
+        client_secret=standins.client_secret,
+        case_notes_url=standins.case_notes_url,
+        alerts_url=standins.alerts_url,
+        dagster_home=home,
+        extra={f"CONSUMER_{k}": v for k, v in consumer.items()},
+    )
     daemon = DaemonProcess(workdir, env, workdir_base / "daemon.log")
     watcher = ContactWatcher(engine)
     watcher.start()
@@ -471,10 +596,16 @@ def run_steady(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, 
         started = time.monotonic()
         daemon.start()
         urn = URN_PREFIX + first["caseNoteId"]
-        client.send_message(QueueUrl=queue_url, MessageBody=ev.case_note_event_for(
-            first, case_notes_url=standins.case_notes_url))
-        wait_until(lambda: urn in watcher.seen or not daemon.alive(), args.timeout, "the first contact",
-                   interval=0.1, diagnostics=daemon.tail)
+        client.send_message(
+            QueueUrl=queue_url, MessageBody=ev.case_note_event_for(first, case_notes_url=standins.case_notes_url)
+        )
+        wait_until(
+            lambda: urn in watcher.seen or not daemon.alive(),
+            args.timeout,
+            "the first contact",
+            interval=0.1,
+            diagnostics=daemon.tail,
+        )
         if not daemon.alive():
             raise RuntimeError("the daemon exited:\n" + daemon.tail())
         first_contact = watcher.seen[urn] - started
@@ -491,12 +622,17 @@ def run_steady(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, 
                 time.sleep(delay)
             sent[URN_PREFIX + note["caseNoteId"]] = time.monotonic()
             client.send_message(QueueUrl=queue_url, MessageBody=body)
-        wait_until(lambda: all(u in watcher.seen for u in sent), 300, "every steady event's contact", interval=0.5,
-                   diagnostics=daemon.tail)
+        wait_until(
+            lambda: all(u in watcher.seen for u in sent),
+            300,
+            "every steady event's contact",
+            interval=0.5,
+            diagnostics=daemon.tail,
+        )
         loaded_end = max(watcher.seen[u] for u in sent)
         cpu1, t1 = tree_cpu_seconds(daemon.pid), time.monotonic()
         created1 = time.time()
-        quiet_at = quiet_cpu = None       # when the last consumer run had exited (idle exit), and the CPU then
+        quiet_at = quiet_cpu = None  # when the last consumer run had exited (idle exit), and the CPU then
         while time.monotonic() < t1 + args.idle:
             if quiet_at is None and not active_runs(home):
                 quiet_at, quiet_cpu = time.monotonic(), tree_cpu_seconds(daemon.pid)
@@ -524,20 +660,36 @@ def run_steady(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, 
     # Runs alive during the loaded phase: those created in it, plus the one that was already consuming.
     alive_loaded = len(loaded_runs) + 1
     return {
-        "rate_per_s": args.steady, "seconds": args.steady_seconds, "idle_seconds": args.idle, "events": len(sent),
-        "load_procs": args.load_procs, "consumer": consumer,
+        "rate_per_s": args.steady,
+        "seconds": args.steady_seconds,
+        "idle_seconds": args.idle,
+        "events": len(sent),
+        "load_procs": args.load_procs,
+        "consumer": consumer,
         "daemon_start_to_first_contact_s": round(first_contact, 2),
-        "latency_s": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
-                      "max": round(max(latencies), 2)},
-        "runs": {"created_loaded": len(loaded_runs), "created_idle": len(idle_runs), "total": len(records),
-                 "statuses": statuses, "durations_s": exits},
+        "latency_s": {
+            "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95),
+            "max": round(max(latencies), 2),
+        },
+        "runs": {
+            "created_loaded": len(loaded_runs),
+            "created_idle": len(idle_runs),
+            "total": len(records),
+            "statuses": statuses,
+            "durations_s": exits,
+        },
         "runs_per_hour_loaded": round(alive_loaded / loaded_hours, 1),
         "cpu_s_per_hour_loaded": round((cpu1 - cpu0) / loaded_hours, 1),
         "cpu_s_per_hour_idle": round((cpu2 - cpu1) / idle_hours, 1),
-        "cpu_s_per_hour_idle_after_consumer_exit": (round((cpu2 - quiet_cpu) * 3600 / (t2 - quiet_at), 1)
-                                                    if quiet_at is not None and t2 - quiet_at > 10 else None),
+        "cpu_s_per_hour_idle_after_consumer_exit": (
+            round((cpu2 - quiet_cpu) * 3600 / (t2 - quiet_at), 1)
+            if quiet_at is not None and t2 - quiet_at > 10
+            else None
+        ),
         "consumer_exited_after_idle_s": round(quiet_at - t1, 1) if quiet_at is not None else None,
-        "loaded_phase_s": round(t1 - t0, 1), "last_contact_after_last_send_s": round(loaded_end - max(sent.values()), 2),
+        "loaded_phase_s": round(t1 - t0, 1),
+        "last_contact_after_last_send_s": round(loaded_end - max(sent.values()), 2),
         "load_after": load_average(),
     }
 
@@ -546,35 +698,73 @@ def run_steady(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=2000, help="events per contender (default 2000)")
     parser.add_argument("--people", type=int, default=50, help="people in Delius the notes belong to")
     parser.add_argument("--sqs", choices=["moto", "fauxqs"], default="moto")
     parser.add_argument("--fauxqs-dir", type=Path, default=None, help="npm prefix where fauxqs@1 is installed")
-    parser.add_argument("--api-latency-ms", type=int, default=0,
-                        help="added to every case-note GET on the stand-ins (a remote API's latency; default 0)")
+    parser.add_argument(
+        "--api-latency-ms",
+        type=int,
+        default=0,
+        help="added to every case-note GET on the stand-ins (a remote API's latency; default 0)",
+    )
     parser.add_argument("--mode", choices=["both", "bare", "pipeline"], default="both")
     parser.add_argument("--order", choices=["bare-first", "pipeline-first"], default="bare-first")
     parser.add_argument("--depth-low", type=int, default=100, help="refill when the queue holds fewer than this")
     parser.add_argument("--depth-high", type=int, default=200, help="refill up to this many messages")
-    parser.add_argument("--depth-metric", choices=["visible", "total"], default="visible",
-                        help="count only visible messages (the backlog) or visible + in flight")
-    parser.add_argument("--consumer", action="append", default=[], metavar="NAME=VALUE",
-                        help="a CONSUMER_* tunable for the pipeline, e.g. MAX_BATCH=500 (repeatable)")
-    parser.add_argument("--tuned", action="store_true",
-                        help="start from this benchmark's per-SQS tuned values instead of the shipped defaults")
-    parser.add_argument("--project-defaults", action="store_true",
-                        help="the shipped ConsumerSettings defaults (the default; kept for old command lines)")
-    parser.add_argument("--standins", choices=["project", "light"], default="project",
-                        help="the project's stand-ins (faithful, Connection: close) or bench/light_standins.py "
-                             "(token and case-note GETs only, keep-alive, fast)")
-    parser.add_argument("--delius", choices=["postgres", "sqlite"], default="postgres",
-                        help="the Delius database: a fresh PostgreSQL database, or a SQLite file")
-    parser.add_argument("--steady", type=float, default=None, metavar="RATE",
-                        help="steady mode: RATE events per second through the pipeline only (see the docstring)")
-    parser.add_argument("--seconds", dest="steady_seconds", type=float, default=120,
-                        help="steady mode: seconds of sending (default 120)")
+    parser.add_argument(
+        "--depth-metric",
+        choices=["visible", "total"],
+        default="visible",
+        help="count only visible messages (the backlog) or visible + in flight",
+    )
+    parser.add_argument(
+        "--consumer",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a CONSUMER_* tunable for the pipeline, e.g. MAX_BATCH=500 (repeatable)",
+    )
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="start from this benchmark's per-SQS tuned values instead of the shipped defaults",
+    )
+    parser.add_argument(
+        "--project-defaults",
+        action="store_true",
+        help="the shipped ConsumerSettings defaults (the default; kept for old command lines)",
+    )
+    parser.add_argument(
+        "--standins",
+        choices=["project", "light"],
+        default="project",
+        help="the project's stand-ins (faithful, Connection: close) or bench/light_standins.py "
+        "(token and case-note GETs only, keep-alive, fast)",
+    )
+    parser.add_argument(
+        "--delius",
+        choices=["postgres", "sqlite"],
+        default="postgres",
+        help="the Delius database: a fresh PostgreSQL database, or a SQLite file",
+    )
+    parser.add_argument(
+        "--steady",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="steady mode: RATE events per second through the pipeline only (see the docstring)",
+    )
+    parser.add_argument(
+        "--seconds",
+        dest="steady_seconds",
+        type=float,
+        default=120,
+        help="steady mode: seconds of sending (default 120)",
+    )
     parser.add_argument("--idle", type=float, default=180, help="steady mode: idle seconds afterwards (default 180)")
     parser.add_argument("--load-procs", type=int, default=0, help="steady mode: CPU-bound processes meanwhile")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per contender")
@@ -587,10 +777,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = random.Random(args.seed)
     admin_url = os.environ.get("TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL
-    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(), "sqs": args.sqs,
-                     "delius": args.delius, "standins": args.standins,
-                     "events": args.events, "api_latency_ms": args.api_latency_ms,
-                     "depth": f"{args.depth_low}-{args.depth_high} ({args.depth_metric})"}
+    results: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine_info(),
+        "sqs": args.sqs,
+        "delius": args.delius,
+        "standins": args.standins,
+        "events": args.events,
+        "api_latency_ms": args.api_latency_ms,
+        "depth": f"{args.depth_low}-{args.depth_high} ({args.depth_metric})",
+    }
     print(f"machine: {results['machine']}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="pcn2p-bench-"))
     with ExitStack() as stack:
@@ -619,8 +815,9 @@ def main(argv: list[str] | None = None) -> int:
                 standins.set_fault("get_case_note", latency_ms=args.api_latency_ms)
             results.update({"mode": "steady", "delius": args.delius})
             print(f"--- steady: {args.steady}/s for {args.steady_seconds} s, then {args.idle} s idle ...", flush=True)
-            results["steady"] = run_steady(args, sqs, pair.queue_url, standins, engine, db_url, steady_notes, first,
-                                           tmp / "steady")
+            results["steady"] = run_steady(
+                args, sqs, pair.queue_url, standins, engine, db_url, steady_notes, first, tmp / "steady"
+            )
             print(json.dumps(results["steady"], indent=2), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))
@@ -644,26 +841,35 @@ def main(argv: list[str] | None = None) -> int:
             if name == "bare":
                 results["bare"] = run_bare(args, sqs, pair.queue_url, standins, engine, bare_notes)
             else:
-                results["pipeline"] = run_pipeline(args, sqs, pair.queue_url, standins, engine, db_url, warmup,
-                                                   pipeline_notes, tmp / "pipeline")
+                results["pipeline"] = run_pipeline(
+                    args, sqs, pair.queue_url, standins, engine, db_url, warmup, pipeline_notes, tmp / "pipeline"
+                )
             print(json.dumps(results[name], indent=2), flush=True)
         if not args.keep_logs:
             stack.callback(_remove_tree, tmp)
 
     print()
-    print(f"machine: {results['machine']['nproc']} CPUs, {results['machine'].get('ram')}, "
-          f"{results['machine'].get('cpu')}; load before {results['machine']['load']}")
-    print(f"SQS server: {args.sqs}; queue depth kept at {results['depth']}; {args.events} events each; "
-          f"case-note GET latency added: {args.api_latency_ms} ms")
+    print(
+        f"machine: {results['machine']['nproc']} CPUs, {results['machine'].get('ram')}, "
+        f"{results['machine'].get('cpu')}; load before {results['machine']['load']}"
+    )
+    print(
+        f"SQS server: {args.sqs}; queue depth kept at {results['depth']}; {args.events} events each; "
+        f"case-note GET latency added: {args.api_latency_ms} ms"
+    )
     if "bare" in results:
         b = results["bare"]
-        print(f"bare loop : {b['events_per_s']:7.1f} events/s  ({b['seconds']} s; first contact after "
-              f"{b['first_contact_s']} s)")
+        print(
+            f"bare loop : {b['events_per_s']:7.1f} events/s  ({b['seconds']} s; first contact after "
+            f"{b['first_contact_s']} s)"
+        )
     if "pipeline" in results:
         p = results["pipeline"]
-        print(f"pipeline  : {p['events_per_s']:7.1f} events/s  ({p['seconds']} s; first contact after "
-              f"{p['first_contact_s']} s; cold start to first contact {p['cold_start_s']} s; "
-              f"{p['runs']} runs, {p['events_per_run_mean']} events/run)")
+        print(
+            f"pipeline  : {p['events_per_s']:7.1f} events/s  ({p['seconds']} s; first contact after "
+            f"{p['first_contact_s']} s; cold start to first contact {p['cold_start_s']} s; "
+            f"{p['runs']} runs, {p['events_per_run_mean']} events/run)"
+        )
     if "bare" in results and "pipeline" in results:
         results["ratio"] = round(results["pipeline"]["events_per_s"] / results["bare"]["events_per_s"], 2)
         print(f"ratio pipeline/bare: {results['ratio']}  (target >= 1.0)")

@@ -45,7 +45,7 @@ def _slow_down_the_daemons_code_reload() -> None:
     import sys
 
     if not os.environ.get("DAEMON_CODE_RELOAD_SECONDS") and os.environ.get("DAGSTER_IS_DEV_CLI"):
-        return   # under `dagster dev` (the local stack) code edits should reach the daemon within Dagster's minute
+        return  # under `dagster dev` (the local stack) code edits should reach the daemon within Dagster's minute
     try:
         seconds = max(1, int(os.environ.get("DAEMON_CODE_RELOAD_SECONDS") or DEFAULT_CODE_RELOAD_SECONDS))
     except ValueError:

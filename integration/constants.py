@@ -6,7 +6,7 @@ which also names the consumer sensor and the DLQ jobs in the checks' texts.
 
 from .core.health import CONSUMER_IS_ALIVE, DLQ_IS_EMPTY, OLDEST_MESSAGE_AGE_OK  # noqa: F401 (re-exported)
 
-TIMEZONE = "Europe/London"      # schedules run on London time, as Delius keeps it
+TIMEZONE = "Europe/London"  # schedules run on London time, as Delius keeps it
 
 # jobs and their ops
 EVENTS_JOB, EVENTS_OP = "prison_events_job", "process_prison_events"
@@ -40,13 +40,13 @@ HOUSEKEEPING_SCHEDULE = "run_housekeeping_schedule"
 # tags (the run queue limits of dagster.yaml and deploy/dagster.yaml key on hmpps/flow)
 FLOW_TAG = "hmpps/flow"
 FLOW_EVENTS, FLOW_BACKFILL, FLOW_OPERATIONS = "events", "backfill", "operations"
-TRIGGER_TAG = "hmpps/trigger"          # linkage | ui | cli | schedule | reconciliation
-PEOPLE_TAG = "hmpps/people"            # NOMS numbers a backfill run holds (up to a few; else their count)
-EVENTS_TAG = "hmpps/events"            # messages a batch run holds (runs of the earlier protocol)
-CONSUMER_UNTIL_TAG = "hmpps/consumer-until"   # when a consumer run plans to exit (epoch seconds)
-FAILURE_TAG = "hmpps/failure"          # why a run failed, in short (ids and counts only)
-DEAD_LETTERED_TAG = "hmpps/dead-lettered"     # events a consumer run dead-lettered for their data (a warning)
-CAUSE_TAG = "hmpps/cause"              # a backfill's CaseNotesMigrated.cause: the linkage event type, where known
-MESSAGES_TAG = "hmpps/messages"        # linkage messages behind a backfill run
-PARKED_TAG = "hmpps/dlq-parked"        # messages a redrive left parked in the DLQ
+TRIGGER_TAG = "hmpps/trigger"  # linkage | ui | cli | schedule | reconciliation
+PEOPLE_TAG = "hmpps/people"  # NOMS numbers a backfill run holds (up to a few; else their count)
+EVENTS_TAG = "hmpps/events"  # messages a batch run holds (runs of the earlier protocol)
+CONSUMER_UNTIL_TAG = "hmpps/consumer-until"  # when a consumer run plans to exit (epoch seconds)
+FAILURE_TAG = "hmpps/failure"  # why a run failed, in short (ids and counts only)
+DEAD_LETTERED_TAG = "hmpps/dead-lettered"  # events a consumer run dead-lettered for their data (a warning)
+CAUSE_TAG = "hmpps/cause"  # a backfill's CaseNotesMigrated.cause: the linkage event type, where known
+MESSAGES_TAG = "hmpps/messages"  # linkage messages behind a backfill run
+PARKED_TAG = "hmpps/dlq-parked"  # messages a redrive left parked in the DLQ
 RECONCILIATION_RUN_TAG = "hmpps/reconciliation-run"

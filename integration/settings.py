@@ -20,7 +20,8 @@ import logging
 import os
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from .core.logfmt import kv
 
@@ -37,8 +38,14 @@ def text(name: str, default: str | None = None) -> str | None:
     return value or default
 
 
-def load(cls: type[T], prefix: str, *, names: Mapping[str, str] | None = None,
-         minimums: Mapping[str, float] | None = None, base: T | None = None) -> T:
+def load(
+    cls: type[T],
+    prefix: str,
+    *,
+    names: Mapping[str, str] | None = None,
+    minimums: Mapping[str, float] | None = None,
+    base: T | None = None,
+) -> T:
     """An instance of ``cls`` (a dataclass or a pydantic model: ``dg.Config``, ``dg.ConfigurableResource``) whose
     scalar fields (int, float, bool, str) take ``{prefix}{FIELD}`` when that variable is set (``names`` maps a field
     to another variable name); other fields keep ``base``'s values, else the defaults. Numbers below ``minimums``

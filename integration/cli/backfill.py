@@ -19,7 +19,7 @@ from ..constants import BACKFILL_JOB, BACKFILL_OP, PEOPLE_TAG, TRIGGER_TAG
 from ..core.events import is_noms_number
 from .webserver import CliError, Webserver, default_url
 
-PER_RUN = 100            # noms_backfill_job's MAX_PEOPLE_PER_RUN
+PER_RUN = 100  # noms_backfill_job's MAX_PEOPLE_PER_RUN
 PEOPLE_IN_TAG = 5
 
 
@@ -37,10 +37,15 @@ def launch_backfill(server: Webserver, people: list[str], *, trigger: str = "cli
     """One ``noms_backfill_job`` run per ``PER_RUN`` people; returns their run ids."""
     run_ids = []
     for start in range(0, len(people), PER_RUN):
-        chunk = people[start:start + PER_RUN]
+        chunk = people[start : start + PER_RUN]
         tag = ",".join(chunk) if len(chunk) <= PEOPLE_IN_TAG else f"{len(chunk)} people"
-        run_ids.append(server.launch(BACKFILL_JOB, {"ops": {BACKFILL_OP: {"config": {"noms_numbers": chunk}}}},
-                                     {TRIGGER_TAG: trigger, PEOPLE_TAG: tag}))
+        run_ids.append(
+            server.launch(
+                BACKFILL_JOB,
+                {"ops": {BACKFILL_OP: {"config": {"noms_numbers": chunk}}}},
+                {TRIGGER_TAG: trigger, PEOPLE_TAG: tag},
+            )
+        )
     return run_ids
 
 
@@ -48,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m integration.cli.backfill", description=__doc__.split("\n\n")[0])
     parser.add_argument("noms", nargs="*", help="NOMS numbers")
     parser.add_argument("--file", type=Path, help="a file with one NOMS number per line (# starts a comment)")
-    parser.add_argument("--url", default=default_url(),
-                        help="the Dagster webserver (default: DAGSTER_UI_URL, else %(default)s)")
+    parser.add_argument(
+        "--url", default=default_url(), help="the Dagster webserver (default: DAGSTER_UI_URL, else %(default)s)"
+    )
     parser.add_argument("--wait", action="store_true", help="wait until the runs have finished")
     args = parser.parse_args(argv)
     try:
@@ -64,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         run_ids = launch_backfill(server, people)
         for n, run_id in enumerate(run_ids):
             size = min(PER_RUN, len(people) - n * PER_RUN)
-            print(f"{BACKFILL_JOB} run {run_id} launched for {size} {'person' if size == 1 else 'people'}: "
-                  f"{server.run_link(run_id)}", flush=True)
+            print(
+                f"{BACKFILL_JOB} run {run_id} launched for {size} {'person' if size == 1 else 'people'}: "
+                f"{server.run_link(run_id)}",
+                flush=True,
+            )
         if args.wait:
             final = server.wait(run_ids)
             for run_id in run_ids:

@@ -23,14 +23,22 @@ from .webserver import CliError, Webserver, default_url
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m integration.cli.redrive", description=__doc__.split("\n\n")[0])
     parser.add_argument("--peek", action="store_true", help=f"only look ({PEEK_JOB}): ids, event types, reasons")
-    parser.add_argument("--max-messages", type=int, default=None,
-                        help="redrive: stop after moving this many (0 = no limit; default 10000); peek: show this "
-                             "many (default 50)")
-    parser.add_argument("--park-after", type=int, default=None,
-                        help="leave messages already redriven this many times in the DLQ (0 = move them all; "
-                             "default 3). Unreadable messages are always left there")
-    parser.add_argument("--url", default=default_url(),
-                        help="the Dagster webserver (default: DAGSTER_UI_URL, else %(default)s)")
+    parser.add_argument(
+        "--max-messages",
+        type=int,
+        default=None,
+        help="redrive: stop after moving this many (0 = no limit; default 10000); peek: show this many (default 50)",
+    )
+    parser.add_argument(
+        "--park-after",
+        type=int,
+        default=None,
+        help="leave messages already redriven this many times in the DLQ (0 = move them all; "
+        "default 3). Unreadable messages are always left there",
+    )
+    parser.add_argument(
+        "--url", default=default_url(), help="the Dagster webserver (default: DAGSTER_UI_URL, else %(default)s)"
+    )
     parser.add_argument("--wait", action="store_true", help="wait until the run has finished")
     args = parser.parse_args(argv)
     job, op = (PEEK_JOB, PEEK_OP) if args.peek else (REDRIVE_JOB, REDRIVE_OP)
@@ -49,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{job} run {run_id} launched: {server.run_link(run_id)}", flush=True)
         if args.wait:
             status = server.wait([run_id])[run_id]
-            print(f"{job} run {run_id}: {status} (counts and the message table: the run's step output, "
-                  f"{server.run_link(run_id)})")
+            print(
+                f"{job} run {run_id}: {status} (counts and the message table: the run's step output, "
+                f"{server.run_link(run_id)})"
+            )
             return 0 if status == "SUCCESS" else 1
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)

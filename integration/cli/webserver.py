@@ -70,21 +70,28 @@ class Webserver:
 
     def graphql(self, query: str, variables: dict) -> dict:
         try:
-            response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables},
-                                     timeout=self.timeout)
+            response = requests.post(
+                f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=self.timeout
+            )
         except requests.RequestException as exc:
-            raise CliError(f"cannot reach the Dagster webserver at {self.url} ({type(exc).__name__}): is it running? "
-                           "Pass its address with --url or DAGSTER_UI_URL") from None
+            raise CliError(
+                f"cannot reach the Dagster webserver at {self.url} ({type(exc).__name__}): is it running? "
+                "Pass its address with --url or DAGSTER_UI_URL"
+            ) from None
         if response.status_code != 200:
-            raise CliError(f"{self.url}/graphql answered HTTP {response.status_code}: is {self.url} the Dagster "
-                           "webserver (and the path prefix, if any, included)?")
+            raise CliError(
+                f"{self.url}/graphql answered HTTP {response.status_code}: is {self.url} the Dagster "
+                "webserver (and the path prefix, if any, included)?"
+            )
         try:
             body = response.json()
         except ValueError:
             raise CliError(f"{self.url}/graphql did not answer JSON: is {self.url} the Dagster webserver?") from None
         if body.get("errors"):
-            raise CliError("the webserver refused the request: "
-                           + "; ".join(str(e.get("message", "?")).splitlines()[0] for e in body["errors"]))
+            raise CliError(
+                "the webserver refused the request: "
+                + "; ".join(str(e.get("message", "?")).splitlines()[0] for e in body["errors"])
+            )
         return body["data"]
 
     def repository(self, timeout: float = 120) -> str:
@@ -104,23 +111,30 @@ class Webserver:
                 first = (location.get("message") or "").strip().splitlines()
                 raise CliError(f"code location {LOCATION!r} failed to load: {first[0] if first else 'error'}")
             if entries and LOCATION not in entries:
-                raise CliError(f"the webserver at {self.url} has no code location {LOCATION!r} "
-                               f"(it has {', '.join(sorted(entries))})")
+                raise CliError(
+                    f"the webserver at {self.url} has no code location {LOCATION!r} "
+                    f"(it has {', '.join(sorted(entries))})"
+                )
             if time.monotonic() > deadline:
-                raise CliError(f"code location {LOCATION!r} not loaded after {timeout:.0f} s "
-                               f"(status {entry.get('loadStatus')})")
+                raise CliError(
+                    f"code location {LOCATION!r} not loaded after {timeout:.0f} s (status {entry.get('loadStatus')})"
+                )
             time.sleep(1)
 
     def launch(self, job: str, run_config: dict, tags: dict[str, str]) -> str:
         """Launch a run of ``job`` (queued for the daemon, as from the launchpad); returns its run id."""
-        params = {"selector": {"repositoryLocationName": LOCATION, "repositoryName": self.repository(),
-                               "jobName": job},
-                  "runConfigData": run_config,
-                  "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}
+        params = {
+            "selector": {"repositoryLocationName": LOCATION, "repositoryName": self.repository(), "jobName": job},
+            "runConfigData": run_config,
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
         outcome = self.graphql(LAUNCH, {"params": params})["launchRun"]
         if outcome["__typename"] != "LaunchRunSuccess":
-            detail = outcome.get("message") or "; ".join(e["message"] for e in outcome.get("errors") or []) \
+            detail = (
+                outcome.get("message")
+                or "; ".join(e["message"] for e in outcome.get("errors") or [])
                 or outcome["__typename"]
+            )
             raise CliError(f"launching {job}: {str(detail).splitlines()[0]}")
         return outcome["run"]["runId"]
 

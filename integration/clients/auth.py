@@ -137,20 +137,30 @@ class TokenProvider:
 
     def _fetch(self, deadline: Deadline) -> tuple[str, float]:
         try:
-            answer = send(self._session, "POST", self.token_url, deadline=deadline, timeout=self._timeout,
-                          policy=self._policy, data={"grant_type": "client_credentials"}, auth=self._auth,
-                          headers={"Accept": "application/json"})
+            answer = send(
+                self._session,
+                "POST",
+                self.token_url,
+                deadline=deadline,
+                timeout=self._timeout,
+                policy=self._policy,
+                data={"grant_type": "client_credentials"},
+                auth=self._auth,
+                headers={"Accept": "application/json"},
+            )
         except TransportError as exc:
             if exc.timeout:
                 self.breaker.timed_out()
-            reason = {"timeout": f"timeout calling {AUTH} for a token",
-                      "connect": f"cannot connect to {AUTH} for a token"}.get(
-                exc.kind, f"{AUTH} token request failed: {exc.detail or exc.kind}")
+            reason = {
+                "timeout": f"timeout calling {AUTH} for a token",
+                "connect": f"cannot connect to {AUTH} for a token",
+            }.get(exc.kind, f"{AUTH} token request failed: {exc.detail or exc.kind}")
             raise UpstreamError(reason) from None
         self.breaker.answered()
         if 300 <= answer.status < 400:
-            raise UpstreamError(f"{AUTH} token request was redirected (HTTP {answer.status}): not followed",
-                                answer.status)
+            raise UpstreamError(
+                f"{AUTH} token request was redirected (HTTP {answer.status}): not followed", answer.status
+            )
         if answer.status != 200:
             raise UpstreamError(f"{AUTH} token request failed: HTTP {answer.status}", answer.status)
         try:

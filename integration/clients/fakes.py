@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..core.messages import (ATTEMPTS, FAILED_AT, FAILED_BY, FAILURE_REASON, MAX_ATTRIBUTE_LENGTH, QueueDepth,
-                             QueueMessage)
+from ..core.messages import (
+    ATTEMPTS,
+    FAILED_AT,
+    FAILED_BY,
+    FAILURE_REASON,
+    MAX_ATTRIBUTE_LENGTH,
+    QueueDepth,
+    QueueMessage,
+)
 from ..core.ports import DetailUrlNotAllowed, SourceApi
 from .http import NotAnOrigin, origin_of, parse_allowlist
 
@@ -143,8 +151,14 @@ class FakeSourceApi(SourceApi):
         with self._lock:
             notes = [copy.deepcopy(n) for n in self.case_notes_by_person.get(noms, []) if _matches(n, type_subtypes)]
         # The real client's order: oldest first by occurrence, then creation, then id.
-        return sorted(notes, key=lambda n: (str(n.get("occurrenceDateTime") or ""),
-                                            str(n.get("creationDateTime") or ""), str(n.get("caseNoteId") or "")))
+        return sorted(
+            notes,
+            key=lambda n: (
+                str(n.get("occurrenceDateTime") or ""),
+                str(n.get("creationDateTime") or ""),
+                str(n.get("caseNoteId") or ""),
+            ),
+        )
 
     def get_person_alerts(self, noms_number: str) -> list[dict[str, Any]]:
         noms = noms_number.upper()
@@ -182,8 +196,9 @@ class FakeEventsQueue:
     handles per delivery, visibility timeouts, receive counts, a dead-letter queue. Thread-safe; time is a clock
     the test may move (``clock``)."""
 
-    def __init__(self, queue_url: str = "fake://events", dlq_url: str = "fake://events-dlq", *,
-                 clock: Any = None) -> None:
+    def __init__(
+        self, queue_url: str = "fake://events", dlq_url: str = "fake://events-dlq", *, clock: Any = None
+    ) -> None:
         import time as _time
 
         self.queue_url = queue_url
@@ -204,18 +219,36 @@ class FakeEventsQueue:
             return [self._as_message(m, "") for m in self._queues[queue_url or self.queue_url].values()]
 
     # --- EventsQueue ------------------------------------------------------------------------------------------
-    def send(self, body: str, attributes: Mapping[str, str] | None = None, *, delay_seconds: int = 0,
-             queue_url: str | None = None) -> str:
+    def send(
+        self,
+        body: str,
+        attributes: Mapping[str, str] | None = None,
+        *,
+        delay_seconds: int = 0,
+        queue_url: str | None = None,
+    ) -> str:
         with self._lock:
             self._ids += 1
             message_id = f"fake-{self._ids}"
             self._queues[queue_url or self.queue_url][message_id] = {
-                "id": message_id, "body": body, "attributes": dict(attributes or {}), "receives": 0,
-                "visible_at": self._clock() + delay_seconds, "handle": None, "sent": self._clock()}
+                "id": message_id,
+                "body": body,
+                "attributes": dict(attributes or {}),
+                "receives": 0,
+                "visible_at": self._clock() + delay_seconds,
+                "handle": None,
+                "sent": self._clock(),
+            }
             return message_id
 
-    def receive(self, max_messages: int = 10, *, wait_seconds: int = 0, visibility_timeout: int | None = None,
-                queue_url: str | None = None) -> list[QueueMessage]:
+    def receive(
+        self,
+        max_messages: int = 10,
+        *,
+        wait_seconds: int = 0,
+        visibility_timeout: int | None = None,
+        queue_url: str | None = None,
+    ) -> list[QueueMessage]:
         now = self._clock()
         taken = []
         with self._lock:
@@ -241,8 +274,9 @@ class FakeEventsQueue:
                     failed.append(message_id)
         return failed
 
-    def change_visibility(self, messages: Sequence[tuple[str, str]], seconds: int, *,
-                          queue_url: str | None = None) -> list[str]:
+    def change_visibility(
+        self, messages: Sequence[tuple[str, str]], seconds: int, *, queue_url: str | None = None
+    ) -> list[str]:
         failed = []
         with self._lock:
             held = self._queues[queue_url or self.queue_url]
@@ -261,20 +295,24 @@ class FakeEventsQueue:
         in_flight = sum(1 for m in held if m["visible_at"] > now and m["receives"] > 0)
         return QueueDepth(visible, in_flight, len(held) - visible - in_flight)
 
-    def dead_letter(self, message: QueueMessage, reason: str, *, failed_by: str | None = None,
-                    body: str | None = None) -> None:
+    def dead_letter(
+        self, message: QueueMessage, reason: str, *, failed_by: str | None = None, body: str | None = None
+    ) -> None:
         attributes = dict(message.attributes)
-        attributes.update({FAILURE_REASON: reason[:MAX_ATTRIBUTE_LENGTH], ATTEMPTS: str(message.receive_count),
-                           FAILED_AT: "fake"})
+        attributes.update(
+            {FAILURE_REASON: reason[:MAX_ATTRIBUTE_LENGTH], ATTEMPTS: str(message.receive_count), FAILED_AT: "fake"}
+        )
         if failed_by:
             attributes[FAILED_BY] = failed_by
         self.send(body if body is not None else message.body, attributes, queue_url=self.dlq_url)
         self.delete([message.handle])
 
-    def receive_dlq(self, max_messages: int = 10, *, wait_seconds: int = 0,
-                    visibility_timeout: int = 30) -> list[QueueMessage]:
-        return self.receive(max_messages, wait_seconds=wait_seconds, visibility_timeout=visibility_timeout,
-                            queue_url=self.dlq_url)
+    def receive_dlq(
+        self, max_messages: int = 10, *, wait_seconds: int = 0, visibility_timeout: int = 30
+    ) -> list[QueueMessage]:
+        return self.receive(
+            max_messages, wait_seconds=wait_seconds, visibility_timeout=visibility_timeout, queue_url=self.dlq_url
+        )
 
     def delete_dlq(self, messages: Sequence[tuple[str, str]]) -> list[str]:
         return self.delete(messages, queue_url=self.dlq_url)
@@ -284,5 +322,12 @@ class FakeEventsQueue:
 
     @staticmethod
     def _as_message(held: dict[str, Any], handle: str, received_at: float = 0.0) -> QueueMessage:
-        return QueueMessage(held["id"], handle, held["body"], max(1, held["receives"]),
-                            int(held["sent"] * 1000), dict(held["attributes"]), received_at)
+        return QueueMessage(
+            held["id"],
+            handle,
+            held["body"],
+            max(1, held["receives"]),
+            int(held["sent"] * 1000),
+            dict(held["attributes"]),
+            received_at,
+        )

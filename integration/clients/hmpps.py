@@ -22,14 +22,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import requests
 import requests.auth
 
-from .auth import DEFAULT_AUTH_BREAKER_THRESHOLD, DEFAULT_SKEW_SECONDS, TokenProvider
 from ..core.ports import DetailUrlNotAllowed, SourceApi, UnreadableAnswer, UpstreamError
+from .auth import DEFAULT_AUTH_BREAKER_THRESHOLD, DEFAULT_SKEW_SECONDS, TokenProvider
 from .http import (
     DEFAULT_BREAKER_COOLDOWN,
     DEFAULT_DEADLINE,
@@ -111,13 +112,21 @@ class HmppsSourceApi(SourceApi):
         self._owns_session = session is None
         self._session = session if session is not None else build_session(pool_size)
         self.tokens = token_provider or TokenProvider(
-            auth_url, client_id, client_secret, timeout=timeout, total_retries=total_retries,
-            backoff_factor=backoff_factor, deadline=deadline, skew_seconds=token_skew_seconds,
-            breaker_threshold=min(breaker_threshold, DEFAULT_AUTH_BREAKER_THRESHOLD), breaker_cooldown=breaker_cooldown,
+            auth_url,
+            client_id,
+            client_secret,
+            timeout=timeout,
+            total_retries=total_retries,
+            backoff_factor=backoff_factor,
+            deadline=deadline,
+            skew_seconds=token_skew_seconds,
+            breaker_threshold=min(breaker_threshold, DEFAULT_AUTH_BREAKER_THRESHOLD),
+            breaker_cooldown=breaker_cooldown,
             clock=clock,
         )
-        self._breakers = {api: HangBreaker(api, breaker_threshold, breaker_cooldown, clock)
-                          for api in (CASE_NOTES, ALERTS)}
+        self._breakers = {
+            api: HangBreaker(api, breaker_threshold, breaker_cooldown, clock) for api in (CASE_NOTES, ALERTS)
+        }
         self._stats_lock = threading.Lock()
         self._http_calls: dict[str, int] = {CASE_NOTES: 0, ALERTS: 0}
         self._rereads = 0
@@ -143,11 +152,24 @@ class HmppsSourceApi(SourceApi):
         url = f"{self.case_notes_url}/search/case-notes/{_segment(noms_number.upper())}"
 
         def read() -> tuple[list[dict[str, Any]], int | None]:
-            return self._read_pages(CASE_NOTES, "POST", url, "caseNoteId", self.page_size, first_page=1,
-                                    request=lambda page: {"json": {
-                                        "typeSubTypes": type_subtypes, "includeSensitive": True, "page": page,
-                                        "size": self.page_size, "sort": SEARCH_SORT}},
-                                    total_of=_search_total)
+            return self._read_pages(
+                CASE_NOTES,
+                "POST",
+                url,
+                "caseNoteId",
+                self.page_size,
+                first_page=1,
+                request=lambda page: {
+                    "json": {
+                        "typeSubTypes": type_subtypes,
+                        "includeSensitive": True,
+                        "page": page,
+                        "size": self.page_size,
+                        "sort": SEARCH_SORT,
+                    }
+                },
+                total_of=_search_total,
+            )
 
         notes = self._read_person(CASE_NOTES, "case notes", read)
         return sorted(notes, key=_note_order)
@@ -158,9 +180,16 @@ class HmppsSourceApi(SourceApi):
         url = f"{self.alerts_url}/prisoners/{_segment(noms_number.upper())}/alerts"
 
         def read() -> tuple[list[dict[str, Any]], int | None]:
-            return self._read_pages(ALERTS, "GET", url, "alertUuid", self.alerts_page_size, first_page=0,
-                                    request=lambda page: {"params": {"page": page, "size": self.alerts_page_size}},
-                                    total_of=_spring_page_total)
+            return self._read_pages(
+                ALERTS,
+                "GET",
+                url,
+                "alertUuid",
+                self.alerts_page_size,
+                first_page=0,
+                request=lambda page: {"params": {"page": page, "size": self.alerts_page_size}},
+                total_of=_spring_page_total,
+            )
 
         return self._read_person(ALERTS, "alerts", read)
 
@@ -175,8 +204,11 @@ class HmppsSourceApi(SourceApi):
         """HTTP calls per API and successful token fetches, for run metadata."""
         with self._stats_lock:
             calls = dict(self._http_calls)
-        return {"case_notes_calls": calls[CASE_NOTES], "alerts_calls": calls[ALERTS],
-                "token_fetches": self.tokens.fetches}
+        return {
+            "case_notes_calls": calls[CASE_NOTES],
+            "alerts_calls": calls[ALERTS],
+            "token_fetches": self.tokens.fetches,
+        }
 
     @property
     def rereads(self) -> int:
@@ -189,7 +221,7 @@ class HmppsSourceApi(SourceApi):
             self._session.close()
         self.tokens.close()
 
-    def __enter__(self) -> "HmppsSourceApi":
+    def __enter__(self) -> HmppsSourceApi:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -210,8 +242,9 @@ class HmppsSourceApi(SourceApi):
             return None
         return self._expect_ok(api, answer)
 
-    def _read_person(self, api: str, what: str,
-                     read: Callable[[], tuple[list[dict[str, Any]], int | None]]) -> list[dict[str, Any]]:
+    def _read_person(
+        self, api: str, what: str, read: Callable[[], tuple[list[dict[str, Any]], int | None]]
+    ) -> list[dict[str, Any]]:
         """``read()`` until what it returns is as many distinct records as the API says it holds."""
         for attempt in range(1, self.person_reads + 1):
             records, total = read()
@@ -220,12 +253,23 @@ class HmppsSourceApi(SourceApi):
             if attempt < self.person_reads:
                 with self._stats_lock:
                     self._rereads += 1
-        raise UpstreamError(f"{api} returned {len(records)} distinct {what} of {total} "
-                            f"in {self.person_reads} reads: not all could be read")
+        raise UpstreamError(
+            f"{api} returned {len(records)} distinct {what} of {total} "
+            f"in {self.person_reads} reads: not all could be read"
+        )
 
-    def _read_pages(self, api: str, method: str, url: str, id_field: str, size: int, *, first_page: int,
-                    request: Callable[[int], dict[str, Any]],
-                    total_of: Callable[[dict[str, Any]], int | None]) -> tuple[list[dict[str, Any]], int | None]:
+    def _read_pages(
+        self,
+        api: str,
+        method: str,
+        url: str,
+        id_field: str,
+        size: int,
+        *,
+        first_page: int,
+        request: Callable[[int], dict[str, Any]],
+        total_of: Callable[[dict[str, Any]], int | None],
+    ) -> tuple[list[dict[str, Any]], int | None]:
         """Pages from ``first_page`` until ``totalElements`` (or a short page); distinct records by ``id_field``
         (records without a string id are kept, each counted once) and the last ``totalElements`` seen."""
         records: dict[str, dict[str, Any]] = {}
@@ -261,9 +305,17 @@ class HmppsSourceApi(SourceApi):
                 # The token as the request's auth, not a header: requests then neither reads ~/.netrc for every
                 # request (a measurable share of a fetch's CPU, docs/performance.md) nor lets an entry there
                 # replace the bearer token with Basic credentials.
-                answer = send(self._session, method, url, deadline=deadline, timeout=self.timeout,
-                              policy=self.retry, headers={"Accept": "application/json"}, auth=_Bearer(token),
-                              **kwargs)
+                answer = send(
+                    self._session,
+                    method,
+                    url,
+                    deadline=deadline,
+                    timeout=self.timeout,
+                    policy=self.retry,
+                    headers={"Accept": "application/json"},
+                    auth=_Bearer(token),
+                    **kwargs,
+                )
             except TransportError as exc:
                 if exc.timeout:
                     breaker.timed_out()
@@ -293,9 +345,10 @@ class HmppsSourceApi(SourceApi):
             data = json.loads(answer.body)
         except json.JSONDecodeError:
             raise UpstreamError(f"{api} answered with invalid JSON") from None
-        except (ValueError, RecursionError) as exc:     # too deep, or a number of over 4,300 digits
-            raise UnreadableAnswer(f"{api} answered with JSON too deeply nested or with a number too long to read "
-                                   f"({type(exc).__name__})") from None
+        except (ValueError, RecursionError) as exc:  # too deep, or a number of over 4,300 digits
+            raise UnreadableAnswer(
+                f"{api} answered with JSON too deeply nested or with a number too long to read ({type(exc).__name__})"
+            ) from None
         if not isinstance(data, dict):
             raise UpstreamError(f"{api} answered with JSON that is not an object")
         return data
@@ -328,8 +381,11 @@ def _spring_page_total(data: dict[str, Any]) -> int | None:
 def _note_order(note: Any) -> tuple[str, str, str]:
     if not isinstance(note, dict):
         return ("", "", "")
-    return (str(note.get("occurrenceDateTime") or ""), str(note.get("creationDateTime") or ""),
-            str(note.get("caseNoteId") or ""))
+    return (
+        str(note.get("occurrenceDateTime") or ""),
+        str(note.get("creationDateTime") or ""),
+        str(note.get("caseNoteId") or ""),
+    )
 
 
 def _segment(value: str) -> str:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -64,8 +65,13 @@ class HangBreaker:
     (``UpstreamError``, retryable) for ``cooldown`` seconds instead of each waiting out its deadline. Any HTTP answer
     closes it again. ``threshold`` 0 turns it off. Thread-safe."""
 
-    def __init__(self, name: str, threshold: int, cooldown: float = DEFAULT_BREAKER_COOLDOWN,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        threshold: int,
+        cooldown: float = DEFAULT_BREAKER_COOLDOWN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if threshold < 0 or cooldown < 0:
             raise ValueError("breaker settings must not be negative")
         self.name = name
@@ -83,8 +89,10 @@ class HangBreaker:
         with self._lock:
             if self._clock() < self._open_until:
                 self.skipped += 1
-                raise UpstreamError(f"{self.name} not called: its last {self._timeouts_in_a_row} fetches timed out "
-                                    f"(paused for {self.cooldown:g} s)")
+                raise UpstreamError(
+                    f"{self.name} not called: its last {self._timeouts_in_a_row} fetches timed out "
+                    f"(paused for {self.cooldown:g} s)"
+                )
 
     def answered(self) -> None:
         with self._lock:
@@ -175,8 +183,9 @@ def send(
             raise TransportError("timeout", "deadline", retries + 1)
         attempt_timeout = (min(connect_timeout, remaining), min(read_timeout, remaining))
         try:
-            response = session.request(method, url, timeout=attempt_timeout, allow_redirects=False, stream=True,
-                                       **kwargs)
+            response = session.request(
+                method, url, timeout=attempt_timeout, allow_redirects=False, stream=True, **kwargs
+            )
             try:
                 body = _read_body(response, deadline, read_timeout)
             except BaseException:
@@ -185,9 +194,13 @@ def send(
             response.raw.release_conn()  # read to the end: back to the pool, kept alive
         except (requests.RequestException, urllib3.exceptions.HTTPError, _DeadlineReached) as exc:
             # urllib3's own errors come from reading the body (requests wraps only what happens before it).
-            kind = "timeout" if isinstance(exc, _DeadlineReached) or is_timeout(exc) else \
-                "connect" if isinstance(exc, (requests.ConnectionError, urllib3.exceptions.ProtocolError)) else \
-                "other"
+            kind = (
+                "timeout"
+                if isinstance(exc, _DeadlineReached) or is_timeout(exc)
+                else "connect"
+                if isinstance(exc, (requests.ConnectionError, urllib3.exceptions.ProtocolError))
+                else "other"
+            )
             detail = "deadline" if isinstance(exc, _DeadlineReached) else type(exc).__name__
             if kind != "other" and retryable_method and retries < policy.total_retries:
                 pause = policy.pause(retries + 1)
@@ -255,8 +268,14 @@ def is_timeout(exc: BaseException) -> bool:
             return False
         if isinstance(current, (ReadTimeoutError, ConnectTimeoutError, requests.Timeout, TimeoutError)):
             return True
-        stack.extend([getattr(current, "reason", None), current.__cause__, current.__context__,
-                      *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]])
+        stack.extend(
+            [
+                getattr(current, "reason", None),
+                current.__cause__,
+                current.__context__,
+                *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)],
+            ]
+        )
     return False
 
 
@@ -268,8 +287,16 @@ def build_session(pool_size: int = 16) -> requests.Session:
     session = requests.Session()
     session.headers["Accept"] = "application/json"
     adapter = HTTPAdapter(
-        max_retries=Retry(total=0, connect=0, read=False, redirect=False, status=0, other=0,
-                          raise_on_redirect=False, raise_on_status=False),
+        max_retries=Retry(
+            total=0,
+            connect=0,
+            read=False,
+            redirect=False,
+            status=0,
+            other=0,
+            raise_on_redirect=False,
+            raise_on_status=False,
+        ),
         pool_connections=pool_size,
         pool_maxsize=pool_size,
     )

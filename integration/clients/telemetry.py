@@ -35,7 +35,7 @@ log = logging.getLogger("integration.telemetry")
 SETUP_VARIABLE = "TELEMETRY_SETUP"
 LOG_VARIABLE = "TELEMETRY_LOG"
 LOG_DESTINATIONS = ("run", "stdout", "off")
-DEFAULT_DESTINATION = "stdout"      # a storage write per line would halve a backlog's rate (docs/performance.md)
+DEFAULT_DESTINATION = "stdout"  # a storage write per line would halve a backlog's rate (docs/performance.md)
 INSTRUMENTATION_SCOPE = "prison-case-notes-to-probation"
 AZURE_CUSTOM_EVENT = "microsoft.custom_event.name"
 

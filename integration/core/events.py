@@ -10,9 +10,10 @@ import enum
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from .times import LONDON, NotADateTime, parse_iso
 
@@ -27,7 +28,7 @@ ALERT_EVENT_TYPES = frozenset({"person.alert.created", "person.alert.updated", "
 LINKAGE_EVENT_TYPE = "probation-case.prison-identifier.added"
 LINKAGE_UPDATED_EVENT_TYPE = "probation-case.prison-identifier.updated"
 LINKAGE_EVENT_TYPES = frozenset({LINKAGE_EVENT_TYPE, LINKAGE_UPDATED_EVENT_TYPE})
-NOMS_NUMBER = re.compile(r"[A-Z][0-9]{4}[A-Z]{2}")     # ASCII only: str.isdigit and \d accept other scripts' digits
+NOMS_NUMBER = re.compile(r"[A-Z][0-9]{4}[A-Z]{2}")  # ASCII only: str.isdigit and \d accept other scripts' digits
 
 # type -> accepted subtypes (None = any subtype). docs/rules.md §3.1, newest version (ALERT removed).
 CASE_NOTE_TYPES_OF_INTEREST: Mapping[str, frozenset[str] | None] = {
@@ -61,17 +62,17 @@ class PoisonMessage(ValueError):
 
 @dataclass(frozen=True)
 class DomainEvent:
-    message_id: str                 # SNS MessageId (or the SQS message id when absent)
-    event_type: str                 # routing key: MessageAttributes.eventType, else the inner eventType
-    inner_event_type: str | None    # Message.eventType as published
-    occurred_at: datetime | None    # aware datetime, None when absent/unparseable
+    message_id: str  # SNS MessageId (or the SQS message id when absent)
+    event_type: str  # routing key: MessageAttributes.eventType, else the inner eventType
+    inner_event_type: str | None  # Message.eventType as published
+    occurred_at: datetime | None  # aware datetime, None when absent/unparseable
     detail_url: str | None
-    noms_number: str | None         # first NOMS identifier, upper-cased
-    crn: str | None                 # first CRN identifier, upper-cased
-    case_note_type: str | None      # attribute `type`, else additionalInformation.type
-    case_note_subtype: str | None   # attribute `subType`, else additionalInformation.subType
+    noms_number: str | None  # first NOMS identifier, upper-cased
+    crn: str | None  # first CRN identifier, upper-cased
+    case_note_type: str | None  # attribute `type`, else additionalInformation.type
+    case_note_subtype: str | None  # attribute `subType`, else additionalInformation.subType
     additional_information: Mapping[str, Any] = field(default_factory=dict)
-    message: str = ""               # the inner domain-event JSON exactly as received (re-sent on dead-letter)
+    message: str = ""  # the inner domain-event JSON exactly as received (re-sent on dead-letter)
     attributes: Mapping[str, str] = field(default_factory=dict)  # flattened SNS MessageAttributes name -> Value
 
     @property
@@ -106,10 +107,7 @@ class DomainEvent:
             if not self.case_note_type or not self.case_note_subtype:
                 return "case note type/subtype missing"
             if not case_note_of_interest(self.case_note_type, self.case_note_subtype):
-                return (
-                    "case note type not of interest: "
-                    f"{_clip(self.case_note_type)} {_clip(self.case_note_subtype)}"
-                )
+                return f"case note type not of interest: {_clip(self.case_note_type)} {_clip(self.case_note_subtype)}"
         return None
 
 
@@ -226,9 +224,7 @@ def envelope_body(event: DomainEvent) -> str:
             "Type": "Notification",
             "MessageId": event.message_id,
             "Message": event.message,
-            "MessageAttributes": {
-                name: {"Type": "String", "Value": value} for name, value in event.attributes.items()
-            },
+            "MessageAttributes": {name: {"Type": "String", "Value": value} for name, value in event.attributes.items()},
         },
         ensure_ascii=False,
     )

@@ -24,8 +24,9 @@ Only counts, times and error class names: nothing here sees a message body.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .logfmt import kv
 from .messages import QueueDepth
@@ -43,9 +44,9 @@ PEEK_JOB, REDRIVE_JOB = "peek_dlq_job", "redrive_dlq_job"
 class HealthSettings:
     """Thresholds (``HEALTH_<FIELD>`` environment variables, read at each evaluation: settings.py)."""
 
-    stall_seconds: int = 300             # messages waiting this long with no consumer activity
-    max_message_age_seconds: int = 900   # WARN above, ERROR above three times this
-    heartbeat_seconds: int = 600         # report unchanged results at least this often
+    stall_seconds: int = 300  # messages waiting this long with no consumer activity
+    max_message_age_seconds: int = 900  # WARN above, ERROR above three times this
+    heartbeat_seconds: int = 600  # report unchanged results at least this often
 
 
 # --------------------------------------------------------------------------------------------- what is read
@@ -55,14 +56,14 @@ class HealthSettings:
 class ConsumerActivity:
     """What Dagster's own storage says about the consumer (the queue sensor and its consumer runs)."""
 
-    sensor_status: str = "unknown"              # running | stopped | unknown (never ticked in this instance)
+    sensor_status: str = "unknown"  # running | stopped | unknown (never ticked in this instance)
     last_tick_at: float | None = None
-    last_tick_error: str | None = None          # error class of the latest tick, when it failed
-    last_received_at: float | None = None       # latest message a consumer run received (its reports)
-    last_processed_at: float | None = None      # latest delius_contacts report / consumer run finished
-    runs_waiting: int = 0                       # consumer runs queued or starting
+    last_tick_error: str | None = None  # error class of the latest tick, when it failed
+    last_received_at: float | None = None  # latest message a consumer run received (its reports)
+    last_processed_at: float | None = None  # latest delius_contacts report / consumer run finished
+    runs_waiting: int = 0  # consumer runs queued or starting
     oldest_age_at_receipt: float | None = None  # seconds, oldest message received since the previous evaluation
-    received_since: int = 0                     # messages received since the previous evaluation
+    received_since: int = 0  # messages received since the previous evaluation
 
     @property
     def last_activity_at(self) -> float | None:
@@ -74,10 +75,10 @@ class ConsumerActivity:
 class CheckOutcome:
     name: str
     passed: bool
-    severity: str                    # ERROR or WARN (how bad it is when it fails)
+    severity: str  # ERROR or WARN (how bad it is when it fails)
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    state: Any = None                # what, beyond pass/fail, makes the result worth reporting again when it changes
+    state: Any = None  # what, beyond pass/fail, makes the result worth reporting again when it changes
 
     @property
     def key(self) -> list:
@@ -101,20 +102,29 @@ class HealthReport:
 
     def log_line(self, **extra: Any) -> str:
         a = self.activity
-        return kv("queue_health", visible=self.depth.visible, in_flight=self.depth.in_flight,
-                  delayed=self.depth.delayed, dlq=self.dlq.total, oldest_age_s=round(self.oldest_message_age),
-                  consumer=a.sensor_status, batch_runs_waiting=a.runs_waiting,
-                  failing=",".join(c.name for c in self.failing) or None, **extra)
+        return kv(
+            "queue_health",
+            visible=self.depth.visible,
+            in_flight=self.depth.in_flight,
+            delayed=self.depth.delayed,
+            dlq=self.dlq.total,
+            oldest_age_s=round(self.oldest_message_age),
+            consumer=a.sensor_status,
+            batch_runs_waiting=a.runs_waiting,
+            failing=",".join(c.name for c in self.failing) or None,
+            **extra,
+        )
 
     def summary(self) -> str:
         """One line for the sensor's tick history (counts only)."""
         problems = "; ".join(f"{c.name}: {c.description}" for c in self.failing) or "all checks pass"
-        return (f"queue visible={self.depth.visible} in_flight={self.depth.in_flight} dlq={self.dlq.total} "
-                f"oldest_age_s={self.oldest_message_age:.0f} consumer={self.activity.sensor_status} | {problems}")
+        return (
+            f"queue visible={self.depth.visible} in_flight={self.depth.in_flight} dlq={self.dlq.total} "
+            f"oldest_age_s={self.oldest_message_age:.0f} consumer={self.activity.sensor_status} | {problems}"
+        )
 
 
-STALLED, PAUSED, DLQ_NOT_EMPTY, OLD_MESSAGES, HEALTHY = "stalled", "paused", "DLQ not empty", "old messages", \
-    "healthy"
+STALLED, PAUSED, DLQ_NOT_EMPTY, OLD_MESSAGES, HEALTHY = "stalled", "paused", "DLQ not empty", "old messages", "healthy"
 
 
 def status_of(report: HealthReport) -> str:
@@ -142,8 +152,15 @@ def next_backlog_since(previous: float | None, depth: QueueDepth, now: float) ->
     return previous if previous is not None else now
 
 
-def assess(depth: QueueDepth, dlq: QueueDepth, activity: ConsumerActivity, settings: HealthSettings, *,
-           now: float, backlog_since: float | None) -> HealthReport:
+def assess(
+    depth: QueueDepth,
+    dlq: QueueDepth,
+    activity: ConsumerActivity,
+    settings: HealthSettings,
+    *,
+    now: float,
+    backlog_since: float | None,
+) -> HealthReport:
     """The three checks from the queue attributes, the consumer's activity and the backlog start (no I/O)."""
     backlog_age = None
     if depth.visible > 0 and backlog_since is not None:
@@ -155,8 +172,11 @@ def assess(depth: QueueDepth, dlq: QueueDepth, activity: ConsumerActivity, setti
     if backlog_age is not None and backlog_age > 0 and backlog_age >= oldest:
         oldest, basis = backlog_age, "lower bound: messages waiting while nothing was received"
     numbers = {"visible": depth.visible, "in_flight": depth.in_flight, "dlq_messages": dlq.total}
-    checks = [_dlq_check(dlq), _consumer_check(depth, activity, settings, now, backlog_since, numbers),
-              _age_check(oldest, basis, settings, numbers)]
+    checks = [
+        _dlq_check(dlq),
+        _consumer_check(depth, activity, settings, now, backlog_since, numbers),
+        _age_check(oldest, basis, settings, numbers),
+    ]
     return HealthReport(now, depth, dlq, activity, backlog_since, oldest, basis, checks)
 
 
@@ -165,15 +185,20 @@ def _dlq_check(dlq: QueueDepth) -> CheckOutcome:
     if dlq.total == 0:
         return CheckOutcome(DLQ_IS_EMPTY, True, "ERROR", "the dead-letter queue is empty", meta, state=0)
     return CheckOutcome(
-        DLQ_IS_EMPTY, False, "ERROR",
+        DLQ_IS_EMPTY,
+        False,
+        "ERROR",
         f"{dlq.total} message{'s' if dlq.total != 1 else ''} in the dead-letter queue: run {PEEK_JOB} to see the "
-        f"reasons, fix the cause, then run {REDRIVE_JOB} (docs/operations.md)", meta, state=dlq.total)
+        f"reasons, fix the cause, then run {REDRIVE_JOB} (docs/operations.md)",
+        meta,
+        state=dlq.total,
+    )
 
 
-def _consumer_check(depth: QueueDepth, a: ConsumerActivity, s: HealthSettings, now: float,
-                    backlog_since: float | None, numbers: dict) -> CheckOutcome:
-    meta = dict(numbers, consumer=a.sensor_status, batch_runs_waiting=a.runs_waiting,
-                stall_seconds=s.stall_seconds)
+def _consumer_check(
+    depth: QueueDepth, a: ConsumerActivity, s: HealthSettings, now: float, backlog_since: float | None, numbers: dict
+) -> CheckOutcome:
+    meta = dict(numbers, consumer=a.sensor_status, batch_runs_waiting=a.runs_waiting, stall_seconds=s.stall_seconds)
     if a.last_activity_at is not None:
         meta["seconds_since_consumer_activity"] = round(now - a.last_activity_at, 1)
     if a.last_tick_at is not None:
@@ -184,12 +209,19 @@ def _consumer_check(depth: QueueDepth, a: ConsumerActivity, s: HealthSettings, n
 
     waiting = f"{depth.visible} message{'s' if depth.visible != 1 else ''} waiting"
     if a.sensor_status == "stopped":
-        return fail("paused", f"consumption is paused: {CONSUMER_SENSOR} is stopped; {waiting} on the queue "
-                    "(start the sensor to resume)", "WARN")
+        return fail(
+            "paused",
+            f"consumption is paused: {CONSUMER_SENSOR} is stopped; {waiting} on the queue (start the sensor to resume)",
+            "WARN",
+        )
     if a.last_tick_error:
-        return fail("tick failed", f"the latest tick of {CONSUMER_SENSOR} failed ({a.last_tick_error}); see its tick history")
+        return fail(
+            "tick failed", f"the latest tick of {CONSUMER_SENSOR} failed ({a.last_tick_error}); see its tick history"
+        )
     if a.last_tick_at is not None and now - a.last_tick_at > s.stall_seconds:
-        return fail("silent", f"{CONSUMER_SENSOR} has not ticked for {now - a.last_tick_at:.0f} s: is the daemon running?")
+        return fail(
+            "silent", f"{CONSUMER_SENSOR} has not ticked for {now - a.last_tick_at:.0f} s: is the daemon running?"
+        )
     if depth.visible > 0:
         references = [t for t in (a.last_activity_at, backlog_since) if t is not None]
         idle = now - max(references) if references else 0.0
@@ -201,18 +233,25 @@ def _consumer_check(depth: QueueDepth, a: ConsumerActivity, s: HealthSettings, n
                 text += f"; {CONSUMER_SENSOR} has never ticked in this instance (is the daemon running?)"
             return fail("stalled", text)
     if a.last_activity_at is None:
-        return CheckOutcome(CONSUMER_IS_ALIVE, True, "ERROR", f"no consumer activity yet; {waiting}", meta,
-                            state="no activity yet")
+        return CheckOutcome(
+            CONSUMER_IS_ALIVE, True, "ERROR", f"no consumer activity yet; {waiting}", meta, state="no activity yet"
+        )
     verb = "consuming" if depth.visible or depth.in_flight else "idle (queue empty)"
-    return CheckOutcome(CONSUMER_IS_ALIVE, True, "ERROR",
-                        f"{verb}: last consumer activity {now - a.last_activity_at:.0f} s ago", meta, state=verb)
+    return CheckOutcome(
+        CONSUMER_IS_ALIVE,
+        True,
+        "ERROR",
+        f"{verb}: last consumer activity {now - a.last_activity_at:.0f} s ago",
+        meta,
+        state=verb,
+    )
 
 
 def _age_check(oldest: float, basis: str, s: HealthSettings, numbers: dict) -> CheckOutcome:
     limit = s.max_message_age_seconds
     meta = dict(numbers, oldest_message_age_seconds=round(oldest, 1), basis=basis, limit_seconds=limit)
     text = f"oldest message about {oldest:.0f} s old ({basis}); limit {limit} s"
-    minutes = int(oldest // 60)     # re-reported as it grows by a minute, not on every second of a steady flow
+    minutes = int(oldest // 60)  # re-reported as it grows by a minute, not on every second of a steady flow
     if oldest > 3 * limit:
         return CheckOutcome(OLDEST_MESSAGE_AGE_OK, False, "ERROR", text, meta, state=minutes)
     if oldest > limit:
@@ -248,8 +287,13 @@ def what_to_report(report: HealthReport, cursor: dict[str, Any], settings: Healt
     minutes); failing checks again every ``heartbeat_seconds / 5``; everything at least every ``heartbeat_seconds``.
     Runless events are not pruned with runs, so a quiet queue must not add thousands of them a day."""
     now = report.at
-    obs_key = [report.depth.visible, report.depth.in_flight, report.depth.delayed, report.dlq.total,
-               report.activity.sensor_status]
+    obs_key = [
+        report.depth.visible,
+        report.depth.in_flight,
+        report.depth.delayed,
+        report.dlq.total,
+        report.activity.sensor_status,
+    ]
     heartbeat = now - cursor.get("reported_at", 0.0) >= settings.heartbeat_seconds
     observation = heartbeat or obs_key != cursor.get("obs_key")
     refresh_failing = now - cursor.get("failing_at", 0.0) >= settings.heartbeat_seconds / 5
@@ -257,10 +301,14 @@ def what_to_report(report: HealthReport, cursor: dict[str, Any], settings: Healt
     keys, reported = {}, []
     for outcome in report.checks:
         keys[outcome.name] = outcome.key
-        if (observation or (refresh_failing and not outcome.passed)
-                or keys[outcome.name] != previous.get(outcome.name)):
+        if observation or (refresh_failing and not outcome.passed) or keys[outcome.name] != previous.get(outcome.name):
             reported.append(outcome)
-    new_cursor = {"at": now, "backlog_since": report.backlog_since, "obs_key": obs_key, "checks": keys,
-                  "reported_at": now if heartbeat else cursor.get("reported_at", now),
-                  "failing_at": now if heartbeat or refresh_failing else cursor.get("failing_at", now)}
+    new_cursor = {
+        "at": now,
+        "backlog_since": report.backlog_since,
+        "obs_key": obs_key,
+        "checks": keys,
+        "reported_at": now if heartbeat else cursor.get("reported_at", now),
+        "failing_at": now if heartbeat or refresh_failing else cursor.get("failing_at", now),
+    }
     return Reporting(observation, reported, new_cursor)

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
 
 from .events import EventKind, PoisonMessage, envelope_body, is_noms_number, parse_sqs_body
 from .messages import QueueMessage
@@ -21,7 +21,7 @@ from .messages import QueueMessage
 class LinkageRequest:
     noms_number: str
     messages: tuple[QueueMessage, ...]
-    event_types: tuple[str, ...] = ()     # of each message: .added or .updated (the backfill's telemetry cause)
+    event_types: tuple[str, ...] = ()  # of each message: .added or .updated (the backfill's telemetry cause)
 
     @property
     def run_key(self) -> str:
@@ -61,8 +61,9 @@ def plan_intake(messages: Sequence[QueueMessage], *, max_per_run: int) -> Intake
                 linkage.setdefault(noms, []).append((message, event.event_type))
             continue
         leased.append(replace(message, body=envelope_body(event)))
-    plan.linkage = [LinkageRequest(noms, tuple(m for m, _ in pairs), tuple(t for _, t in pairs))
-                    for noms, pairs in linkage.items()]
+    plan.linkage = [
+        LinkageRequest(noms, tuple(m for m, _ in pairs), tuple(t for _, t in pairs)) for noms, pairs in linkage.items()
+    ]
     plan.batches = split_evenly(leased, max_per_run)
     return plan
 

@@ -9,15 +9,15 @@ are named here.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
-FAILURE_REASON = "hmpps-failure-reason"     # why it was dead-lettered
-FAILED_AT = "hmpps-failed-at"               # when (UTC, ISO-8601)
-FAILED_BY = "hmpps-failed-by"               # a run id, or sensor:<name>
-ATTEMPTS = "hmpps-attempts"                 # deliveries before dead-lettering
-REDRIVE_COUNT = "hmpps-redrive-count"       # redrives so far
-LAST_FAILURE_REASON = "hmpps-last-failure-reason"   # the reason of the dead-lettering before the latest redrive
+FAILURE_REASON = "hmpps-failure-reason"  # why it was dead-lettered
+FAILED_AT = "hmpps-failed-at"  # when (UTC, ISO-8601)
+FAILED_BY = "hmpps-failed-by"  # a run id, or sensor:<name>
+ATTEMPTS = "hmpps-attempts"  # deliveries before dead-lettering
+REDRIVE_COUNT = "hmpps-redrive-count"  # redrives so far
+LAST_FAILURE_REASON = "hmpps-last-failure-reason"  # the reason of the dead-lettering before the latest redrive
 MAX_ATTRIBUTE_LENGTH = 1000
 
 
@@ -28,8 +28,8 @@ class QueueMessage:
     body: str
     receive_count: int = 1
     sent_timestamp_ms: int | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)   # our own SQS message attributes
-    received_at: float = 0.0        # epoch seconds: when this delivery was received (the lease started)
+    attributes: Mapping[str, str] = field(default_factory=dict)  # our own SQS message attributes
+    received_at: float = 0.0  # epoch seconds: when this delivery was received (the lease started)
 
     @property
     def handle(self) -> tuple[str, str]:

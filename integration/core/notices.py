@@ -20,12 +20,15 @@ def slack_message(title: str, lines: list[str], link: str | None = None) -> dict
     if body:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _escape(body)}})
     if link:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|Open the run in Dagster>"}]})
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|Open the run in Dagster>"}]}
+        )
     return {"text": f"{title}\n{body}".strip(), "blocks": blocks}
 
 
-def failure_message(job_name: str, run_id: str, reason: str, steps: list[str], recent_failures: int,
-                    link: str | None = None) -> dict[str, Any]:
+def failure_message(
+    job_name: str, run_id: str, reason: str, steps: list[str], recent_failures: int, link: str | None = None
+) -> dict[str, Any]:
     lines = [f"Run {run_id} of {job_name} failed: {_clip(reason)}"]
     lines += [f"- {_clip(step)}" for step in steps[:3]]
     if len(steps) > 3:
@@ -38,21 +41,28 @@ def failure_message(job_name: str, run_id: str, reason: str, steps: list[str], r
 def redrive_message(run_id: str, moved: int, parked: int, failed: int, link: str | None = None) -> dict[str, Any]:
     lines = [f"Run {run_id}: {moved} moved back to the events queue, {parked} parked, {failed} could not be moved."]
     if parked:
-        lines.append(f"{parked} messages were redriven too often and stay parked in the dead-letter queue "
-                     "(nothing was deleted): see the run's parked_messages table.")
+        lines.append(
+            f"{parked} messages were redriven too often and stay parked in the dead-letter queue "
+            "(nothing was deleted): see the run's parked_messages table."
+        )
     title = "DLQ redrive: messages parked" if parked else "DLQ redrive"
     return slack_message(title, lines, link)
 
 
-def reconciliation_message(run_id: str, counts: dict[str, int], repair: str, stopped: str | None = None,
-                           link: str | None = None) -> dict[str, Any]:
+def reconciliation_message(
+    run_id: str, counts: dict[str, int], repair: str, stopped: str | None = None, link: str | None = None
+) -> dict[str, Any]:
     problems = counts["missing"] or counts["stale"]
-    lines = [f"Run {run_id}: {counts['people_checked']} people checked, {counts['items_compared']} items compared.",
-             f"Missing contacts: {counts['missing']}; stale contacts: {counts['stale']}; "
-             f"people affected: {counts['people_needing_repair']}."]
+    lines = [
+        f"Run {run_id}: {counts['people_checked']} people checked, {counts['items_compared']} items compared.",
+        f"Missing contacts: {counts['missing']}; stale contacts: {counts['stale']}; "
+        f"people affected: {counts['people_needing_repair']}.",
+    ]
     if counts["people_with_errors"] or counts["people_not_checked"]:
-        lines.append(f"Could not check {counts['people_with_errors']} people (API errors); "
-                     f"{counts['people_not_checked']} left for a later run.")
+        lines.append(
+            f"Could not check {counts['people_with_errors']} people (API errors); "
+            f"{counts['people_not_checked']} left for a later run."
+        )
     if stopped:
         lines.append(f"Stopped early: {stopped}.")
     lines.append(f"Repair: {repair}.")
@@ -81,10 +91,8 @@ def _user_error_class(error: Any) -> str:
 
 def _clip(text: str, limit: int = MAX_REASON_CHARS) -> str:
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-

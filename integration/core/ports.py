@@ -11,7 +11,8 @@ The Delius side (``delius.store.DeliusStore``) raises the errors of ``core/outco
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from .messages import QueueDepth, QueueMessage
 
@@ -70,24 +71,39 @@ class EventsQueue(Protocol):
     @property
     def dlq_url(self) -> str: ...
 
-    def receive(self, max_messages: int = 10, *, wait_seconds: int = 0, visibility_timeout: int | None = None,
-                queue_url: str | None = None) -> list[QueueMessage]: ...
+    def receive(
+        self,
+        max_messages: int = 10,
+        *,
+        wait_seconds: int = 0,
+        visibility_timeout: int | None = None,
+        queue_url: str | None = None,
+    ) -> list[QueueMessage]: ...
 
     def delete(self, messages: Sequence[tuple[str, str]], *, queue_url: str | None = None) -> list[str]: ...
 
-    def change_visibility(self, messages: Sequence[tuple[str, str]], seconds: int, *,
-                          queue_url: str | None = None) -> list[str]: ...
+    def change_visibility(
+        self, messages: Sequence[tuple[str, str]], seconds: int, *, queue_url: str | None = None
+    ) -> list[str]: ...
 
-    def send(self, body: str, attributes: Mapping[str, str] | None = None, *, delay_seconds: int = 0,
-             queue_url: str | None = None) -> str: ...
+    def send(
+        self,
+        body: str,
+        attributes: Mapping[str, str] | None = None,
+        *,
+        delay_seconds: int = 0,
+        queue_url: str | None = None,
+    ) -> str: ...
 
     def depth(self, queue_url: str | None = None) -> QueueDepth: ...
 
-    def dead_letter(self, message: QueueMessage, reason: str, *, failed_by: str | None = None,
-                    body: str | None = None) -> None: ...
+    def dead_letter(
+        self, message: QueueMessage, reason: str, *, failed_by: str | None = None, body: str | None = None
+    ) -> None: ...
 
-    def receive_dlq(self, max_messages: int = 10, *, wait_seconds: int = 0,
-                    visibility_timeout: int = 30) -> list[QueueMessage]: ...
+    def receive_dlq(
+        self, max_messages: int = 10, *, wait_seconds: int = 0, visibility_timeout: int = 30
+    ) -> list[QueueMessage]: ...
 
     def delete_dlq(self, messages: Sequence[tuple[str, str]]) -> list[str]: ...
 

@@ -7,15 +7,16 @@ names the field and never its value (values may be personal data). Times become 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any
 
 from .times import NotADateTime, to_london
 
 UNKNOWN_ESTABLISHMENT = "UNK"
-LEGACY_ID_MIN, LEGACY_ID_MAX = -(2**63), 2**63 - 1     # contact.nomis_case_note_id: a signed 64-bit integer
-_LEGACY_ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")      # ASCII digits only: int() also reads other scripts' digits
+LEGACY_ID_MIN, LEGACY_ID_MAX = -(2**63), 2**63 - 1  # contact.nomis_case_note_id: a signed 64-bit integer
+_LEGACY_ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: int() also reads other scripts' digits
 # The person of a record: ASCII letters and digits that fit offender.noms_number (7), checked before upper-casing
 # (str.upper turns some non-ASCII letters into ASCII ones). Real ones look like A1234BC; the APIs' own examples use
 # AA0001A (docs/upstream-apis.md), so the record's is not held to the NOMS pattern that partitions are.
@@ -29,10 +30,9 @@ class InvalidSourceRecord(ValueError):
     """
 
 
-
 @dataclass(frozen=True)
 class Amendment:
-    created: datetime | None      # naive London
+    created: datetime | None  # naive London
     author_name: str
     text: str
 
@@ -41,20 +41,20 @@ class Amendment:
 class CaseNote:
     """The fields of the Case Notes API `CaseNote` the integration uses (upstream-apis §2.2)."""
 
-    case_note_id: str             # UUID (`caseNoteId`, alias `id`)
-    offender_identifier: str      # NOMS number, upper-cased
+    case_note_id: str  # UUID (`caseNoteId`, alias `id`)
+    offender_identifier: str  # NOMS number, upper-cased
     type: str
     sub_type: str
-    created: datetime             # `creationDateTime`, naive London
-    occurred: datetime            # `occurrenceDateTime`, naive London
+    created: datetime  # `creationDateTime`, naive London
+    occurred: datetime  # `occurrenceDateTime`, naive London
     author_name: str
     text: str
-    location_id: str              # default "UNK"
-    legacy_id: int | None         # `legacyId`, else `eventId`
+    location_id: str  # default "UNK"
+    legacy_id: int | None  # `legacyId`, else `eventId`
     amendments: tuple[Amendment, ...] = ()
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> "CaseNote":
+    def from_api(cls, data: Mapping[str, Any]) -> CaseNote:
         """Parse API JSON; date-times without offset are Europe/London, with offset are converted to it.
 
         Required: ``caseNoteId`` (alias ``id``), ``offenderIdentifier``, ``type``, ``subType``,
@@ -109,7 +109,7 @@ class Alert:
     """The fields of the Alerts API `Alert` the integration uses (upstream-apis §3.1)."""
 
     alert_uuid: str
-    prison_number: str            # upper-cased
+    prison_number: str  # upper-cased
     alert_type_code: str
     alert_type_description: str
     code: str
@@ -118,7 +118,7 @@ class Alert:
     active_from: date
     active_to: date | None
     is_active: bool
-    created_at: datetime          # naive London
+    created_at: datetime  # naive London
     created_by_display_name: str | None
     last_modified_at: datetime | None
     last_modified_by_display_name: str | None
@@ -126,7 +126,7 @@ class Alert:
     prison_code_when_created: str | None
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> "Alert":
+    def from_api(cls, data: Mapping[str, Any]) -> Alert:
         """Parse Alerts API JSON (upstream-apis §3.1). Unknown fields are ignored, optional ones may be missing.
 
         Required: ``alertUuid``, ``prisonNumber`` (at most 7 ASCII letters and digits), ``alertCode`` with
@@ -144,7 +144,9 @@ class Alert:
             raise InvalidSourceRecord("alert has no alertCode")
         is_active = data.get("isActive")
         if not isinstance(is_active, bool):
-            raise InvalidSourceRecord("alert has no isActive" if is_active is None else "alert isActive is not a boolean")
+            raise InvalidSourceRecord(
+                "alert has no isActive" if is_active is None else "alert isActive is not a boolean"
+            )
         prison_code = _optional_str(data, "prisonCodeWhenCreated", what)
         return cls(
             alert_uuid=alert_uuid,

@@ -17,14 +17,14 @@ from .times import LONDON
 
 COUNTS = ("created", "updated", "moved", "unchanged", "skipped", "failed")
 HOUR, DAY = "hour", "day"
-MAX_CATCH_UP = {HOUR: 48, DAY: 7}       # windows reported at most per evaluation after a gap (daemon down)
+MAX_CATCH_UP = {HOUR: 48, DAY: 7}  # windows reported at most per evaluation after a gap (daemon down)
 
 
 @dataclass(frozen=True)
 class Window:
-    kind: str             # hour | day
-    start: float          # epoch seconds, inclusive
-    end: float            # epoch seconds, exclusive
+    kind: str  # hour | day
+    start: float  # epoch seconds, inclusive
+    end: float  # epoch seconds, exclusive
 
     @property
     def label(self) -> str:
@@ -45,7 +45,7 @@ def window_start(kind: str, at: float) -> float:
 def _next(kind: str, start: float) -> float:
     local = datetime.fromtimestamp(start, LONDON)
     if kind == HOUR:
-        return start + 3600      # London offsets are whole hours: an hour is 3,600 s, even across a clock change
+        return start + 3600  # London offsets are whole hours: an hour is 3,600 s, even across a clock change
     day = (local + timedelta(days=1)).date()
     return datetime(day.year, day.month, day.day, tzinfo=LONDON).timestamp()
 
@@ -65,7 +65,7 @@ def due_windows(kind: str, last_end: float | None, now: float) -> list[Window]:
             break
         windows.append(Window(kind, start, end))
         start = end
-    return windows[-MAX_CATCH_UP[kind]:]
+    return windows[-MAX_CATCH_UP[kind] :]
 
 
 def add_counts(reports: Iterable[Mapping[str, object]]) -> dict[str, int]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from .records import UNKNOWN_ESTABLISHMENT, Alert, CaseNote, InvalidSourceRecord
 from .text import clean
@@ -20,12 +21,12 @@ from .times import format_delius_datetime
 
 CASE_NOTE_URN_PREFIX = "urn:uk:gov:hmpps:prison-case-note:"
 ALERT_URN_PREFIX = "urn:uk:gov:hmpps:prisoner-alert:"
-DEFAULT_CONTACT_TYPE_CODE = "NOMISD"      # unmapped case notes (§5.5)
+DEFAULT_CONTACT_TYPE_CODE = "NOMISD"  # unmapped case notes (§5.5)
 DATA_CLEANSE_CONTACT_TYPE_CODE = "OTHER"  # docs/delius-contract.md
 OCG_ALERT_CODE = "DOCGM"
 OCG_TEXT = "Do not share with offender and OCG Nominal"
 DESCRIPTION_MAX_BYTES = 200
-STAFF_NAME_MAX_CHARS = 35                 # staff.forename / staff.surname are varchar(35)
+STAFF_NAME_MAX_CHARS = 35  # staff.forename / staff.surname are varchar(35)
 
 # Ignore reasons (telemetry `CaseNoteIgnored.reason`), verbatim from the reference (§3.2)
 REASON_BLANK_TEXT = "case note text is empty"
@@ -49,13 +50,13 @@ class ContactDraft:
     urn: str
     kind: ContactKind
     noms_number: str
-    source_id: str                # case-note UUID or alert UUID
-    legacy_id: int | None         # NOMIS case-note id (case notes only): matches stage-2 rows
-    type: str                     # e.g. "NEG" or "ALERT"
-    sub_type: str                 # e.g. "IEP_WARN" or "ACTIVE"
+    source_id: str  # case-note UUID or alert UUID
+    legacy_id: int | None  # NOMIS case-note id (case notes only): matches stage-2 rows
+    type: str  # e.g. "NEG" or "ALERT"
+    sub_type: str  # e.g. "IEP_WARN" or "ACTIVE"
     content: str
-    contact_datetime: datetime    # naive London
-    system_datetime: datetime     # naive London: the ordering guard
+    contact_datetime: datetime  # naive London
+    system_datetime: datetime  # naive London: the ordering guard
     staff_forename: str
     staff_surname: str
     establishment_code: str
@@ -179,14 +180,20 @@ def draft_from_alert(alert: Alert) -> ContactDraft:
         staff_forename=forename,
         staff_surname=surname,
         establishment_code=prison_code,
-        alert_description=(
-            f"Alert {alert.alert_type_description} and {alert.code_description} made {state}."
-        ),
+        alert_description=(f"Alert {alert.alert_type_description} and {alert.code_description} made {state}."),
     )
 
 
-_TEXT_FIELDS = ("source_id", "type", "sub_type", "content", "staff_forename", "staff_surname", "establishment_code",
-                "alert_description")
+_TEXT_FIELDS = (
+    "source_id",
+    "type",
+    "sub_type",
+    "content",
+    "staff_forename",
+    "staff_surname",
+    "establishment_code",
+    "alert_description",
+)
 
 
 def storable(draft: ContactDraft) -> ContactDraft:
@@ -341,8 +348,6 @@ def _bcst_pathway(content: str) -> str | None:
     return _BCST_PATHWAYS.get(match.group(1).lower())
 
 
-
-
 # --- one source record -> a draft, or why not -----------------------------------------------------------------
 
 
@@ -409,6 +414,6 @@ def _record_id(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return str(value)
-        except ValueError:          # more digits than int -> str allows
+        except ValueError:  # more digits than int -> str allows
             return None
     return None

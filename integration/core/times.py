@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LONDON = ZoneInfo("Europe/London")
@@ -32,10 +32,17 @@ def parse_iso(value: str, *, zone_ids: bool = True) -> tuple[datetime, tzinfo | 
         raise NotADateTime("not an ISO date-time")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m, off_s, zone_id = match.groups()
     try:
-        naive = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
-                         int((fraction or "").ljust(6, "0")[:6]))
+        naive = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "").ljust(6, "0")[:6]),
+        )
         if zulu:
-            return naive, timezone.utc
+            return naive, UTC
         if sign:
             offset = timedelta(hours=int(off_h), minutes=int(off_m), seconds=int(off_s or 0))
             return naive, timezone(-offset if sign == "-" else offset)
@@ -68,7 +75,4 @@ def format_delius_datetime(value: datetime) -> str:
     """``dd/MM/yyyy HH:mm:ss``, the date-time format Delius shows. Aware values are converted to London first."""
     if value.tzinfo is not None and value.utcoffset() is not None:
         value = value.astimezone(LONDON)
-    return (
-        f"{value.day:02d}/{value.month:02d}/{value.year:04d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
-    )
+    return f"{value.day:02d}/{value.month:02d}/{value.year:04d} {value.hour:02d}:{value.minute:02d}:{value.second:02d}"

@@ -57,8 +57,11 @@ def next_ids(conn: Connection, table_name: str, count: int) -> list[int]:
 def sequence_values(seq: Sequence, count: int, dialect_name: str) -> Executable:
     """One statement giving ``count`` next values of ``seq``."""
     if dialect_name == "postgresql":
-        return (select(seq.next_value()).select_from(func.generate_series(1, count))
-                .execution_options(**{VARIANT_OPTION: "sequence_values"}))
+        return (
+            select(seq.next_value())
+            .select_from(func.generate_series(1, count))
+            .execution_options(**{VARIANT_OPTION: "sequence_values"})
+        )
     if dialect_name == "oracle":
         return text(f"SELECT {seq.name}.NEXTVAL FROM dual CONNECT BY LEVEL <= :n").bindparams(n=count)
     raise NotImplementedError(dialect_name)
@@ -67,17 +70,28 @@ def sequence_values(seq: Sequence, count: int, dialect_name: str) -> Executable:
 def officer_code_probe(dialect_name: str) -> Executable | None:
     """A count of the officer-code routines this user can execute (None: this kind of database has none)."""
     if dialect_name == "postgresql":
-        routines = table("routines", literal_column("routine_schema"), literal_column("routine_name"),
-                         schema="information_schema")
-        return (select(func.count()).select_from(routines)
-                .where(literal_column("routine_schema") == OFFICER_CODE_SCHEMA,
-                       literal_column("routine_name") == OFFICER_CODE_FUNCTION)
-                .execution_options(**{VARIANT_OPTION: "officer_code_probe"}))
+        routines = table(
+            "routines", literal_column("routine_schema"), literal_column("routine_name"), schema="information_schema"
+        )
+        return (
+            select(func.count())
+            .select_from(routines)
+            .where(
+                literal_column("routine_schema") == OFFICER_CODE_SCHEMA,
+                literal_column("routine_name") == OFFICER_CODE_FUNCTION,
+            )
+            .execution_options(**{VARIANT_OPTION: "officer_code_probe"})
+        )
     if dialect_name == "oracle":
         procedures = table("all_procedures", literal_column("object_name"), literal_column("procedure_name"))
-        return (select(func.count()).select_from(procedures)
-                .where(literal_column("object_name") == OFFICER_CODE_SCHEMA.upper(),
-                       literal_column("procedure_name") == OFFICER_CODE_FUNCTION.upper()))
+        return (
+            select(func.count())
+            .select_from(procedures)
+            .where(
+                literal_column("object_name") == OFFICER_CODE_SCHEMA.upper(),
+                literal_column("procedure_name") == OFFICER_CODE_FUNCTION.upper(),
+            )
+        )
     return None
 
 

@@ -46,7 +46,7 @@ business_interaction = Table(
     Column("business_interaction_id", BigInteger, primary_key=True),
     Column("business_interaction_code", String(10), nullable=False),
     Column("description", String(100)),
-    Column("enabled_date", DateTime),        # null or not in the future: the interaction may be used
+    Column("enabled_date", DateTime),  # null or not in the future: the interaction may be used
 )
 
 # No surrogate id: (date_time, business_interaction_id, user_id) is the key.
@@ -54,11 +54,15 @@ audited_interaction = Table(
     "audited_interaction",
     metadata,
     Column("date_time", DateTime, primary_key=True),
-    Column("business_interaction_id", BigInteger, ForeignKey("business_interaction.business_interaction_id"),
-           primary_key=True),
+    Column(
+        "business_interaction_id",
+        BigInteger,
+        ForeignKey("business_interaction.business_interaction_id"),
+        primary_key=True,
+    ),
     Column("user_id", BigInteger, ForeignKey("user_.user_id"), primary_key=True),
-    Column("outcome", String(1), nullable=False),            # 'P' success, 'F' failure
-    Column("interaction_parameters", String(500)),            # dpsId='<uuid>',contactId='<id>'
+    Column("outcome", String(1), nullable=False),  # 'P' success, 'F' failure
+    Column("interaction_parameters", String(500)),  # dpsId='<uuid>',contactId='<id>'
 )
 
 r_institution = Table(
@@ -223,9 +227,9 @@ contact = Table(
     Column("nsi_id", BigInteger, ForeignKey("nsi.nsi_id")),
     Column("contact_type_id", BigInteger, ForeignKey("r_contact_type.contact_type_id"), nullable=False),
     Column("description", String(200)),
-    Column("notes", Text),                                  # CLOB on Oracle
-    Column("contact_date", DateTime, nullable=False),       # the full contact timestamp (Delius shows the date)
-    Column("contact_start_time", DateTime),                 # the same timestamp (Delius shows the time)
+    Column("notes", Text),  # CLOB on Oracle
+    Column("contact_date", DateTime, nullable=False),  # the full contact timestamp (Delius shows the date)
+    Column("contact_start_time", DateTime),  # the same timestamp (Delius shows the time)
     Column("staff_id", BigInteger, ForeignKey("staff.staff_id")),
     Column("staff_employee_id", BigInteger),
     Column("team_id", BigInteger, ForeignKey("team.team_id")),

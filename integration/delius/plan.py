@@ -44,20 +44,20 @@ from ..core.text import caseless
 from ..core.times import london_now  # noqa: F401  (re-exported: the store's default clock)
 
 AUDIT_OUTCOME_SUCCESS = "P"
-AUDIT_PARAMETERS_MAX = 500                # audited_interaction.interaction_parameters is varchar(500)
-OF_INTEREST_DAYS = 365                    # URN back-fill: case notes and inactive alerts of the last year
+AUDIT_PARAMETERS_MAX = 500  # audited_interaction.interaction_parameters is varchar(500)
+OF_INTEREST_DAYS = 365  # URN back-fill: case notes and inactive alerts of the last year
 DATA_CLEANSE_DESCRIPTION = "Data Cleanse"
-OFFICER_CODE_LIMIT = 26 * 1000            # A000 .. Z999
+OFFICER_CODE_LIMIT = 26 * 1000  # A000 .. Z999
 AREA_NOT_FOUND = "Probation Area not found for NOMIS institution"
 
 # The sizes of the columns a draft's values go into or are looked up in (integration/delius/models.py; a unit test
 # compares them). Oracle counts VARCHAR2 sizes in bytes unless told otherwise, so what is checked is UTF-8 bytes.
-EXTERNAL_REFERENCE_MAX = 4000             # contact.external_reference: the URN
-DESCRIPTION_MAX = 200                     # contact.description (rules.truncate_utf8 keeps it within)
-STAFF_NAME_MAX = 35                       # staff.forename, staff.surname (rules cut names to 35 characters)
-NOMS_NUMBER_MAX = 7                       # offender.noms_number
-NOMIS_TYPE_MAX = 100                      # r_contact_type_nomis_type.nomis_contact_type: "{type} {subType}"
-CONTACT_ID_MAX_DIGITS = 19                # contact_id: a 64-bit integer
+EXTERNAL_REFERENCE_MAX = 4000  # contact.external_reference: the URN
+DESCRIPTION_MAX = 200  # contact.description (rules.truncate_utf8 keeps it within)
+STAFF_NAME_MAX = 35  # staff.forename, staff.surname (rules cut names to 35 characters)
+NOMS_NUMBER_MAX = 7  # offender.noms_number
+NOMIS_TYPE_MAX = 100  # r_contact_type_nomis_type.nomis_contact_type: "{type} {subType}"
+CONTACT_ID_MAX_DIGITS = 19  # contact_id: a 64-bit integer
 
 
 def to_second(value: datetime) -> datetime:
@@ -101,10 +101,10 @@ class Reference:
 
     user_id: int
     interaction_id: int
-    contact_type_by_code: Mapping[str, tuple[int, str]]     # code -> (contact_type_id, sensitive Y/N)
-    contact_type_by_id: Mapping[int, tuple[str, str]]       # contact_type_id -> (code, sensitive Y/N)
-    mapped_type: Mapping[str, int]                          # "TYPE SUBTYPE" -> contact_type_id
-    provider_by_prison: Mapping[str, Provider | str]        # first 3 of establishment -> provider or why not
+    contact_type_by_code: Mapping[str, tuple[int, str]]  # code -> (contact_type_id, sensitive Y/N)
+    contact_type_by_id: Mapping[int, tuple[str, str]]  # contact_type_id -> (code, sensitive Y/N)
+    mapped_type: Mapping[str, int]  # "TYPE SUBTYPE" -> contact_type_id
+    provider_by_prison: Mapping[str, Provider | str]  # first 3 of establishment -> provider or why not
 
 
 def check_interaction(code: str, found: tuple[int, datetime | None] | None, now: datetime) -> int:
@@ -118,8 +118,9 @@ def check_interaction(code: str, found: tuple[int, datetime | None] | None, now:
     return interaction_id
 
 
-def providers_by_prison(prisons: Iterable[str], areas: Iterable[tuple[str, int, str]],
-                        teams: Mapping[str, int]) -> dict[str, Provider | str]:
+def providers_by_prison(
+    prisons: Iterable[str], areas: Iterable[tuple[str, int, str]], teams: Mapping[str, int]
+) -> dict[str, Provider | str]:
     """Provider per 3-character prison code: the first probation area (lowest id) linked to an institution with that
     NOMIS code, and its ``{area code}CSN`` team; or the reason it cannot be resolved.
 
@@ -134,8 +135,11 @@ def providers_by_prison(prisons: Iterable[str], areas: Iterable[tuple[str, int, 
             continue
         area_id, area_code = first[prison]
         team_id = teams.get(csn_team_code(area_code))
-        result[prison] = (Provider(area_id, area_code, team_id) if team_id is not None
-                          else f"Team with code of {csn_team_code(area_code)} not found")
+        result[prison] = (
+            Provider(area_id, area_code, team_id)
+            if team_id is not None
+            else f"Team with code of {csn_team_code(area_code)} not found"
+        )
     return result
 
 
@@ -161,11 +165,9 @@ def refusal(draft: ContactDraft) -> str | None:
     take (docs/decisions.md, "Text"). Names the column and its size, never the value."""
     what = "alert" if draft.is_alert else "case note"
     if not fits(draft.urn, EXTERNAL_REFERENCE_MAX):
-        return (f"{what} id too long: its URN does not fit contact.external_reference "
-                f"({EXTERNAL_REFERENCE_MAX} bytes)")
+        return f"{what} id too long: its URN does not fit contact.external_reference ({EXTERNAL_REFERENCE_MAX} bytes)"
     if not fits(_longest_audit_parameters(draft), AUDIT_PARAMETERS_MAX):
-        return (f"{what} id too long for audited_interaction.interaction_parameters "
-                f"({AUDIT_PARAMETERS_MAX} bytes)")
+        return f"{what} id too long for audited_interaction.interaction_parameters ({AUDIT_PARAMETERS_MAX} bytes)"
     return None
 
 
@@ -200,8 +202,11 @@ def pick_winners(drafts: Sequence[ContactDraft]) -> tuple[list[int], dict[int, M
         best = winner.get(draft.urn)
         if best is None or draft.system_datetime >= drafts[best].system_datetime:
             winner[draft.urn] = idx
-    superseded = {idx: MergeOutcome(draft.urn, Action.UNCHANGED, REASON_SUPERSEDED)
-                  for idx, draft in enumerate(drafts) if winner[draft.urn] != idx}
+    superseded = {
+        idx: MergeOutcome(draft.urn, Action.UNCHANGED, REASON_SUPERSEDED)
+        for idx, draft in enumerate(drafts)
+        if winner[draft.urn] != idx
+    }
     return sorted(winner.values()), superseded
 
 
@@ -209,8 +214,11 @@ def legacy_lookup(drafts: Iterable[ContactDraft], found_urns: Iterable[str]) -> 
     """Legacy NOMIS id -> URN for the case notes that have a legacy id and no contact by URN: they may match a
     contact written before URNs existed (one without ``external_reference``)."""
     found = set(found_urns)
-    return {d.legacy_id: d.urn for d in drafts
-            if d.kind is ContactKind.CASE_NOTE and d.legacy_id is not None and d.urn not in found}
+    return {
+        d.legacy_id: d.urn
+        for d in drafts
+        if d.kind is ContactKind.CASE_NOTE and d.legacy_id is not None and d.urn not in found
+    }
 
 
 # ------------------------------------------------------------------------------------------------ classification
@@ -219,7 +227,7 @@ def legacy_lookup(drafts: Iterable[ContactDraft], found_urns: Iterable[str]) -> 
 class Kind(str, enum.Enum):
     CREATE = "create"
     UPDATE = "update"
-    URN_ONLY = "urn only"           # a legacy row gets its URN, nothing else
+    URN_ONLY = "urn only"  # a legacy row gets its URN, nothing else
     MOVE = "move"
     UNCHANGED = "unchanged"
 
@@ -228,7 +236,7 @@ class Kind(str, enum.Enum):
 class Decision:
     kind: Kind
     existing: Existing | None = None
-    reason: str | None = None       # UNCHANGED: why
+    reason: str | None = None  # UNCHANGED: why
 
 
 def classify(draft: ContactDraft, existing: Existing | None, now: datetime) -> Decision:
@@ -258,8 +266,13 @@ def of_interest_for_external_reference(draft: ContactDraft, now: datetime) -> bo
 
 def unchanged_outcome(draft: ContactDraft, decision: Decision) -> MergeOutcome:
     existing = decision.existing
-    return MergeOutcome(draft.urn, Action.UNCHANGED, decision.reason,
-                        contact_id=existing.contact_id if existing else None, crn=existing.crn if existing else None)
+    return MergeOutcome(
+        draft.urn,
+        Action.UNCHANGED,
+        decision.reason,
+        contact_id=existing.contact_id if existing else None,
+        crn=existing.crn if existing else None,
+    )
 
 
 def failure_outcome(draft: ContactDraft, failure: MergeFailure, existing: Existing | None = None) -> MergeOutcome:
@@ -272,8 +285,14 @@ def failure_outcome(draft: ContactDraft, failure: MergeFailure, existing: Existi
     if failure.reason == REASON_OFFENDER_NOT_FOUND:
         if existing is None:
             return MergeOutcome(draft.urn, Action.SKIPPED, failure.reason)
-        return MergeOutcome(draft.urn, Action.SKIPPED, failure.reason, contact_id=existing.contact_id,
-                            crn=existing.crn, warning=not_moved_warning(existing.contact_id, existing.crn))
+        return MergeOutcome(
+            draft.urn,
+            Action.SKIPPED,
+            failure.reason,
+            contact_id=existing.contact_id,
+            crn=existing.crn,
+            warning=not_moved_warning(existing.contact_id, existing.crn),
+        )
     return MergeOutcome(draft.urn, Action.FAILED, failure.reason, retryable=failure.retryable)
 
 
@@ -312,8 +331,11 @@ def resolve_target(draft: ContactDraft, ref: Reference, persons: Mapping[str, Se
         raise MergeFailure(f"Invalid establishment code: {draft.establishment_code!r}")
     provider = ref.provider_by_prison.get(draft.establishment_code[:3])
     if provider is None or isinstance(provider, str):
-        if draft.is_alert and draft.establishment_code == rules.UNKNOWN_ESTABLISHMENT and (
-                provider is None or provider.startswith(AREA_NOT_FOUND)):
+        if (
+            draft.is_alert
+            and draft.establishment_code == rules.UNKNOWN_ESTABLISHMENT
+            and (provider is None or provider.startswith(AREA_NOT_FOUND))
+        ):
             # An alert without a prison code (a NOMIS resync) goes through UNK; without an institution for UNK in
             # Delius it fails as before (docs/decisions.md, "Rules").
             raise MergeFailure(rules.REASON_ALERT_ESTABLISHMENT)
@@ -321,7 +343,7 @@ def resolve_target(draft: ContactDraft, ref: Reference, persons: Mapping[str, Se
     return Target(matches[0], type_id, provider)
 
 
-StaffKey = tuple[int, str, str]           # (probation_area_id, caseless forename, caseless surname)
+StaffKey = tuple[int, str, str]  # (probation_area_id, caseless forename, caseless surname)
 
 
 def staff_key(area_id: int, forename: str, surname: str) -> StaffKey:
@@ -391,17 +413,25 @@ def move_values(new_values: Mapping, existing: Existing) -> dict:
 def update_values(draft: ContactDraft, existing: Existing, user_id: int, *, urn_only: bool) -> dict:
     """The columns an update writes: notes (padded, never shorter), both contact-time columns, the system time and
     the URN; a URN back-fill writes the URN only. Type, description, links, staff and provider never change."""
-    values: dict = {"external_reference": draft.urn, "last_updated_user_id": user_id,
-                    "row_version": existing.row_version + 1}
+    values: dict = {
+        "external_reference": draft.urn,
+        "last_updated_user_id": user_id,
+        "row_version": existing.row_version + 1,
+    }
     if not urn_only:
         when = to_second(draft.contact_datetime)
-        values.update(notes=rules.pad_notes(draft.notes, existing.notes), contact_date=when, contact_start_time=when,
-                      last_updated_datetime=to_second(draft.system_datetime))
+        values.update(
+            notes=rules.pad_notes(draft.notes, existing.notes),
+            contact_date=when,
+            contact_start_time=when,
+            last_updated_datetime=to_second(draft.system_datetime),
+        )
     return values
 
 
-def choose_links(draft: ContactDraft, nsis: Iterable[tuple[date, int, int | None]],
-                 custodial_events: Iterable[int]) -> tuple[int | None, int | None]:
+def choose_links(
+    draft: ContactDraft, nsis: Iterable[tuple[date, int, int | None]], custodial_events: Iterable[int]
+) -> tuple[int | None, int | None]:
     """(event_id, nsi_id) of a new or moved contact.
 
     Alerts link to nothing. A case note links to the person's active NSI of a type mapped to its type key with the
@@ -418,30 +448,66 @@ def choose_links(draft: ContactDraft, nsis: Iterable[tuple[date, int, int | None
     return None, None
 
 
-def data_cleanse_values(*, offender_id: int, staff_id: int, team_id: int, area_id: int, contact_type_id: int,
-                        sensitive: str, user_id: int, now: datetime) -> dict:
+def data_cleanse_values(
+    *,
+    offender_id: int,
+    staff_id: int,
+    team_id: int,
+    area_id: int,
+    contact_type_id: int,
+    sensitive: str,
+    user_id: int,
+    now: datetime,
+) -> dict:
     """The "Data Cleanse" contact on a case that lost a contact to another person (one per previous case and merge):
     on the case's active offender manager, no event, no URN, dated now."""
     now = to_second(now)
     return {
-        "offender_id": offender_id, "event_id": None, "nsi_id": None, "contact_type_id": contact_type_id,
-        "description": DATA_CLEANSE_DESCRIPTION, "notes": rules.data_cleanse_notes(now),
-        "contact_date": now, "contact_start_time": now,
-        "staff_id": staff_id, "staff_employee_id": staff_id, "team_id": team_id, "probation_area_id": area_id,
-        "trust_provider_team_id": team_id, "trust_provider_flag": 0, "partition_area_id": 0, "soft_deleted": 0,
-        "sensitive": "Y" if sensitive == "Y" else "N", "external_reference": None, "nomis_case_note_id": None,
-        "created_datetime": now, "last_updated_datetime": now,
-        "created_by_user_id": user_id, "last_updated_user_id": user_id, "row_version": 0,
+        "offender_id": offender_id,
+        "event_id": None,
+        "nsi_id": None,
+        "contact_type_id": contact_type_id,
+        "description": DATA_CLEANSE_DESCRIPTION,
+        "notes": rules.data_cleanse_notes(now),
+        "contact_date": now,
+        "contact_start_time": now,
+        "staff_id": staff_id,
+        "staff_employee_id": staff_id,
+        "team_id": team_id,
+        "probation_area_id": area_id,
+        "trust_provider_team_id": team_id,
+        "trust_provider_flag": 0,
+        "partition_area_id": 0,
+        "soft_deleted": 0,
+        "sensitive": "Y" if sensitive == "Y" else "N",
+        "external_reference": None,
+        "nomis_case_note_id": None,
+        "created_datetime": now,
+        "last_updated_datetime": now,
+        "created_by_user_id": user_id,
+        "last_updated_user_id": user_id,
+        "row_version": 0,
     }
 
 
-def staff_values(*, staff_id: int | None, officer_code: str, forename: str, surname: str, area_id: int,
-                 user_id: int, now: datetime) -> dict:
+def staff_values(
+    *, staff_id: int | None, officer_code: str, forename: str, surname: str, area_id: int, user_id: int, now: datetime
+) -> dict:
     """A prison staff member the integration creates (``staff_id`` None: the database assigns it, SQLite only)."""
     now = to_second(now)
-    values = {"officer_code": officer_code, "forename": forename, "surname": surname, "probation_area_id": area_id,
-              "start_date": now, "private": 0, "created_by_user_id": user_id, "created_datetime": now,
-              "last_updated_user_id": user_id, "last_updated_datetime": now, "row_version": 0}
+    values = {
+        "officer_code": officer_code,
+        "forename": forename,
+        "surname": surname,
+        "probation_area_id": area_id,
+        "start_date": now,
+        "private": 0,
+        "created_by_user_id": user_id,
+        "created_datetime": now,
+        "last_updated_user_id": user_id,
+        "last_updated_datetime": now,
+        "row_version": 0,
+    }
     if staff_id is not None:
         values["staff_id"] = staff_id
     return values
@@ -449,8 +515,15 @@ def staff_values(*, staff_id: int | None, officer_code: str, forename: str, surn
 
 def staff_team_values(*, staff_id: int, team_id: int, user_id: int, now: datetime) -> dict:
     now = to_second(now)
-    return {"staff_id": staff_id, "team_id": team_id, "created_by_user_id": user_id, "created_datetime": now,
-            "last_updated_user_id": user_id, "last_updated_datetime": now, "row_version": 0}
+    return {
+        "staff_id": staff_id,
+        "team_id": team_id,
+        "created_by_user_id": user_id,
+        "created_datetime": now,
+        "last_updated_user_id": user_id,
+        "last_updated_datetime": now,
+        "row_version": 0,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ officer codes
@@ -467,9 +540,11 @@ def officer_codes_after(prefix: str, existing: Iterable[str], count: int) -> lis
 
     ``A001`` first; after ``A999`` comes ``B000``; ``Z999`` is the last. The same rule as Delius's own generator
     (``spgconfig.getnextstaffreference``), for databases without it."""
-    numbers = [(ord(match.group(1)) - ord("A")) * 1000 + int(match.group(2))
-               for code in existing
-               if code.startswith(prefix) and (match := _OFFICER_CODE.match(code[len(prefix):]))]
+    numbers = [
+        (ord(match.group(1)) - ord("A")) * 1000 + int(match.group(2))
+        for code in existing
+        if code.startswith(prefix) and (match := _OFFICER_CODE.match(code[len(prefix) :]))
+    ]
     start = max(numbers, default=0) + 1
     if start + count > OFFICER_CODE_LIMIT:
         raise MergeFailure(f"officer codes exhausted for prefix {prefix}")
@@ -512,14 +587,22 @@ def truncate_to(value: datetime, step: timedelta) -> datetime:
     return value
 
 
-def audit_rows(audits: Sequence[tuple[int, ContactDraft]], times: Sequence[datetime], *, interaction_id: int,
-               user_id: int) -> list[dict]:
+def audit_rows(
+    audits: Sequence[tuple[int, ContactDraft]], times: Sequence[datetime], *, interaction_id: int, user_id: int
+) -> list[dict]:
     """One audit row per written contact (create, update, move): ``audits`` are (contact_id, draft)."""
     if len(times) != len(audits):
         raise ValueError("one time per audit row")
-    return [{"date_time": when, "business_interaction_id": interaction_id, "user_id": user_id,
-             "outcome": AUDIT_OUTCOME_SUCCESS, "interaction_parameters": audit_parameters(draft.source_id, contact_id)}
-            for (contact_id, draft), when in zip(audits, times)]
+    return [
+        {
+            "date_time": when,
+            "business_interaction_id": interaction_id,
+            "user_id": user_id,
+            "outcome": AUDIT_OUTCOME_SUCCESS,
+            "interaction_parameters": audit_parameters(draft.source_id, contact_id),
+        }
+        for (contact_id, draft), when in zip(audits, times)
+    ]
 
 
 def next_audit_start(now: datetime, last_used: datetime | None, step: timedelta) -> datetime:

@@ -19,13 +19,13 @@ from integration.core.events import is_noms_number
 from . import models as m
 
 URN_PREFIX = "urn:uk:gov:hmpps:"
-IN_CHUNK = 500                 # bind parameters per IN (...) list (Oracle allows at most 1,000)
+IN_CHUNK = 500  # bind parameters per IN (...) list (Oracle allows at most 1,000)
 
 
 @dataclass(frozen=True)
 class StoredContact:
-    urn: str | None                   # contact.external_reference
-    legacy_id: int | None             # contact.nomis_case_note_id of a legacy row without URN
+    urn: str | None  # contact.external_reference
+    legacy_id: int | None  # contact.nomis_case_note_id of a legacy row without URN
     last_updated: datetime
     soft_deleted: bool
 
@@ -36,11 +36,18 @@ def people_contacts(engine: Engine, noms_numbers: Iterable[str]) -> list[tuple[s
     rows: list[tuple[str, str, datetime]] = []
     with engine.connect() as conn:
         for chunk in _chunks(sorted(set(noms_numbers))):
-            rows += [tuple(row) for row in conn.execute(
-                select(m.contact.c.external_reference, m.offender.c.noms_number, m.contact.c.last_updated_datetime)
-                .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-                .where(m.offender.c.noms_number.in_(chunk), m.offender.c.soft_deleted == 0,
-                       m.contact.c.external_reference.like(URN_PREFIX + "%")))]
+            rows += [
+                tuple(row)
+                for row in conn.execute(
+                    select(m.contact.c.external_reference, m.offender.c.noms_number, m.contact.c.last_updated_datetime)
+                    .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
+                    .where(
+                        m.offender.c.noms_number.in_(chunk),
+                        m.offender.c.soft_deleted == 0,
+                        m.contact.c.external_reference.like(URN_PREFIX + "%"),
+                    )
+                )
+            ]
     return rows
 
 
@@ -50,16 +57,27 @@ def stored_contacts(engine: Engine, noms_numbers: Iterable[str]) -> dict[str, li
     with engine.connect() as conn:
         for chunk in _chunks(sorted(set(noms_numbers))):
             rows = conn.execute(
-                select(m.offender.c.noms_number, m.contact.c.external_reference, m.contact.c.nomis_case_note_id,
-                       m.contact.c.last_updated_datetime, m.contact.c.soft_deleted)
+                select(
+                    m.offender.c.noms_number,
+                    m.contact.c.external_reference,
+                    m.contact.c.nomis_case_note_id,
+                    m.contact.c.last_updated_datetime,
+                    m.contact.c.soft_deleted,
+                )
                 .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-                .where(m.offender.c.noms_number.in_(chunk), m.offender.c.soft_deleted == 0,
-                       or_(m.contact.c.external_reference.like(URN_PREFIX + "%"),
-                           and_(m.contact.c.external_reference.is_(None),
-                                m.contact.c.nomis_case_note_id.is_not(None)))))
+                .where(
+                    m.offender.c.noms_number.in_(chunk),
+                    m.offender.c.soft_deleted == 0,
+                    or_(
+                        m.contact.c.external_reference.like(URN_PREFIX + "%"),
+                        and_(m.contact.c.external_reference.is_(None), m.contact.c.nomis_case_note_id.is_not(None)),
+                    ),
+                )
+            )
             for noms, urn, legacy_id, last_updated, soft_deleted in rows:
-                result.setdefault(noms, []).append(StoredContact(urn, None if urn else legacy_id, last_updated,
-                                                                 bool(soft_deleted)))
+                result.setdefault(noms, []).append(
+                    StoredContact(urn, None if urn else legacy_id, last_updated, bool(soft_deleted))
+                )
     return result
 
 
@@ -70,9 +88,13 @@ def linked_people(engine: Engine, noms_numbers: Iterable[str]) -> set[str]:
     wanted = {n.strip().upper() for n in noms_numbers if isinstance(n, str) and n.strip()}
     with engine.connect() as conn:
         for chunk in _chunks(sorted(n for n in wanted if is_noms_number(n))):
-            found.update(conn.execute(select(m.offender.c.noms_number).distinct()
-                                      .where(m.offender.c.noms_number.in_(chunk),
-                                             m.offender.c.soft_deleted == 0)).scalars())
+            found.update(
+                conn.execute(
+                    select(m.offender.c.noms_number)
+                    .distinct()
+                    .where(m.offender.c.noms_number.in_(chunk), m.offender.c.soft_deleted == 0)
+                ).scalars()
+            )
     return found
 
 
@@ -82,11 +104,19 @@ def people_with_recent_contacts(engine: Engine, since: datetime) -> set[str]:
     One query; without an index on ``contact.last_updated_datetime`` (the contract DDL has none) it scans the table.
     """
     with engine.connect() as conn:
-        return set(conn.execute(
-            select(m.offender.c.noms_number).distinct()
-            .join(m.contact, m.contact.c.offender_id == m.offender.c.offender_id)
-            .where(m.contact.c.last_updated_datetime >= since, m.contact.c.external_reference.like(URN_PREFIX + "%"),
-                   m.offender.c.noms_number.is_not(None), m.offender.c.soft_deleted == 0)).scalars())
+        return set(
+            conn.execute(
+                select(m.offender.c.noms_number)
+                .distinct()
+                .join(m.contact, m.contact.c.offender_id == m.offender.c.offender_id)
+                .where(
+                    m.contact.c.last_updated_datetime >= since,
+                    m.contact.c.external_reference.like(URN_PREFIX + "%"),
+                    m.offender.c.noms_number.is_not(None),
+                    m.offender.c.soft_deleted == 0,
+                )
+            ).scalars()
+        )
 
 
 def people_in_sweep(engine: Engine, sweep_days: int, today: date) -> set[str]:
@@ -94,10 +124,17 @@ def people_in_sweep(engine: Engine, sweep_days: int, today: date) -> set[str]:
     if sweep_days <= 0:
         return set()
     with engine.connect() as conn:
-        return set(conn.execute(
-            select(m.offender.c.noms_number).distinct()
-            .where(m.offender.c.noms_number.is_not(None), m.offender.c.soft_deleted == 0,
-                   m.offender.c.offender_id % sweep_days == today.toordinal() % sweep_days)).scalars())
+        return set(
+            conn.execute(
+                select(m.offender.c.noms_number)
+                .distinct()
+                .where(
+                    m.offender.c.noms_number.is_not(None),
+                    m.offender.c.soft_deleted == 0,
+                    m.offender.c.offender_id % sweep_days == today.toordinal() % sweep_days,
+                )
+            ).scalars()
+        )
 
 
 def person_contact_urns(engine: Engine, noms_number: str) -> dict[str, int]:
@@ -106,8 +143,11 @@ def person_contact_urns(engine: Engine, noms_number: str) -> dict[str, int]:
         rows = conn.execute(
             select(m.contact.c.external_reference, func.count())
             .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-            .where(m.offender.c.noms_number == noms_number, m.offender.c.soft_deleted == 0,
-                   m.contact.c.external_reference.like(URN_PREFIX + "%"))
+            .where(
+                m.offender.c.noms_number == noms_number,
+                m.offender.c.soft_deleted == 0,
+                m.contact.c.external_reference.like(URN_PREFIX + "%"),
+            )
             .group_by(m.contact.c.external_reference)
         ).all()
     return {urn: count for urn, count in rows}
@@ -116,4 +156,4 @@ def person_contact_urns(engine: Engine, noms_number: str) -> dict[str, int]:
 def _chunks(items: Sequence, size: int = IN_CHUNK):
     items = list(items)
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

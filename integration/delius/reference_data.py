@@ -22,15 +22,15 @@ from . import models as m
 SERVICE_USERNAME = "PrisonCaseNotesToProbation"
 CASE_NOTES_MERGE_INTERACTION = "APIBI001"
 INTERACTION_ENABLED = datetime(2015, 4, 1)
-SEED_TIME = datetime(2020, 1, 6, 9, 0, 0)       # audit columns of seeded staff
+SEED_TIME = datetime(2020, 1, 6, 9, 0, 0)  # audit columns of seeded staff
 
 
 @dataclass(frozen=True)
 class Prison:
-    nomis_code: str          # r_institution.nomis_cde_code, e.g. "LEI"
-    institution_code: str    # r_institution.code
+    nomis_code: str  # r_institution.nomis_cde_code, e.g. "LEI"
+    institution_code: str  # r_institution.code
     name: str
-    area_code: str           # the prison's provider (probation_area.code); its CSN team is f"{area_code}CSN"
+    area_code: str  # the prison's provider (probation_area.code); its CSN team is f"{area_code}CSN"
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ContactType:
     code: str
     description: str
     sensitive: bool = False
-    nomis_types: tuple[str, ...] = ()   # r_contact_type_nomis_type keys mapped to this type
+    nomis_types: tuple[str, ...] = ()  # r_contact_type_nomis_type keys mapped to this type
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class ReferenceData:
     prisons: tuple[Prison, ...]
     regions: tuple[ProbationRegion, ...]
     contact_types: tuple[ContactType, ...]
-    nsi_types: dict[str, tuple[str, ...]] = field(default_factory=dict)   # NSI type code -> nomis types
-    disposal_types: tuple[tuple[str, str], ...] = ()                      # (code, sentence_type)
+    nsi_types: dict[str, tuple[str, ...]] = field(default_factory=dict)  # NSI type code -> nomis types
+    disposal_types: tuple[tuple[str, str], ...] = ()  # (code, sentence_type)
 
 
 DEFAULT_PRISONS = (
@@ -96,35 +96,65 @@ DEFAULT_REFERENCE_DATA = ReferenceData(
 )
 
 
-def seed_reference_data(engine: Engine, data: ReferenceData = DEFAULT_REFERENCE_DATA,
-                        username: str = SERVICE_USERNAME) -> None:
+def seed_reference_data(
+    engine: Engine, data: ReferenceData = DEFAULT_REFERENCE_DATA, username: str = SERVICE_USERNAME
+) -> None:
     """Insert the service user, the audit interaction, providers, teams, contact types and mappings."""
     with engine.begin() as conn:
         _insert(conn, m.user_.c.user_id, distinguished_name=username)
-        _insert(conn, m.business_interaction.c.business_interaction_id,
-                business_interaction_code=CASE_NOTES_MERGE_INTERACTION, description="Case notes merge",
-                enabled_date=INTERACTION_ENABLED)
+        _insert(
+            conn,
+            m.business_interaction.c.business_interaction_id,
+            business_interaction_code=CASE_NOTES_MERGE_INTERACTION,
+            description="Case notes merge",
+            enabled_date=INTERACTION_ENABLED,
+        )
         for prison in data.prisons:
-            institution_id = _insert(conn, m.r_institution.c.institution_id, code=prison.institution_code,
-                                     nomis_cde_code=prison.nomis_code, description=prison.name)
+            institution_id = _insert(
+                conn,
+                m.r_institution.c.institution_id,
+                code=prison.institution_code,
+                nomis_cde_code=prison.nomis_code,
+                description=prison.name,
+            )
             area_id = _insert_area(conn, prison.area_code, prison.name, institution_id)
-            _insert(conn, m.team.c.team_id, code=f"{prison.area_code}CSN", description=f"{prison.name} case notes",
-                    probation_area_id=area_id)
+            _insert(
+                conn,
+                m.team.c.team_id,
+                code=f"{prison.area_code}CSN",
+                description=f"{prison.name} case notes",
+                probation_area_id=area_id,
+            )
         for region in data.regions:
             area_id = _insert_area(conn, region.area_code, region.name, None)
             for code in region.team_codes:
-                _insert(conn, m.team.c.team_id, code=code, description=f"{region.name} team {code[-2:]}",
-                        probation_area_id=area_id)
+                _insert(
+                    conn,
+                    m.team.c.team_id,
+                    code=code,
+                    description=f"{region.name} team {code[-2:]}",
+                    probation_area_id=area_id,
+                )
         for ct in data.contact_types:
-            ct_id = _insert(conn, m.r_contact_type.c.contact_type_id, code=ct.code, description=ct.description,
-                            sensitive_contact="Y" if ct.sensitive else "N")
+            ct_id = _insert(
+                conn,
+                m.r_contact_type.c.contact_type_id,
+                code=ct.code,
+                description=ct.description,
+                sensitive_contact="Y" if ct.sensitive else "N",
+            )
             for key in ct.nomis_types:
                 conn.execute(insert(m.r_contact_type_nomis_type).values(nomis_contact_type=key, contact_type_id=ct_id))
         for nsi_code, nomis_types in data.nsi_types.items():
             nsi_type_id = _insert(conn, m.r_nsi_type.c.nsi_type_id, code=nsi_code)
             for key in nomis_types:
-                _insert(conn, m.r_nomis_type_nsi_type.c.nomis_type_nsi_type_id, nomis_contact_type=key,
-                        nsi_type_id=nsi_type_id, nsi_level="OFFENDER")
+                _insert(
+                    conn,
+                    m.r_nomis_type_nsi_type.c.nomis_type_nsi_type_id,
+                    nomis_contact_type=key,
+                    nsi_type_id=nsi_type_id,
+                    nsi_level="OFFENDER",
+                )
         for code, sentence_type in data.disposal_types:
             _insert(conn, m.r_disposal_type.c.disposal_type_id, code=code, sentence_type=sentence_type)
 
@@ -137,8 +167,14 @@ def _insert(conn: Connection, id_column: Column, **values) -> int:
 
 
 def _insert_area(conn: Connection, code: str, name: str, institution_id: int | None) -> int:
-    return _insert(conn, m.probation_area.c.probation_area_id, code=code, description=name[:60],
-                   institution_id=institution_id, selectable="Y")
+    return _insert(
+        conn,
+        m.probation_area.c.probation_area_id,
+        code=code,
+        description=name[:60],
+        institution_id=institution_id,
+        selectable="Y",
+    )
 
 
 @dataclass
@@ -150,55 +186,121 @@ class PersonIds:
     manager_staff_id: int | None = None
 
 
-def add_person(engine_or_conn: Engine | Connection, crn: str, noms_number: str | None, *,
-               first_name: str = "Test", surname: str = "Person", soft_deleted: bool = False,
-               custodial_events: int = 1, community_events: int = 0,
-               nsis: Sequence[tuple[str, date]] = (), manager_team: str | None = "N07T01",
-               manager_staff_code: str | None = None) -> PersonIds:
+def add_person(
+    engine_or_conn: Engine | Connection,
+    crn: str,
+    noms_number: str | None,
+    *,
+    first_name: str = "Test",
+    surname: str = "Person",
+    soft_deleted: bool = False,
+    custodial_events: int = 1,
+    community_events: int = 0,
+    nsis: Sequence[tuple[str, date]] = (),
+    manager_team: str | None = "N07T01",
+    manager_staff_code: str | None = None,
+) -> PersonIds:
     """An offender with events (custodial: active disposal of sentence type SC), NSIs (type code, referral date) and
     optionally an active offender manager in ``manager_team`` (staff created on the fly)."""
     if isinstance(engine_or_conn, Engine):
         with engine_or_conn.begin() as conn:
-            return add_person(conn, crn, noms_number, first_name=first_name, surname=surname,
-                              soft_deleted=soft_deleted, custodial_events=custodial_events,
-                              community_events=community_events, nsis=nsis, manager_team=manager_team,
-                              manager_staff_code=manager_staff_code)
+            return add_person(
+                conn,
+                crn,
+                noms_number,
+                first_name=first_name,
+                surname=surname,
+                soft_deleted=soft_deleted,
+                custodial_events=custodial_events,
+                community_events=community_events,
+                nsis=nsis,
+                manager_team=manager_team,
+                manager_staff_code=manager_staff_code,
+            )
     conn = engine_or_conn
-    offender_id = _insert(conn, m.offender.c.offender_id, crn=crn, noms_number=noms_number, first_name=first_name,
-                          surname=surname, soft_deleted=int(soft_deleted))
+    offender_id = _insert(
+        conn,
+        m.offender.c.offender_id,
+        crn=crn,
+        noms_number=noms_number,
+        first_name=first_name,
+        surname=surname,
+        soft_deleted=int(soft_deleted),
+    )
     ids = PersonIds(offender_id=offender_id, crn=crn)
-    disposal_type = {row.sentence_type: row.disposal_type_id for row in conn.execute(
-        select(m.r_disposal_type.c.sentence_type, m.r_disposal_type.c.disposal_type_id))}
+    disposal_type = {
+        row.sentence_type: row.disposal_type_id
+        for row in conn.execute(select(m.r_disposal_type.c.sentence_type, m.r_disposal_type.c.disposal_type_id))
+    }
     for n, sentence_type in enumerate(["SC"] * custodial_events + ["SP"] * community_events, start=1):
-        event_id = _insert(conn, m.event.c.event_id, offender_id=offender_id, event_number=str(n), active_flag=1,
-                           soft_deleted=0)
-        _insert(conn, m.disposal.c.disposal_id, event_id=event_id, disposal_type_id=disposal_type[sentence_type],
-                active_flag=1, soft_deleted=0)
+        event_id = _insert(
+            conn, m.event.c.event_id, offender_id=offender_id, event_number=str(n), active_flag=1, soft_deleted=0
+        )
+        _insert(
+            conn,
+            m.disposal.c.disposal_id,
+            event_id=event_id,
+            disposal_type_id=disposal_type[sentence_type],
+            active_flag=1,
+            soft_deleted=0,
+        )
         ids.event_ids.append(event_id)
-    nsi_types: dict[str, int] = {code: nsi_type_id for code, nsi_type_id in conn.execute(
-        select(m.r_nsi_type.c.code, m.r_nsi_type.c.nsi_type_id))}
+    nsi_types: dict[str, int] = {
+        code: nsi_type_id for code, nsi_type_id in conn.execute(select(m.r_nsi_type.c.code, m.r_nsi_type.c.nsi_type_id))
+    }
     for nsi_code, referral in nsis:
-        ids.nsi_ids.append(_insert(conn, m.nsi.c.nsi_id, offender_id=offender_id,
-                                   event_id=ids.event_ids[0] if ids.event_ids else None,
-                                   nsi_type_id=nsi_types[nsi_code], referral_date=referral, active_flag=1,
-                                   soft_deleted=0))
+        ids.nsi_ids.append(
+            _insert(
+                conn,
+                m.nsi.c.nsi_id,
+                offender_id=offender_id,
+                event_id=ids.event_ids[0] if ids.event_ids else None,
+                nsi_type_id=nsi_types[nsi_code],
+                referral_date=referral,
+                active_flag=1,
+                soft_deleted=0,
+            )
+        )
     if manager_team:
         team_id, area_id, area_code = conn.execute(
             select(m.team.c.team_id, m.team.c.probation_area_id, m.probation_area.c.code)
             .join(m.probation_area, m.probation_area.c.probation_area_id == m.team.c.probation_area_id)
-            .where(m.team.c.code == manager_team)).one()
+            .where(m.team.c.code == manager_team)
+        ).one()
         code = manager_staff_code or f"{area_code}M{offender_id % 1000:03d}"
         staff_id = conn.execute(select(m.staff.c.staff_id).where(m.staff.c.officer_code == code)).scalar()
         if staff_id is None:
             user_id = conn.execute(select(func.min(m.user_.c.user_id))).scalar_one()
             [staff_id] = dialect.next_ids(conn, "staff", 1)
-            audit = {"created_by_user_id": user_id, "created_datetime": SEED_TIME, "last_updated_user_id": user_id,
-                     "last_updated_datetime": SEED_TIME, "row_version": 0}
-            conn.execute(insert(m.staff).values(
-                staff_id=staff_id, officer_code=code, forename="Olivia", surname=f"Manager{offender_id}",
-                probation_area_id=area_id, start_date=SEED_TIME, private=0, **audit))
+            audit = {
+                "created_by_user_id": user_id,
+                "created_datetime": SEED_TIME,
+                "last_updated_user_id": user_id,
+                "last_updated_datetime": SEED_TIME,
+                "row_version": 0,
+            }
+            conn.execute(
+                insert(m.staff).values(
+                    staff_id=staff_id,
+                    officer_code=code,
+                    forename="Olivia",
+                    surname=f"Manager{offender_id}",
+                    probation_area_id=area_id,
+                    start_date=SEED_TIME,
+                    private=0,
+                    **audit,
+                )
+            )
             conn.execute(insert(m.staff_team).values(staff_id=staff_id, team_id=team_id, **audit))
-        _insert(conn, m.offender_manager.c.offender_manager_id, offender_id=offender_id, allocation_staff_id=staff_id,
-                team_id=team_id, probation_area_id=area_id, active_flag=1, soft_deleted=0)
+        _insert(
+            conn,
+            m.offender_manager.c.offender_manager_id,
+            offender_id=offender_id,
+            allocation_staff_id=staff_id,
+            team_id=team_id,
+            probation_area_id=area_id,
+            active_flag=1,
+            soft_deleted=0,
+        )
         ids.manager_staff_id = staff_id
     return ids

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-
 from ..clients import telemetry as telemetry_adapter
 from ..core import rules, telemetry
 from ..core.events import is_noms_number, search_type_subtypes
@@ -25,18 +24,18 @@ from ..delius import queries
 from ..delius.store import DeliusStore
 
 CASE_NOTE, ALERT = "case_note", "alert"
-MERGE_CHUNK = 2000     # drafts per merge call (one transaction)
-DEFAULT_CAUSE = "backfill"    # CaseNotesMigrated.cause when the caller does not know the event that asked for it
+MERGE_CHUNK = 2000  # drafts per merge call (one transaction)
+DEFAULT_CAUSE = "backfill"  # CaseNotesMigrated.cause when the caller does not know the event that asked for it
 
 
 @dataclass
 class Item:
-    kind: str                        # CASE_NOTE or ALERT
+    kind: str  # CASE_NOTE or ALERT
     source_id: str
     urn: str | None = None
-    filtered: str | None = None      # content-filter reason: not of interest, never written
+    filtered: str | None = None  # content-filter reason: not of interest, never written
     draft: rules.ContactDraft | None = None
-    planned: str | None = None       # create / update / unchanged, before writing
+    planned: str | None = None  # create / update / unchanged, before writing
     outcome: MergeOutcome | None = None
 
 
@@ -46,7 +45,7 @@ class BackfillReport:
     items: list[Item] = field(default_factory=list)
     fetch_error: UpstreamError | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    refused: str | None = None          # not a NOMS number: nothing was fetched or merged
+    refused: str | None = None  # not a NOMS number: nothing was fetched or merged
 
     @property
     def error(self) -> str | None:
@@ -81,8 +80,11 @@ class BackfillReport:
     @property
     def skipped_by_reason(self) -> dict[str, int]:
         reasons = Counter(i.filtered for i in self.items if i.filtered)
-        reasons.update(i.outcome.reason for i in self.items
-                       if i.outcome and i.outcome.action is Action.SKIPPED and i.outcome.reason)
+        reasons.update(
+            i.outcome.reason
+            for i in self.items
+            if i.outcome and i.outcome.action is Action.SKIPPED and i.outcome.reason
+        )
         return dict(reasons)
 
     @property
@@ -111,8 +113,14 @@ class BackfillReport:
 Emit = Callable[[Iterable[telemetry.TelemetryRecord]], None]
 
 
-def backfill_person(noms_number: str, source: SourceApi, store: DeliusStore, *, cause: str = DEFAULT_CAUSE,
-                    emit: Emit = telemetry_adapter.emit) -> BackfillReport:
+def backfill_person(
+    noms_number: str,
+    source: SourceApi,
+    store: DeliusStore,
+    *,
+    cause: str = DEFAULT_CAUSE,
+    emit: Emit = telemetry_adapter.emit,
+) -> BackfillReport:
     """One person; an upstream failure to read the person's records raises ``UpstreamError``, a key that is not a
     NOMS number ``ValueError``."""
     [report] = backfill_people([noms_number], source, store, cause=cause, emit=emit)
@@ -123,9 +131,16 @@ def backfill_person(noms_number: str, source: SourceApi, store: DeliusStore, *, 
     return report
 
 
-def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: DeliusStore, *,
-                    fetch_workers: int = 8, merge_chunk: int = MERGE_CHUNK, cause: str = DEFAULT_CAUSE,
-                    emit: Emit = telemetry_adapter.emit) -> list[BackfillReport]:
+def backfill_people(
+    noms_numbers: Sequence[str],
+    source: SourceApi,
+    store: DeliusStore,
+    *,
+    fetch_workers: int = 8,
+    merge_chunk: int = MERGE_CHUNK,
+    cause: str = DEFAULT_CAUSE,
+    emit: Emit = telemetry_adapter.emit,
+) -> list[BackfillReport]:
     """Backfill several people at once: their records are fetched concurrently, compared with Delius in one query,
     and merged in a few bulk calls. Each item still has its own outcome, and each person their own report; a person
     whose records could not be read has ``fetch_error`` set and nothing merged, one whose key is not a NOMS number
@@ -163,11 +178,14 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
     to_merge = plan_changes(list(reports.values()), store)
     planned = time.monotonic()
     for start in range(0, len(to_merge), merge_chunk):
-        chunk = to_merge[start:start + merge_chunk]
+        chunk = to_merge[start : start + merge_chunk]
         for item, outcome in zip(chunk, store.merge([i.draft for i in chunk], data_cleanse_required=False)):
             item.outcome = outcome
-    seconds = {"fetch": round(fetched - started, 3), "plan": round(planned - fetched, 3),
-               "merge": round(time.monotonic() - planned, 3)}
+    seconds = {
+        "fetch": round(fetched - started, 3),
+        "plan": round(planned - fetched, 3),
+        "merge": round(time.monotonic() - planned, 3),
+    }
     for report in reports.values():
         report.seconds = seconds
     _report_telemetry(reports.values(), cause, emit)
@@ -177,18 +195,22 @@ def backfill_people(noms_numbers: Sequence[str], source: SourceApi, store: Deliu
 def _report_telemetry(reports: Iterable[BackfillReport], cause: str, emit: Emit) -> None:
     records: list[telemetry.TelemetryRecord] = []
     for report in reports:
-        if report.error is not None:      # nothing was merged (unreadable or refused): the reference reports nothing either
+        if report.error is not None:  # nothing was merged (unreadable or refused): the reference reports nothing either
             continue
         for item in report.items:
             outcome = item.outcome
             if outcome is not None:
-                cleanse = telemetry.data_cleanse_failure(action=outcome.action.value, reason=outcome.reason,
-                                                         warning=outcome.warning)
+                cleanse = telemetry.data_cleanse_failure(
+                    action=outcome.action.value, reason=outcome.reason, warning=outcome.warning
+                )
                 if cleanse is not None:
                     records.append(cleanse)
-        records.append(telemetry.case_notes_migrated(noms_number=report.noms_number, crn=report.crn, cause=cause,
-                                                     counts=report.counts))
-    emit(records)     # the adapter never raises (clients/telemetry.py)
+        records.append(
+            telemetry.case_notes_migrated(
+                noms_number=report.noms_number, crn=report.crn, cause=cause, counts=report.counts
+            )
+        )
+    emit(records)  # the adapter never raises (clients/telemetry.py)
 
 
 def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[Item]:
@@ -205,12 +227,14 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
     # daemon's code server, every run worker) although only backfill runs plan with it (docs/performance.md).
     import pandas as pd
 
-    wanted = pd.DataFrame({
-        "pos": range(len(drafts)),
-        "urn": [i.urn for i in drafts],
-        "noms": [i.draft.noms_number for i in drafts],
-        "incoming": pd.to_datetime([i.draft.system_datetime.replace(microsecond=0) for i in drafts]),
-    })
+    wanted = pd.DataFrame(
+        {
+            "pos": range(len(drafts)),
+            "urn": [i.urn for i in drafts],
+            "noms": [i.draft.noms_number for i in drafts],
+            "incoming": pd.to_datetime([i.draft.system_datetime.replace(microsecond=0) for i in drafts]),
+        }
+    )
     rows = queries.people_contacts(store.engine, {r.noms_number for r in reports if r.refused is None})
     existing = pd.DataFrame(rows, columns=["urn", "noms", "stored"])
     existing["stored"] = pd.to_datetime(existing["stored"]).dt.floor("s")
@@ -249,8 +273,9 @@ def _mapped(mapping, raw: dict, what: str) -> rules.Mapped:
 
 
 def _item(kind: str, mapped: rules.Mapped) -> Item:
-    urn = mapped.urn or (rules.case_note_urn(mapped.source_id) if kind == CASE_NOTE
-                         else rules.alert_urn(mapped.source_id, False))
+    urn = mapped.urn or (
+        rules.case_note_urn(mapped.source_id) if kind == CASE_NOTE else rules.alert_urn(mapped.source_id, False)
+    )
     item = Item(kind, mapped.source_id, urn, filtered=mapped.ignored, draft=mapped.draft)
     if mapped.invalid is not None:
         item.outcome = MergeOutcome(urn, Action.FAILED, mapped.invalid)

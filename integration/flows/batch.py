@@ -49,11 +49,11 @@ LEASE_LOST = "lease lost (will be redelivered)"
 @dataclass(frozen=True)
 class BatchSettings:
     fetch_workers: int = 8
-    merge_chunk: int = 500                # messages merged (one transaction) and acknowledged together
-    visibility_timeout: int = 300         # seconds a lease lasts; extended while the batch runs
-    lease_margin: int = 60                # extend a lease at start if less than this is left
-    max_attempts: int = 3                 # deliveries before a retryable failure goes to the DLQ
-    retry_delays: tuple[int, ...] = (10, 60, 300)   # visibility after failed attempt 1, 2, 3...
+    merge_chunk: int = 500  # messages merged (one transaction) and acknowledged together
+    visibility_timeout: int = 300  # seconds a lease lasts; extended while the batch runs
+    lease_margin: int = 60  # extend a lease at start if less than this is left
+    max_attempts: int = 3  # deliveries before a retryable failure goes to the DLQ
+    retry_delays: tuple[int, ...] = (10, 60, 300)  # visibility after failed attempt 1, 2, 3...
 
     def retry_delay(self, attempt: int) -> int:
         return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
@@ -65,7 +65,7 @@ class EventOutcome:
 
     sqs_message_id: str
     event_type: str | None = None
-    source_id: str | None = None          # case-note or alert UUID
+    source_id: str | None = None  # case-note or alert UUID
     noms_number: str | None = None
     crn: str | None = None
     action: str = Action.FAILED.value
@@ -74,8 +74,8 @@ class EventOutcome:
     contact_id: int | None = None
     disposition: str | None = None
     attempt: int = 1
-    warning: str | None = None            # the store's warning (also the reason): a move not made, a Data Cleanse
-    replaced_characters: int = 0          # NUL and lone surrogates replaced in the record before Delius saw it
+    warning: str | None = None  # the store's warning (also the reason): a move not made, a Data Cleanse
+    replaced_characters: int = 0  # NUL and lone surrogates replaced in the record before Delius saw it
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,9 +112,16 @@ class BatchReport:
 Emit = Callable[[Iterable[telemetry.TelemetryRecord]], None]
 
 
-def process_batch(events: Sequence[QueueMessage], *, source: SourceApi, store: DeliusStore, queue: EventsQueue,
-                  settings: BatchSettings = BatchSettings(), run_id: str | None = None,
-                  emit: Emit = telemetry_adapter.emit) -> BatchReport:
+def process_batch(
+    events: Sequence[QueueMessage],
+    *,
+    source: SourceApi,
+    store: DeliusStore,
+    queue: EventsQueue,
+    settings: BatchSettings = BatchSettings(),
+    run_id: str | None = None,
+    emit: Emit = telemetry_adapter.emit,
+) -> BatchReport:
     """``emit`` receives the reference's telemetry records of each chunk once its merge has committed
     (``core/telemetry.py``)."""
     started = time.monotonic()
@@ -134,21 +141,23 @@ def process_batch(events: Sequence[QueueMessage], *, source: SourceApi, store: D
         seconds["acknowledge"] += time.monotonic() - t0
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_workers, len(to_fetch) or 1))) as pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="acknowledge") as acker:
+        with (
+            ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_workers, len(to_fetch) or 1))) as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="acknowledge") as acker,
+        ):
             futures = [pool.submit(_fetch_one, event, source) for _, event in to_fetch]
             acks = []
             # The messages that need no fetch (skipped, unreadable) are acknowledged with the first chunk.
             pending = [i for i, o in enumerate(outcomes) if o.action != _UNDECIDED]
             for start in range(0, max(len(to_fetch), 1), chunk):
-                part = list(zip(to_fetch[start:start + chunk], futures[start:start + chunk]))
+                part = list(zip(to_fetch[start : start + chunk], futures[start : start + chunk]))
                 t0 = time.monotonic()
                 drafts = _collect(part, outcomes, seen)
                 t1 = time.monotonic()
                 _merge(drafts, outcomes, store)
                 seconds["fetch"] += t1 - t0
                 seconds["merge"] += time.monotonic() - t1
-                _report_telemetry(to_fetch[start:start + chunk], outcomes, seen, drafts, emit)
+                _report_telemetry(to_fetch[start : start + chunk], outcomes, seen, drafts, emit)
                 acks.append(acker.submit(acknowledge, pending + [idx for (idx, _), _ in part]))
                 pending = []
             for ack in acks:
@@ -157,14 +166,19 @@ def process_batch(events: Sequence[QueueMessage], *, source: SourceApi, store: D
         keeper.stop()
     report = {phase: round(seconds[phase], 3) for phase in ("fetch", "merge", "acknowledge")}
     report["total"] = round(time.monotonic() - started, 3)
-    not_moved = [o for o in outcomes if o.action == Action.SKIPPED.value and o.contact_id is not None
-                 and (o.reason or "").startswith(REASON_OFFENDER_NOT_FOUND)]
+    not_moved = [
+        o
+        for o in outcomes
+        if o.action == Action.SKIPPED.value
+        and o.contact_id is not None
+        and (o.reason or "").startswith(REASON_OFFENDER_NOT_FOUND)
+    ]
     if not_moved:
         log.warning(kv("moves_not_made", count=len(not_moved), then="a backfill of the new NOMS number moves them"))
     return BatchReport(outcomes, report)
 
 
-_UNDECIDED = "undecided"     # an outcome's action until its fetch (and merge) decided it
+_UNDECIDED = "undecided"  # an outcome's action until its fetch (and merge) decided it
 
 
 def _route_all(events: Sequence[QueueMessage]) -> tuple[list[EventOutcome], list[tuple[int, DomainEvent]]]:
@@ -187,7 +201,7 @@ def _route_all(events: Sequence[QueueMessage]) -> tuple[list[EventOutcome], list
             _fail(outcome, f"unreadable message ({type(exc).__name__})", retryable=False)
             continue
         if reason is None and event.kind is EventKind.LINKAGE:
-            reason = "linkage events are backfilled by noms_backfill_job"   # not expected here: the sensor routes them
+            reason = "linkage events are backfilled by noms_backfill_job"  # not expected here: the sensor routes them
         if reason is not None:
             _skip(outcome, reason)
         elif not event.detail_url:
@@ -214,7 +228,7 @@ def _collect(part, outcomes: list[EventOutcome], seen: dict[int, _Seen]) -> dict
     return drafts
 
 
-NOT_FOUND_RETRY_DELAYS = (0.1, 0.4)    # the reference re-asks twice before believing a 404 (read-after-publish lag)
+NOT_FOUND_RETRY_DELAYS = (0.1, 0.4)  # the reference re-asks twice before believing a 404 (read-after-publish lag)
 
 
 @dataclass(frozen=True)
@@ -245,27 +259,44 @@ def _fetch_one(event: DomainEvent, source: SourceApi):
     except UpstreamError as exc:
         return None, None, (exc.reason, exc.retryable), _Seen(telemetry.Stage.FETCH_FAILED)
     except OSError as exc:
-        return None, None, (f"fetching the {what} failed ({type(exc).__name__})", True), \
-            _Seen(telemetry.Stage.FETCH_FAILED)
+        return (
+            None,
+            None,
+            (f"fetching the {what} failed ({type(exc).__name__})", True),
+            _Seen(telemetry.Stage.FETCH_FAILED),
+        )
     except Exception as exc:  # noqa: BLE001 - see above
-        return None, None, (f"the {what} could not be read ({type(exc).__name__})", False), \
-            _Seen(telemetry.Stage.FETCH_FAILED)
+        return (
+            None,
+            None,
+            (f"the {what} could not be read ({type(exc).__name__})", False),
+            _Seen(telemetry.Stage.FETCH_FAILED),
+        )
     if record is None:
         reason = "case note not found (404)" if is_case_note else "alert not found (404)"
         return None, reason, None, _Seen(telemetry.Stage.NOT_FOUND)
     try:
         mapped = rules.map_case_note(record) if is_case_note else rules.map_alert(record)
     except Exception as exc:  # noqa: BLE001 - see above: mapping is pure, so the same record always fails
-        return None, None, (f"the {what} could not be mapped ({type(exc).__name__})", False), \
-            _Seen(telemetry.Stage.INVALID)
+        return (
+            None,
+            None,
+            (f"the {what} could not be mapped ({type(exc).__name__})", False),
+            _Seen(telemetry.Stage.INVALID),
+        )
     if mapped.invalid is not None:
         return None, None, (mapped.invalid, False), _Seen(telemetry.Stage.INVALID, mapped.record)
     stage = telemetry.Stage.IGNORED if mapped.ignored is not None else telemetry.Stage.MERGED
     return mapped.draft, mapped.ignored, None, _Seen(stage, mapped.record)
 
 
-def _report_telemetry(part: list[tuple[int, DomainEvent]], outcomes: list[EventOutcome], seen: dict[int, _Seen],
-                      drafts: dict[int, rules.ContactDraft], emit: Emit) -> None:
+def _report_telemetry(
+    part: list[tuple[int, DomainEvent]],
+    outcomes: list[EventOutcome],
+    seen: dict[int, _Seen],
+    drafts: dict[int, rules.ContactDraft],
+    emit: Emit,
+) -> None:
     """The reference's telemetry of one chunk's fetched events, once their merge committed (or failed)."""
     records: list[telemetry.TelemetryRecord] = []
     for idx, event in part:
@@ -274,10 +305,18 @@ def _report_telemetry(part: list[tuple[int, DomainEvent]], outcomes: list[EventO
             continue
         draft = drafts.get(idx)
         records += telemetry.event_records(
-            is_case_note=event.kind is EventKind.CASE_NOTE, stage=fetched.stage, action=outcome.action,
-            reason=outcome.reason, record=fetched.record, source_id=outcome.source_id, detail_url=event.detail_url,
-            crn=outcome.crn, noms=draft.noms_number if draft else outcome.noms_number, warning=outcome.warning)
-    emit(records)     # the adapter never raises (clients/telemetry.py)
+            is_case_note=event.kind is EventKind.CASE_NOTE,
+            stage=fetched.stage,
+            action=outcome.action,
+            reason=outcome.reason,
+            record=fetched.record,
+            source_id=outcome.source_id,
+            detail_url=event.detail_url,
+            crn=outcome.crn,
+            noms=draft.noms_number if draft else outcome.noms_number,
+            warning=outcome.warning,
+        )
+    emit(records)  # the adapter never raises (clients/telemetry.py)
 
 
 def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], store: DeliusStore) -> None:
@@ -307,15 +346,28 @@ def _merge(drafts: dict[int, rules.ContactDraft], outcomes: list[EventOutcome], 
         outcome.contact_id = result.contact_id
         outcome.crn = result.crn
         if result.warning and result.action is Action.SKIPPED:
-            log.warning(kv("move_not_made", sqs_message_id=outcome.sqs_message_id, source_id=outcome.source_id,
-                           contact_id=result.contact_id, crn=result.crn, reason=result.warning))
+            log.warning(
+                kv(
+                    "move_not_made",
+                    sqs_message_id=outcome.sqs_message_id,
+                    source_id=outcome.source_id,
+                    contact_id=result.contact_id,
+                    crn=result.crn,
+                    reason=result.warning,
+                )
+            )
 
 
 # --------------------------------------------------------------------------------------------- acknowledge
 
 
-def _acknowledge(events: Sequence[QueueMessage], outcomes: list[EventOutcome], queue: EventsQueue,
-                 settings: BatchSettings, run_id: str | None) -> None:
+def _acknowledge(
+    events: Sequence[QueueMessage],
+    outcomes: list[EventOutcome],
+    queue: EventsQueue,
+    settings: BatchSettings,
+    run_id: str | None,
+) -> None:
     done: list[tuple[str, str]] = []
     retry: dict[int, list[tuple[str, str]]] = {}
     for leased, outcome in zip(events, outcomes):
@@ -330,9 +382,15 @@ def _acknowledge(events: Sequence[QueueMessage], outcomes: list[EventOutcome], q
             try:
                 queue.dead_letter(leased, outcome.reason or "failed", failed_by=run_id)
                 outcome.disposition = DEAD_LETTERED
-            except Exception as exc:  # the message stays in flight and comes back: nothing is lost
-                log.warning(kv("dead_letter_failed", sqs_message_id=leased.message_id,
-                               error=type(exc).__name__, then="redelivered"))
+            except Exception as exc:  # noqa: BLE001 - the message stays in flight and comes back: nothing is lost
+                log.warning(
+                    kv(
+                        "dead_letter_failed",
+                        sqs_message_id=leased.message_id,
+                        error=type(exc).__name__,
+                        then="redelivered",
+                    )
+                )
                 outcome.disposition = LEASE_LOST
     lost = set(queue.delete(done)) if done else set()
     for delay, handles in retry.items():
@@ -351,7 +409,7 @@ def _fail(outcome: EventOutcome, reason: str, *, retryable: bool) -> None:
     outcome.action, outcome.reason, outcome.retryable = Action.FAILED.value, clip(reason, REASON_LIMIT), retryable
 
 
-REASON_LIMIT = 500                # characters of a reason (SQS attributes take 1,000: clients/sqs.py)
+REASON_LIMIT = 500  # characters of a reason (SQS attributes take 1,000: clients/sqs.py)
 
 
 def _source_id(event: DomainEvent) -> str | None:
@@ -382,8 +440,11 @@ class _LeaseKeeper:
 
     def extend_expiring(self) -> None:
         now = time.time()
-        expiring = [(e.message_id, e.receipt_handle) for e in self.events
-                    if now - e.received_at > self.settings.visibility_timeout - self.settings.lease_margin]
+        expiring = [
+            (e.message_id, e.receipt_handle)
+            for e in self.events
+            if now - e.received_at > self.settings.visibility_timeout - self.settings.lease_margin
+        ]
         if expiring:
             lost = self.queue.change_visibility(expiring, self.settings.visibility_timeout)
             if lost:
@@ -406,5 +467,5 @@ class _LeaseKeeper:
                 continue
             try:
                 self.queue.change_visibility(held, self.settings.visibility_timeout)
-            except Exception as exc:  # pragma: no cover - best effort; redelivery is harmless
+            except Exception as exc:  # noqa: BLE001 - pragma: no cover - best effort; redelivery is harmless
                 log.warning(kv("lease_extension_failed", error=type(exc).__name__))

@@ -83,8 +83,9 @@ class ChunkReport:
 class ConsumerHooks(Protocol):
     def paused(self) -> bool: ...
 
-    def hand_over_linkage(self, message: QueueMessage, noms_number: str, visible_until: float,
-                          event_type: str) -> None: ...
+    def hand_over_linkage(
+        self, message: QueueMessage, noms_number: str, visible_until: float, event_type: str
+    ) -> None: ...
 
     def report(self, chunk: ChunkReport) -> None: ...
 
@@ -325,8 +326,12 @@ def _handle(
 
 
 def _hand_over(
-    message: QueueMessage, noms: str, event_type: str, queue: EventsQueue, hooks: ConsumerHooks,
-    settings: ConsumeSettings
+    message: QueueMessage,
+    noms: str,
+    event_type: str,
+    queue: EventsQueue,
+    hooks: ConsumerHooks,
+    settings: ConsumeSettings,
 ) -> EventOutcome:
     """Record the message for the sensor (a durable event first), then give it the long linkage lease."""
     outcome = EventOutcome(

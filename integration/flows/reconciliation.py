@@ -15,10 +15,10 @@ per run. Items changed within ``grace_minutes`` are not judged: their events may
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy.engine import Engine
 
@@ -38,23 +38,23 @@ from ..delius.queries import (  # noqa: F401  (the reconciliation's Delius reads
 
 @dataclass(frozen=True)
 class Limits:
-    concurrency: int = 4              # people fetched from the APIs at once
+    concurrency: int = 4  # people fetched from the APIs at once
     time_budget_seconds: float = 1800  # no new batch of people is started after this
-    grace_minutes: int = 60           # items changed more recently than this are not judged
-    batch_size: int = 50              # people per Delius query
+    grace_minutes: int = 60  # items changed more recently than this are not judged
+    batch_size: int = 50  # people per Delius query
 
 
 @dataclass
 class PersonCheck:
     noms_number: str
-    items: int = 0                    # source items of interest compared
+    items: int = 0  # source items of interest compared
     matched: int = 0
-    missing: list[str] = field(default_factory=list)   # URNs without a contact on the person's record
-    stale: list[str] = field(default_factory=list)     # URNs whose contact is older than the source item
-    too_recent: int = 0               # changed within the grace period
-    unreadable: int = 0               # source records the rules reject (the backfill fails on them too)
-    soft_deleted: int = 0             # contacts soft-deleted in Delius: counted, never restored by a backfill
-    error: str | None = None          # the person could not be checked (an UpstreamError's reason)
+    missing: list[str] = field(default_factory=list)  # URNs without a contact on the person's record
+    stale: list[str] = field(default_factory=list)  # URNs whose contact is older than the source item
+    too_recent: int = 0  # changed within the grace period
+    unreadable: int = 0  # source records the rules reject (the backfill fails on them too)
+    soft_deleted: int = 0  # contacts soft-deleted in Delius: counted, never restored by a backfill
+    error: str | None = None  # the person could not be checked (an UpstreamError's reason)
 
     @property
     def needs_repair(self) -> bool:
@@ -64,8 +64,8 @@ class PersonCheck:
 @dataclass
 class ReconciliationReport:
     checks: list[PersonCheck] = field(default_factory=list)
-    not_checked: int = 0              # over max_people, or left when the time budget ran out or the APIs failed
-    stopped: str | None = None        # why checking stopped early
+    not_checked: int = 0  # over max_people, or left when the time budget ran out or the APIs failed
+    stopped: str | None = None  # why checking stopped early
     seconds: float = 0.0
 
     @property
@@ -100,8 +100,14 @@ class ReconciliationReport:
 # ----------------------------------------------------------------------------------------------- comparison
 
 
-def compare_person(noms_number: str, case_notes: Iterable[dict], alerts: Iterable[dict],
-                   contacts: Iterable[StoredContact], *, settled_before: datetime) -> PersonCheck:
+def compare_person(
+    noms_number: str,
+    case_notes: Iterable[dict],
+    alerts: Iterable[dict],
+    contacts: Iterable[StoredContact],
+    *,
+    settled_before: datetime,
+) -> PersonCheck:
     """Compare one person's source records (raw API JSON) with their contacts (no I/O)."""
     check = PersonCheck(noms_number)
     contacts = list(contacts)
@@ -109,11 +115,11 @@ def compare_person(noms_number: str, case_notes: Iterable[dict], alerts: Iterabl
     by_legacy_id = {c.legacy_id: c for c in contacts if c.urn is None and c.legacy_id is not None}
     items = [rules.map_case_note(raw) for raw in case_notes] + [rules.map_alert(raw) for raw in alerts]
     for item in items:
-        if item.invalid is not None:          # the rules reject the record
+        if item.invalid is not None:  # the rules reject the record
             check.unreadable += 1
             continue
         draft = item.draft
-        if draft is None:                     # filtered: deliberately never written
+        if draft is None:  # filtered: deliberately never written
             continue
         if draft.system_datetime > settled_before:
             check.too_recent += 1
@@ -121,7 +127,7 @@ def compare_person(noms_number: str, case_notes: Iterable[dict], alerts: Iterabl
         check.items += 1
         contact = by_urn.get(draft.urn)
         if contact is None and draft.kind is ContactKind.CASE_NOTE and draft.legacy_id is not None:
-            contact = by_legacy_id.get(draft.legacy_id)     # a legacy row the merge would adopt
+            contact = by_legacy_id.get(draft.legacy_id)  # a legacy row the merge would adopt
         if contact is None:
             check.missing.append(draft.urn)
         elif contact.soft_deleted:
@@ -133,9 +139,15 @@ def compare_person(noms_number: str, case_notes: Iterable[dict], alerts: Iterabl
     return check
 
 
-def reconcile_people(people: Sequence[str], source: SourceApi, engine: Engine, limits: Limits = Limits(), *,
-                     now: datetime | None = None, monotonic: Callable[[], float] = time.monotonic
-                     ) -> ReconciliationReport:
+def reconcile_people(
+    people: Sequence[str],
+    source: SourceApi,
+    engine: Engine,
+    limits: Limits = Limits(),
+    *,
+    now: datetime | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ReconciliationReport:
     """Check ``people`` in batches: fetch their source records concurrently, then one Delius query per batch."""
     started = monotonic()
     deadline = started + limits.time_budget_seconds
@@ -149,15 +161,16 @@ def reconcile_people(people: Sequence[str], source: SourceApi, engine: Engine, l
                 report.stopped = "time budget spent"
                 report.not_checked += len(people) - start
                 break
-            batch = people[start:start + size]
+            batch = people[start : start + size]
             fetched = list(pool.map(lambda noms: _fetch_person(source, noms), batch))
             stored = stored_contacts(engine, [noms for noms, got in zip(batch, fetched) if not isinstance(got, str)])
             for noms, got in zip(batch, fetched):
                 if isinstance(got, str):
                     report.checks.append(PersonCheck(noms, error=got))
                 else:
-                    report.checks.append(compare_person(noms, got[0], got[1], stored.get(noms, []),
-                                                        settled_before=settled_before))
+                    report.checks.append(
+                        compare_person(noms, got[0], got[1], stored.get(noms, []), settled_before=settled_before)
+                    )
             if len(batch) >= 5 and all(isinstance(got, str) for got in fetched):
                 report.stopped = "every person of a batch failed: the APIs look unavailable"
                 report.not_checked += len(people) - start - len(batch)
@@ -191,9 +204,9 @@ def people_in_event_bodies(bodies: Iterable[str]) -> set[str]:
 
 @dataclass
 class Selection:
-    people: list[str]                 # to check, in priority order
-    by_source: dict[str, int]         # linked people each source named (a person may be named by several)
-    over_limit: int                   # linked people left out by max_people
+    people: list[str]  # to check, in priority order
+    by_source: dict[str, int]  # linked people each source named (a person may be named by several)
+    over_limit: int  # linked people left out by max_people
 
 
 def choose_people(sources: Mapping[str, Iterable[str]], linked: set[str], max_people: int) -> Selection:

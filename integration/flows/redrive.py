@@ -10,8 +10,15 @@ from typing import Any
 
 from ..core.events import PoisonMessage, parse_sqs_body, unreadable_reason
 from ..core.logfmt import kv
-from ..core.messages import ATTEMPTS, FAILED_AT, FAILED_BY, FAILURE_REASON, LAST_FAILURE_REASON, REDRIVE_COUNT, \
-    QueueMessage
+from ..core.messages import (
+    ATTEMPTS,
+    FAILED_AT,
+    FAILED_BY,
+    FAILURE_REASON,
+    LAST_FAILURE_REASON,
+    REDRIVE_COUNT,
+    QueueMessage,
+)
 from ..core.ports import EventsQueue
 
 DLQ_VISIBILITY_SECONDS = 60
@@ -43,8 +50,14 @@ def describe(message: QueueMessage, park_after: int = 3) -> dict:
     ``park_after`` does with it; never body text."""
     try:
         event = parse_sqs_body(message.body, message.message_id)
-        event_type, source_id = event.event_type, str((event.additional_information or {}).get("id")
-                                                      or (event.additional_information or {}).get("alertUuid") or "")
+        event_type, source_id = (
+            event.event_type,
+            str(
+                (event.additional_information or {}).get("id")
+                or (event.additional_information or {}).get("alertUuid")
+                or ""
+            ),
+        )
     except PoisonMessage as poison:
         event_type, source_id = f"(unreadable: {poison.reason})", ""
     age = message.age_seconds
@@ -67,8 +80,7 @@ def receive_dlq(queue: EventsQueue, max_messages: int, visibility_timeout: int) 
     return queue.receive_dlq(max_messages, wait_seconds=DLQ_WAIT_SECONDS, visibility_timeout=visibility_timeout)
 
 
-def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int = 3,
-            log: Any = None) -> dict:
+def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int = 3, log: Any = None) -> dict:
     """Move dead-lettered messages back to the main queue (send, then delete), counting redrives on each message.
 
     At most ``max_messages`` are moved (0 = no limit): each receive asks for no more than are still allowed.
@@ -77,7 +89,7 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
     The DLQ counts as empty after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new.
     """
     moved, parked, failed = [], [], []
-    held: list[tuple[str, str]] = []      # parked messages stay invisible until the end, then are released
+    held: list[tuple[str, str]] = []  # parked messages stay invisible until the end, then are released
     seen: set[str] = set()
     empty = 0
     while not max_messages or len(moved) < max_messages:
@@ -97,8 +109,9 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
                 parked.append(describe(message, park_after))
                 held.append((message.message_id, message.receipt_handle))
                 continue
-            attributes = {k: v for k, v in message.attributes.items()
-                          if k not in (FAILURE_REASON, FAILED_AT, FAILED_BY, ATTEMPTS)}
+            attributes = {
+                k: v for k, v in message.attributes.items() if k not in (FAILURE_REASON, FAILED_AT, FAILED_BY, ATTEMPTS)
+            }
             attributes[REDRIVE_COUNT] = str(message.redrive_count + 1)
             if message.attributes.get(FAILURE_REASON):
                 attributes[LAST_FAILURE_REASON] = message.attributes[FAILURE_REASON]
@@ -106,7 +119,7 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
                 queue.send(message.body, attributes)
                 queue.delete_dlq([(message.message_id, message.receipt_handle)])
                 moved.append(message.message_id)
-            except Exception as exc:   # left in the DLQ: it reappears there after the visibility timeout
+            except Exception as exc:  # noqa: BLE001 - left in the DLQ: it reappears there after the visibility timeout
                 failed.append({"sqs_message_id": message.message_id, "error": type(exc).__name__})
                 if log:
                     log.warning(kv("redrive_failed", sqs_message_id=message.message_id, error=type(exc).__name__))

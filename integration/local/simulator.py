@@ -40,8 +40,9 @@ import random
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -89,11 +90,24 @@ class Simulator:
     that many messages (moto slows down with depth, design.md §8).
     """
 
-    def __init__(self, world: World, store: SourceStore, client: Any, queue_url: str, *, case_notes_url: str,
-                 alerts_url: str, engine: Engine | None = None, rate: float = DEFAULT_RATE, seed: int | str = 0,
-                 poison_rate: float = 0.0, not_in_delius_share: float = 0.15,
-                 weights: Mapping[str, float] | None = None, max_queue_depth: int | None = None,
-                 clock: Callable[[], Any] = london_now) -> None:
+    def __init__(
+        self,
+        world: World,
+        store: SourceStore,
+        client: Any,
+        queue_url: str,
+        *,
+        case_notes_url: str,
+        alerts_url: str,
+        engine: Engine | None = None,
+        rate: float = DEFAULT_RATE,
+        seed: int | str = 0,
+        poison_rate: float = 0.0,
+        not_in_delius_share: float = 0.15,
+        weights: Mapping[str, float] | None = None,
+        max_queue_depth: int | None = None,
+        clock: Callable[[], Any] = london_now,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         if not 0 <= poison_rate <= 1:
@@ -117,7 +131,7 @@ class Simulator:
         self._rng = random.Random(f"simulator:{seed}")
         self._factory = RecordFactory(self._rng, legacy_start=self._rng.randint(100_000_000, 900_000_000))
         self._lock = threading.Lock()
-        self._recent: deque[tuple[str, str]] = deque(maxlen=50)   # (body, eventType) for duplicates
+        self._recent: deque[tuple[str, str]] = deque(maxlen=50)  # (body, eventType) for duplicates
         self._counters: Counter[str] = Counter()
         self._actions: Counter[str] = Counter()
         self._event_types: Counter[str] = Counter()
@@ -145,7 +159,7 @@ class Simulator:
             else:
                 action = rng.choices(list(self._weights), weights=list(self._weights.values()))[0]
                 result = getattr(self, f"_{action}")()
-                if result is None:   # not possible right now (nothing to update, nobody left to link...)
+                if result is None:  # not possible right now (nothing to update, nobody left to link...)
                     result = self._case_note_created()
             self._counters["steps"] += 1
             self._actions[result["action"]] += 1
@@ -158,10 +172,15 @@ class Simulator:
         """A snapshot: steps, messages sent, errors, events about people Delius cannot match, per action and per
         event type."""
         with self._lock:
-            return {"steps": self._counters["steps"], "messages": self._counters["messages"],
-                    "errors": self._counters["errors"], "notInDelius": self._counters["notInDelius"],
-                    "pausedForDepth": self._counters["pausedForDepth"],
-                    "actions": dict(self._actions), "eventTypes": dict(self._event_types)}
+            return {
+                "steps": self._counters["steps"],
+                "messages": self._counters["messages"],
+                "errors": self._counters["errors"],
+                "notInDelius": self._counters["notInDelius"],
+                "pausedForDepth": self._counters["pausedForDepth"],
+                "actions": dict(self._actions),
+                "eventTypes": dict(self._event_types),
+            }
 
     def run(self, stop_event: threading.Event) -> None:
         """``step()`` at ``rate`` per second until ``stop_event`` is set. Errors are counted and logged (type only)
@@ -180,12 +199,12 @@ class Simulator:
                         stop_event.wait(2.0)
                         next_at = time.monotonic()
                         continue
-                except Exception as exc:  # the queue is unreachable: the step below will tell
+                except Exception as exc:  # noqa: BLE001 - the queue is unreachable: the step below will tell
                     log.debug("queue depth check failed: %s", type(exc).__name__)
             try:
                 self.step()
                 failures = 0
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a bulkhead: whatever one step raises, the loop goes on
                 failures += 1
                 with self._lock:
                     self._counters["errors"] += 1
@@ -195,7 +214,7 @@ class Simulator:
                 continue
             next_at += interval
             delay = next_at - time.monotonic()
-            if delay < -1.0:   # fell behind (slow queue): pick up the rate from now instead of bursting
+            if delay < -1.0:  # fell behind (slow queue): pick up the rate from now instead of bursting
                 next_at = time.monotonic()
                 delay = 0.0
             if delay > 0:
@@ -224,8 +243,9 @@ class Simulator:
             self._recent.append((body, event_type))
 
     def _queue_depth(self) -> int:
-        attrs = self.client.get_queue_attributes(QueueUrl=self.queue_url,
-                                                 AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        attrs = self.client.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
         return int(attrs.get("ApproximateNumberOfMessages", 0))
 
     def _message_id(self) -> str:
@@ -233,8 +253,11 @@ class Simulator:
 
     def _person(self) -> Person:
         rng = self._rng
-        pool = self._others if (self._others and (not self._matchable or rng.random() < self.not_in_delius_share)) \
+        pool = (
+            self._others
+            if (self._others and (not self._matchable or rng.random() < self.not_in_delius_share))
             else self._matchable
+        )
         return rng.choice(pool)
 
     def _now(self):
@@ -242,23 +265,43 @@ class Simulator:
 
     def _publish_case_note(self, note: dict[str, Any], event_type: str) -> str:
         body = event_factory.case_note_event(
-            note["offenderIdentifier"], note["caseNoteId"], note["type"], note["subType"],
-            case_notes_url=self.case_notes_url, event_type=event_type, legacy_id=note.get("legacyId"),
-            message_id=self._message_id())
+            note["offenderIdentifier"],
+            note["caseNoteId"],
+            note["type"],
+            note["subType"],
+            case_notes_url=self.case_notes_url,
+            event_type=event_type,
+            legacy_id=note.get("legacyId"),
+            message_id=self._message_id(),
+        )
         self._send(body, event_type)
         return body
 
     def _new_note(self, person: Person, key: tuple[str, str]) -> dict[str, Any]:
         now = self._now()
         occurred = now - timedelta(minutes=self._rng.randint(0, 240))
-        return self._factory.case_note(person, *key, occurred=occurred, created=now,
-                                       sensitive=key[0] in {"OMIC", "KA"} and self._rng.random() < 0.05)
+        return self._factory.case_note(
+            person,
+            *key,
+            occurred=occurred,
+            created=now,
+            sensitive=key[0] in {"OMIC", "KA"} and self._rng.random() < 0.05,
+        )
 
-    def _note_result(self, action: str, note: dict[str, Any], person: Person, event_type: str,
-                     **extra: Any) -> dict[str, Any]:
-        return {"action": action, "eventTypes": [event_type], "messages": 1, "noms": person.noms_number,
-                "inDelius": person.matchable, "caseNoteId": note["caseNoteId"], "type": note["type"],
-                "subType": note["subType"], **extra}
+    def _note_result(
+        self, action: str, note: dict[str, Any], person: Person, event_type: str, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "action": action,
+            "eventTypes": [event_type],
+            "messages": 1,
+            "noms": person.noms_number,
+            "inDelius": person.matchable,
+            "caseNoteId": note["caseNoteId"],
+            "type": note["type"],
+            "subType": note["subType"],
+            **extra,
+        }
 
     # --- actions --------------------------------------------------------------------------------------------------
     def _case_note_created(self) -> dict[str, Any]:
@@ -277,12 +320,17 @@ class Simulator:
             if not ids:
                 continue
             note = self.store.get_case_note(rng.choice(ids))
-            if note is None:   # removed through the admin API
+            if note is None:  # removed through the admin API
                 continue
             note = self.store.put_case_note(self._factory.amend(note, person, self._now()))
             self._publish_case_note(note, "person.case-note.updated")
-            return self._note_result("case_note_updated", note, person, "person.case-note.updated",
-                                     amendments=len(note.get("amendments", [])))
+            return self._note_result(
+                "case_note_updated",
+                note,
+                person,
+                "person.case-note.updated",
+                amendments=len(note.get("amendments", [])),
+            )
         return None
 
     def _case_note_filtered(self) -> dict[str, Any]:
@@ -304,17 +352,34 @@ class Simulator:
     def _alert_created(self) -> dict[str, Any]:
         rng = self._rng
         person = self._person()
-        code = OCG_ALERT if rng.random() < 0.05 else rng.choices(
-            [c for c in ALERT_WEIGHTS if c != OCG_ALERT], [w for c, w in ALERT_WEIGHTS.items() if c != OCG_ALERT])[0]
+        code = (
+            OCG_ALERT
+            if rng.random() < 0.05
+            else rng.choices(
+                [c for c in ALERT_WEIGHTS if c != OCG_ALERT], [w for c, w in ALERT_WEIGHTS.items() if c != OCG_ALERT]
+            )[0]
+        )
         now = self._now()
         alert = self.store.put_alert(self._factory.alert(person, code, active_from=now.date(), created=now))
         self._active_alerts.append(alert["alertUuid"])
-        body = event_factory.alert_event(alert["prisonNumber"], alert["alertUuid"], code, alerts_url=self.alerts_url,
-                                         event_type="person.alert.created", message_id=self._message_id())
+        body = event_factory.alert_event(
+            alert["prisonNumber"],
+            alert["alertUuid"],
+            code,
+            alerts_url=self.alerts_url,
+            event_type="person.alert.created",
+            message_id=self._message_id(),
+        )
         self._send(body, "person.alert.created")
-        return {"action": "alert_created", "eventTypes": ["person.alert.created"], "messages": 1,
-                "noms": person.noms_number, "inDelius": person.matchable, "alertUuid": alert["alertUuid"],
-                "alertCode": code}
+        return {
+            "action": "alert_created",
+            "eventTypes": ["person.alert.created"],
+            "messages": 1,
+            "noms": person.noms_number,
+            "inDelius": person.matchable,
+            "alertUuid": alert["alertUuid"],
+            "alertCode": code,
+        }
 
     def _alert_inactive(self) -> dict[str, Any] | None:
         rng = self._rng
@@ -327,19 +392,34 @@ class Simulator:
             staff = self._factory.staff(person.prison)
             when = self._now().replace(microsecond=0)
             last = max(datetime.fromisoformat(v) for v in (alert.get("lastModifiedAt"), alert.get("createdAt")) if v)
-            if when <= last:   # keep lastModifiedAt moving forward
+            if when <= last:  # keep lastModifiedAt moving forward
                 when = last + timedelta(seconds=1)
-            alert = self.store.put_alert(deactivate_alert(alert, by=staff.username, by_display_name=staff.display,
-                                                          when=when))
+            alert = self.store.put_alert(
+                deactivate_alert(alert, by=staff.username, by_display_name=staff.display, when=when)
+            )
             code = alert["alertCode"]["code"]
             event_types = ["person.alert.updated", "person.alert.inactive"]
-            for event_type in event_types:   # the Alerts API publishes both for one deactivation
-                self._send(event_factory.alert_event(alert["prisonNumber"], alert_uuid, code,
-                                                     alerts_url=self.alerts_url, event_type=event_type,
-                                                     message_id=self._message_id()), event_type)
-            return {"action": "alert_inactive", "eventTypes": event_types, "messages": 2,
-                    "noms": person.noms_number, "inDelius": person.matchable, "alertUuid": alert_uuid,
-                    "alertCode": code}
+            for event_type in event_types:  # the Alerts API publishes both for one deactivation
+                self._send(
+                    event_factory.alert_event(
+                        alert["prisonNumber"],
+                        alert_uuid,
+                        code,
+                        alerts_url=self.alerts_url,
+                        event_type=event_type,
+                        message_id=self._message_id(),
+                    ),
+                    event_type,
+                )
+            return {
+                "action": "alert_inactive",
+                "eventTypes": event_types,
+                "messages": 2,
+                "noms": person.noms_number,
+                "inDelius": person.matchable,
+                "alertUuid": alert_uuid,
+                "alertCode": code,
+            }
         return None
 
     def _duplicate(self) -> dict[str, Any] | None:
@@ -347,23 +427,34 @@ class Simulator:
             return None
         body, event_type = self._recent[self._rng.randrange(len(self._recent))]
         self._send(body, event_type, remember=False)
-        return {"action": "duplicate", "eventTypes": [event_type], "messages": 1,
-                "messageId": json.loads(body)["MessageId"]}
+        return {
+            "action": "duplicate",
+            "eventTypes": [event_type],
+            "messages": 1,
+            "messageId": json.loads(body)["MessageId"],
+        }
 
     def _linkage(self) -> dict[str, Any] | None:
         if self.engine is None or not self._unlinked:
             return None
         rng = self._rng
         person = self._unlinked.pop(rng.randrange(len(self._unlinked)))
-        self.world.link(self.engine, person)   # Delius first, then the event (as prison-identifier-and-delius)
+        self.world.link(self.engine, person)  # Delius first, then the event (as prison-identifier-and-delius)
         self._others.remove(person)
         self._matchable.append(person)
         booking = f"{rng.randint(10_000, 99_999)}{rng.choice('ABCDEFGH')}"
-        body = event_factory.linkage_event(person.noms_number, person.crn, booking_number=booking,
-                                           message_id=self._message_id())
+        body = event_factory.linkage_event(
+            person.noms_number, person.crn, booking_number=booking, message_id=self._message_id()
+        )
         self._send(body, LINKAGE_EVENT_TYPE)
-        return {"action": "linkage", "eventTypes": [LINKAGE_EVENT_TYPE], "messages": 1,
-                "noms": person.noms_number, "crn": person.crn, "inDelius": True}
+        return {
+            "action": "linkage",
+            "eventTypes": [LINKAGE_EVENT_TYPE],
+            "messages": 1,
+            "noms": person.noms_number,
+            "crn": person.crn,
+            "inDelius": True,
+        }
 
     def _case_note_moved(self) -> dict[str, Any] | None:
         rng = self._rng
@@ -379,11 +470,20 @@ class Simulator:
             [note] = self.store.move_case_notes(person.noms_number, target.noms_number, [note_id])
             ids.remove(note_id)
             self._notes.setdefault(target.noms_number, []).append(note_id)
-            self._send(event_factory.case_note_moved_event(note, person.noms_number,
-                                                           case_notes_url=self.case_notes_url,
-                                                           message_id=self._message_id()), CASE_NOTE_MOVED_EVENT_TYPE)
-            return self._note_result("case_note_moved", note, target, CASE_NOTE_MOVED_EVENT_TYPE,
-                                     previousNoms=person.noms_number, previousInDelius=person.matchable)
+            self._send(
+                event_factory.case_note_moved_event(
+                    note, person.noms_number, case_notes_url=self.case_notes_url, message_id=self._message_id()
+                ),
+                CASE_NOTE_MOVED_EVENT_TYPE,
+            )
+            return self._note_result(
+                "case_note_moved",
+                note,
+                target,
+                CASE_NOTE_MOVED_EVENT_TYPE,
+                previousNoms=person.noms_number,
+                previousInDelius=person.matchable,
+            )
         return None
 
     def _prisoner_merged(self) -> dict[str, Any] | None:
@@ -409,9 +509,12 @@ class Simulator:
         moved = self.store.move_case_notes(removed.noms_number, retained.noms_number)
         self._notes.setdefault(retained.noms_number, []).extend(self._notes.pop(removed.noms_number, []))
         for note in moved:
-            self._send(event_factory.case_note_moved_event(note, removed.noms_number,
-                                                           case_notes_url=self.case_notes_url,
-                                                           message_id=self._message_id()), CASE_NOTE_MOVED_EVENT_TYPE)
+            self._send(
+                event_factory.case_note_moved_event(
+                    note, removed.noms_number, case_notes_url=self.case_notes_url, message_id=self._message_id()
+                ),
+                CASE_NOTE_MOVED_EVENT_TYPE,
+            )
         # The Alerts API resyncs the retained record's alerts from NOMIS (both records' alerts, new ids)
         previous = self.store.alerts(removed.noms_number) + self.store.alerts(retained.noms_number)
         self.store.resync_alerts(removed.noms_number, [])
@@ -419,12 +522,24 @@ class Simulator:
         gone = {a["alertUuid"] for a in previous}
         self._active_alerts = [a for a in self._active_alerts if a not in gone]
         self._active_alerts += [a["alertUuid"] for a in resynced if a["isActive"]]
-        self._send(event_factory.identifier_updated_event(retained.noms_number, crn, removed.noms_number,
-                                                          message_id=self._message_id()), LINKAGE_UPDATED_EVENT_TYPE)
+        self._send(
+            event_factory.identifier_updated_event(
+                retained.noms_number, crn, removed.noms_number, message_id=self._message_id()
+            ),
+            LINKAGE_UPDATED_EVENT_TYPE,
+        )
         event_types = [CASE_NOTE_MOVED_EVENT_TYPE] * len(moved) + [LINKAGE_UPDATED_EVENT_TYPE]
-        return {"action": "prisoner_merged", "eventTypes": event_types, "messages": len(event_types),
-                "noms": retained.noms_number, "previousNoms": removed.noms_number, "crn": crn, "inDelius": True,
-                "caseNotesMoved": len(moved), "alertsResynced": len(resynced)}
+        return {
+            "action": "prisoner_merged",
+            "eventTypes": event_types,
+            "messages": len(event_types),
+            "noms": retained.noms_number,
+            "previousNoms": removed.noms_number,
+            "crn": crn,
+            "inDelius": True,
+            "caseNotesMoved": len(moved),
+            "alertsResynced": len(resynced),
+        }
 
     def _poison(self) -> dict[str, Any]:
         kind = self._rng.choice(POISON_KINDS)
@@ -433,10 +548,17 @@ class Simulator:
             "not_json": "this is not JSON {",
             "not_an_object": json.dumps(["person.case-note.created"]),
             "no_message": json.dumps({"Type": "Notification", "MessageId": message_id}),
-            "message_not_json": json.dumps({"Type": "Notification", "MessageId": message_id,
-                                            "Message": "{\"eventType\": ", "MessageAttributes": {}}),
-            "no_event_type": json.dumps({"Type": "Notification", "MessageId": message_id,
-                                         "Message": json.dumps({"version": 1}), "MessageAttributes": {}}),
+            "message_not_json": json.dumps(
+                {"Type": "Notification", "MessageId": message_id, "Message": '{"eventType": ', "MessageAttributes": {}}
+            ),
+            "no_event_type": json.dumps(
+                {
+                    "Type": "Notification",
+                    "MessageId": message_id,
+                    "Message": json.dumps({"version": 1}),
+                    "MessageAttributes": {},
+                }
+            ),
         }[kind]
         self._send(body, "poison", remember=False)
         return {"action": "poison", "eventTypes": ["poison"], "messages": 1, "kind": kind}

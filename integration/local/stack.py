@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,10 @@ DLQ_NAME = "prison-case-notes-to-probation-dlq"
 REGION = "eu-west-2"
 DUMMY_AWS_KEY = "local"
 DEFAULT_SEED = 0
-DEFAULT_POISON_RATE = 0.003        # per simulated event: about one every 3 minutes at 2 events/s
-DEFAULT_MAX_QUEUE_DEPTH = 500      # the simulator pauses above this (moto slows down with depth)
+DEFAULT_POISON_RATE = 0.003  # per simulated event: about one every 3 minutes at 2 events/s
+DEFAULT_MAX_QUEUE_DEPTH = 500  # the simulator pauses above this (moto slows down with depth)
 DAGSTER_STOP_SECONDS = 20.0
-RUNS_FINISH_SECONDS = 8.0          # on stop, how long runs under way may take to finish before dagster dev stops
+RUNS_FINISH_SECONDS = 8.0  # on stop, how long runs under way may take to finish before dagster dev stops
 REPORT_SECONDS = 60.0
 # Never hand real AWS credentials or profiles to the local processes: they talk to moto with dummy keys.
 _REAL_AWS_SETTINGS = frozenset({"AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN"})
@@ -64,8 +64,12 @@ def _holds_contract_v2(db_path: Path) -> bool:
 
     conn = sqlite3.connect(db_path)
     try:
-        return conn.execute("select 1 from sqlite_master where type = 'table' and name = 'r_nomis_type_nsi_type'"
-                            ).fetchone() is not None
+        return (
+            conn.execute(
+                "select 1 from sqlite_master where type = 'table' and name = 'r_nomis_type_nsi_type'"
+            ).fetchone()
+            is not None
+        )
     finally:
         conn.close()
 
@@ -85,17 +89,17 @@ def repo_root() -> Path:
 @dataclass
 class StackOptions:
     root: Path = field(default_factory=repo_root)
-    state_dir: Path | None = None          # default: {root}/.local
+    state_dir: Path | None = None  # default: {root}/.local
     host: str = "127.0.0.1"
-    sqs_port: int = 4566                   # 0: any free port
+    sqs_port: int = 4566  # 0: any free port
     auth_port: int = 9090
     case_notes_port: int = 9091
     alerts_port: int = 9092
     dagster_port: int = 3000
     dagster: bool = True
-    rate: float = DEFAULT_RATE             # simulated events per second; 0 disables the simulator
-    people: int | None = None              # None: as recorded in world.json, else DEFAULT_PEOPLE
-    seed: int | None = None                # None: as recorded in world.json, else DEFAULT_SEED
+    rate: float = DEFAULT_RATE  # simulated events per second; 0 disables the simulator
+    people: int | None = None  # None: as recorded in world.json, else DEFAULT_PEOPLE
+    seed: int | None = None  # None: as recorded in world.json, else DEFAULT_SEED
     poison_rate: float = DEFAULT_POISON_RATE
     max_queue_depth: int | None = DEFAULT_MAX_QUEUE_DEPTH
     fresh: bool = False
@@ -120,7 +124,7 @@ def _moto_server_class():
         def _server_entry(self) -> None:
             try:
                 super()._server_entry()
-            except BaseException as exc:   # noqa: BLE001 - handed to start()
+            except BaseException as exc:  # noqa: BLE001 - handed to start()
                 self._error = exc
                 self._server_ready_event.set()
 
@@ -141,14 +145,16 @@ def _moto_server_class():
 
 def create_queues(client: Any) -> tuple[str, str]:
     """The events queue and its dead-letter queue, configured as production (idempotent). Returns their URLs."""
-    dlq_url = client.create_queue(QueueName=DLQ_NAME,
-                                  Attributes={"MessageRetentionPeriod": str(7 * 86400)})["QueueUrl"]
+    dlq_url = client.create_queue(QueueName=DLQ_NAME, Attributes={"MessageRetentionPeriod": str(7 * 86400)})["QueueUrl"]
     dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = client.create_queue(QueueName=QUEUE_NAME, Attributes={
-        "VisibilityTimeout": "30",
-        "MessageRetentionPeriod": str(4 * 86400),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
-    })["QueueUrl"]
+    queue_url = client.create_queue(
+        QueueName=QUEUE_NAME,
+        Attributes={
+            "VisibilityTimeout": "30",
+            "MessageRetentionPeriod": str(4 * 86400),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+        },
+    )["QueueUrl"]
     return queue_url, dlq_url
 
 
@@ -164,7 +170,7 @@ def group_alive(pgid: int) -> bool:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rfind(")") + 2:].split()
+            fields = stat[stat.rfind(")") + 2 :].split()
             if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
                 return True
         return False
@@ -191,7 +197,7 @@ def run_workers(pgid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z" and b"execute_run" in cmdline:
             found.append(int(entry.name))
     return found
@@ -227,7 +233,7 @@ class LocalStack:
 
     # --- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)   # moto and the stand-ins: no access log lines
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto and the stand-ins: no access log lines
         try:
             self._start_sqs()
             self._prepare_world_and_delius()
@@ -247,13 +253,20 @@ class LocalStack:
         try:
             server.start()
         except OSError as exc:
-            raise StackError(f"cannot start moto's SQS server on {o.host}:{o.sqs_port} ({exc.strerror or exc}); "
-                             "pass --sqs-port (0 picks a free port)") from None
+            raise StackError(
+                f"cannot start moto's SQS server on {o.host}:{o.sqs_port} ({exc.strerror or exc}); "
+                "pass --sqs-port (0 picks a free port)"
+            ) from None
         self._moto = server
         host, port = server.get_host_and_port()
         self.sqs_endpoint = f"http://{host}:{port}"
-        self.sqs_client = boto3.client("sqs", endpoint_url=self.sqs_endpoint, region_name=REGION,
-                                       aws_access_key_id=DUMMY_AWS_KEY, aws_secret_access_key=DUMMY_AWS_KEY)
+        self.sqs_client = boto3.client(
+            "sqs",
+            endpoint_url=self.sqs_endpoint,
+            region_name=REGION,
+            aws_access_key_id=DUMMY_AWS_KEY,
+            aws_secret_access_key=DUMMY_AWS_KEY,
+        )
         self.queue_url, self.dlq_url = create_queues(self.sqs_client)
 
     def _prepare_world_and_delius(self) -> None:
@@ -270,15 +283,17 @@ class LocalStack:
             meta = None
         if meta is not None:
             if (o.seed is not None and o.seed != meta["seed"]) or (o.people is not None and o.people != meta["people"]):
-                raise StackError(f"{self.db_path} holds the world of seed {meta['seed']} with {meta['people']} people; "
-                                 "pass --fresh to rebuild it with other options")
+                raise StackError(
+                    f"{self.db_path} holds the world of seed {meta['seed']} with {meta['people']} people; "
+                    "pass --fresh to rebuild it with other options"
+                )
             seed, people, as_of = meta["seed"], meta["people"], date.fromisoformat(meta["asOf"])
         else:
             seed = DEFAULT_SEED if o.seed is None else o.seed
             people = DEFAULT_PEOPLE if o.people is None else o.people
             as_of = london_now().date()
             for path in (self.db_path, Path(f"{self.db_path}-wal"), Path(f"{self.db_path}-shm")):
-                path.unlink(missing_ok=True)   # a database without world.json is a half-built one of ours
+                path.unlink(missing_ok=True)  # a database without world.json is a half-built one of ours
             meta = {"seed": seed, "people": people, "asOf": as_of.isoformat(), "sessions": 0}
         self.seed = seed
         self.world = generate_world(seed=seed, people=people, as_of=as_of)
@@ -296,18 +311,29 @@ class LocalStack:
         try:
             self.standins = StandIns.start(o.host, o.auth_port, o.case_notes_port, o.alerts_port, store=self.store)
         except OSError as exc:
-            raise StackError(f"cannot start the stand-ins on {o.host} ports {o.auth_port}/{o.case_notes_port}/"
-                             f"{o.alerts_port} ({exc.strerror or exc}); pass --auth-port/--case-notes-port/"
-                             "--alerts-port (0 picks a free port)") from None
+            raise StackError(
+                f"cannot start the stand-ins on {o.host} ports {o.auth_port}/{o.case_notes_port}/"
+                f"{o.alerts_port} ({exc.strerror or exc}); pass --auth-port/--case-notes-port/"
+                "--alerts-port (0 picks a free port)"
+            ) from None
 
     def _start_simulator(self) -> None:
         o = self.options
         if o.rate <= 0:
             return
         self.simulator = Simulator(
-            self.world, self.store, self.sqs_client, self.queue_url, case_notes_url=self.standins.case_notes_url,
-            alerts_url=self.standins.alerts_url, engine=self.engine, rate=o.rate,
-            seed=f"{self.seed}:session{self.session}", poison_rate=o.poison_rate, max_queue_depth=o.max_queue_depth)
+            self.world,
+            self.store,
+            self.sqs_client,
+            self.queue_url,
+            case_notes_url=self.standins.case_notes_url,
+            alerts_url=self.standins.alerts_url,
+            engine=self.engine,
+            rate=o.rate,
+            seed=f"{self.seed}:session{self.session}",
+            poison_rate=o.poison_rate,
+            max_queue_depth=o.max_queue_depth,
+        )
         self.simulator.start()
 
     # --- configuration ----------------------------------------------------------------------------------------
@@ -342,8 +368,10 @@ class LocalStack:
 
     def write_env_file(self) -> Path:
         lines = [f"{k}={shlex.quote(v)}" for k, v in self.env().items()]
-        self.env_file.write_text("# Written by python -m integration.local; load with: set -a; . "
-                                 f"{self.env_file}\n" + "\n".join(lines) + "\n")
+        self.env_file.write_text(
+            "# Written by python -m integration.local; load with: set -a; . "
+            f"{self.env_file}\n" + "\n".join(lines) + "\n"
+        )
         return self.env_file
 
     @property
@@ -373,9 +401,15 @@ class LocalStack:
         if log_path.exists():
             log_path.replace(log_path.with_name(log_path.name + ".1"))
         with open(log_path, "ab") as out:
-            self._dagster = subprocess.Popen(self.dagster_command(), cwd=self.options.root, env=self.dagster_env(),
-                                             start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT)
+            self._dagster = subprocess.Popen(
+                self.dagster_command(),
+                cwd=self.options.root,
+                env=self.dagster_env(),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         return self._dagster
 
     def dagster_exit_code(self) -> int | None:
@@ -390,7 +424,7 @@ class LocalStack:
         try:
             answer = requests.post(f"{self.ui_url}/graphql", json={"query": query}, timeout=2).json()
             entries = answer["data"]["workspaceOrError"]["locationEntries"]
-        except Exception:   # noqa: BLE001 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             return False
         return any(e["name"] == "integration" and e["loadStatus"] == "LOADED" for e in entries)
 
@@ -407,7 +441,7 @@ class LocalStack:
         proc = self._dagster
         if proc is None:
             return
-        pgid = proc.pid   # start_new_session: the group id is the leader's pid
+        pgid = proc.pid  # start_new_session: the group id is the leader's pid
         if proc.poll() is None:
             self._wait_for_quiet(pgid, RUNS_FINISH_SECONDS)
             # Dagster treats SIGTERM like SIGINT: a graceful stop of the webserver, daemon and code servers.
@@ -449,9 +483,10 @@ class LocalStack:
             return 0
         try:
             attributes = self.sqs_client.get_queue_attributes(
-                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
             return int(attributes["ApproximateNumberOfMessages"])
-        except Exception:   # noqa: BLE001 - moto already gone: nothing more to wait for
+        except Exception:  # noqa: BLE001 - moto already gone: nothing more to wait for
             return 0
 
     # --- stop -------------------------------------------------------------------------------------------------
@@ -471,7 +506,7 @@ class LocalStack:
         if self.engine is not None:
             self.engine.dispose()
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         self.start()
         return self
 
@@ -482,12 +517,18 @@ class LocalStack:
     def banner(self) -> str:
         o, s, w = self.options, self.standins, self.world
         summary = w.summary()
-        sim = (f"{o.rate:g} events/s, poison {o.poison_rate:.2%} of events, seed {self.seed}, session {self.session}"
-               if self.simulator else "off")
+        sim = (
+            f"{o.rate:g} events/s, poison {o.poison_rate:.2%} of events, seed {self.seed}, session {self.session}"
+            if self.simulator
+            else "off"
+        )
         lines = [
             "Local stack: prison case notes -> probation",
-            (f"  Dagster UI   {self.ui_url}  (Dagster's own output: {self.dagster_log})" if o.dagster
-             else "  Dagster      not started (--no-dagster)"),
+            (
+                f"  Dagster UI   {self.ui_url}  (Dagster's own output: {self.dagster_log})"
+                if o.dagster
+                else "  Dagster      not started (--no-dagster)"
+            ),
             f"  SQS (moto)   {self.sqs_endpoint}  queue {QUEUE_NAME}, DLQ {DLQ_NAME}",
             f"  Stand-ins    {s.auth_url}  {s.case_notes_url}  {s.alerts_url}",
             f"  Delius       {self.db_path}  ({summary['inDelius']} of {summary['people']} people, "
@@ -535,10 +576,17 @@ class ActivityReport:
         try:
             import dagster as dg
 
-            records = self._dagster_instance().fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("delius_contacts"), after_timestamp=self.since,
-                                      before_timestamp=now), limit=10_000).records
-        except Exception:   # noqa: BLE001 - the instance is not there yet
+            records = (
+                self._dagster_instance()
+                .fetch_materializations(
+                    dg.AssetRecordsFilter(
+                        asset_key=dg.AssetKey("delius_contacts"), after_timestamp=self.since, before_timestamp=now
+                    ),
+                    limit=10_000,
+                )
+                .records
+            )
+        except Exception:  # noqa: BLE001 - the instance is not there yet
             return ""
         totals = {"created": 0, "updated": 0, "failed": 0}
         for record in records:
@@ -546,8 +594,10 @@ class ActivityReport:
             for name in totals:
                 value = getattr(metadata.get(name), "value", 0)
                 totals[name] += value if isinstance(value, int) else 0
-        return (f"contacts {totals['created']} created, {totals['updated']} updated, {totals['failed']} failed "
-                f"({len(records)} reports)")
+        return (
+            f"contacts {totals['created']} created, {totals['updated']} updated, {totals['failed']} failed "
+            f"({len(records)} reports)"
+        )
 
     def _queues(self) -> str:
         if self.stack.sqs_client is None:
@@ -555,11 +605,14 @@ class ActivityReport:
         try:
             depths = []
             for url in (self.stack.queue_url, self.stack.dlq_url):
-                attrs = self.stack.sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-                depths.append((int(attrs["ApproximateNumberOfMessages"]),
-                               int(attrs["ApproximateNumberOfMessagesNotVisible"])))
-        except Exception:   # noqa: BLE001
+                attrs = self.stack.sqs_client.get_queue_attributes(
+                    QueueUrl=url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                depths.append(
+                    (int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+                )
+        except Exception:  # noqa: BLE001
             return ""
         (visible, in_flight), (dlq_visible, dlq_in_flight) = depths
         return f"queue {visible} waiting, {in_flight} in flight; DLQ {dlq_visible + dlq_in_flight}"
@@ -569,11 +622,10 @@ class ActivityReport:
             import dagster as dg
 
             instance = self._dagster_instance()
-            after = datetime.fromtimestamp(self.since, tz=timezone.utc)
+            after = datetime.fromtimestamp(self.since, tz=UTC)
             ok = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=after))
-            failed = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
-                                                           updated_after=after))
-        except Exception:   # noqa: BLE001
+            failed = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=after))
+        except Exception:  # noqa: BLE001
             return ""
         return f"runs {ok} succeeded, {failed} failed"
 
@@ -594,19 +646,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m integration.local",
         description="Run the local stack in the foreground: moto SQS, stand-in HMPPS APIs, a SQLite Delius, the "
-                    "event simulator and dagster dev. Ctrl-C stops everything.")
-    p.add_argument("--no-dagster", dest="dagster", action="store_false",
-                   help="start everything except dagster dev (print the environment and wait)")
+        "event simulator and dagster dev. Ctrl-C stops everything.",
+    )
+    p.add_argument(
+        "--no-dagster",
+        dest="dagster",
+        action="store_false",
+        help="start everything except dagster dev (print the environment and wait)",
+    )
     p.add_argument("--rate", type=float, default=DEFAULT_RATE, help="simulated events per second (0: no simulator)")
     p.add_argument("--people", type=int, default=None, help=f"people in the generated world (default {DEFAULT_PEOPLE})")
     p.add_argument("--seed", type=int, default=None, help=f"world seed (default {DEFAULT_SEED})")
-    p.add_argument("--poison-rate", type=float, default=DEFAULT_POISON_RATE,
-                   help="share of simulated events replaced by an unparseable message (0 disables)")
-    p.add_argument("--max-queue-depth", type=int, default=DEFAULT_MAX_QUEUE_DEPTH,
-                   help="the simulator pauses while the queue holds this many messages (0: never)")
+    p.add_argument(
+        "--poison-rate",
+        type=float,
+        default=DEFAULT_POISON_RATE,
+        help="share of simulated events replaced by an unparseable message (0 disables)",
+    )
+    p.add_argument(
+        "--max-queue-depth",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_DEPTH,
+        help="the simulator pauses while the queue holds this many messages (0: never)",
+    )
     p.add_argument("--fresh", action="store_true", help="recreate the Delius database and world")
-    p.add_argument("--state-dir", type=Path, default=None, help="where delius.db, world.json and stack.env live "
-                                                                "(default: .local in the repo root)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where delius.db, world.json and stack.env live (default: .local in the repo root)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--sqs-port", type=int, default=4566, help="moto SQS server port (0: any free port)")
     p.add_argument("--auth-port", type=int, default=9090, help="stand-in HMPPS Auth port (0: any free port)")
@@ -618,10 +687,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> StackOptions:
     return StackOptions(
-        state_dir=args.state_dir, host=args.host, sqs_port=args.sqs_port, auth_port=args.auth_port,
-        case_notes_port=args.case_notes_port, alerts_port=args.alerts_port, dagster_port=args.dagster_port,
-        dagster=args.dagster, rate=args.rate, people=args.people, seed=args.seed, poison_rate=args.poison_rate,
-        max_queue_depth=args.max_queue_depth or None, fresh=args.fresh)
+        state_dir=args.state_dir,
+        host=args.host,
+        sqs_port=args.sqs_port,
+        auth_port=args.auth_port,
+        case_notes_port=args.case_notes_port,
+        alerts_port=args.alerts_port,
+        dagster_port=args.dagster_port,
+        dagster=args.dagster,
+        rate=args.rate,
+        people=args.people,
+        seed=args.seed,
+        poison_rate=args.poison_rate,
+        max_queue_depth=args.max_queue_depth or None,
+        fresh=args.fresh,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -636,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal signals_seen
         signals_seen += 1
         stop.set()
-        if signals_seen > 1:   # asked twice: no more waiting for a graceful stop
+        if signals_seen > 1:  # asked twice: no more waiting for a graceful stop
             stack.kill_dagster()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -653,26 +733,34 @@ def main(argv: list[str] | None = None) -> int:
         print(stack.banner(), flush=True)
         if args.dagster:
             print(f"{datetime.now():%H:%M:%S} starting Dagster...", flush=True)
-        else:   # for another shell or a debugger: the variables, as in stack.env
+        else:  # for another shell or a debugger: the variables, as in stack.env
             print("\n".join(f"{k}={shlex.quote(v)}" for k, v in stack.env().items()), flush=True)
-            print(f"{datetime.now():%H:%M:%S} ready: the backing services (no Dagster). Ctrl-C stops everything.",
-                  flush=True)
+            print(
+                f"{datetime.now():%H:%M:%S} ready: the backing services (no Dagster). Ctrl-C stops everything.",
+                flush=True,
+            )
         ready = not args.dagster
         report = ActivityReport(stack)
         last_report = last_check = time.monotonic()
         while not stop.wait(0.5):
             exit_code = stack.dagster_exit_code()
             if exit_code is not None:
-                print(f"dagster dev exited with code {exit_code} (see {stack.dagster_log}); stopping the stack",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"dagster dev exited with code {exit_code} (see {stack.dagster_log}); stopping the stack",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 code = 1
                 break
             if not ready and time.monotonic() - last_check >= 1:
                 last_check = time.monotonic()
                 if stack.dagster_ready():
                     ready = True
-                    print(f"{datetime.now():%H:%M:%S} ready: the Dagster UI is at {stack.ui_url} "
-                          f"({time.monotonic() - started:.0f} s after start). Ctrl-C stops everything.", flush=True)
+                    print(
+                        f"{datetime.now():%H:%M:%S} ready: the Dagster UI is at {stack.ui_url} "
+                        f"({time.monotonic() - started:.0f} s after start). Ctrl-C stops everything.",
+                        flush=True,
+                    )
                     report = ActivityReport(stack)
                     last_report = time.monotonic()
             if ready and time.monotonic() - last_report >= REPORT_SECONDS:

@@ -13,13 +13,15 @@
 import argparse
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 class WebhookStandIn:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 on_message: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, on_message: Callable[[dict[str, Any]], None] | None = None
+    ):
         self.messages: list[dict[str, Any]] = []
         self.status = 200
         self._lock = threading.Lock()
@@ -39,13 +41,13 @@ class WebhookStandIn:
                     if on_message:
                         on_message(message)
                 elif status < 400:
-                    status = 400     # Slack answers "invalid_payload"
+                    status = 400  # Slack answers "invalid_payload"
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
                 self.wfile.write(b"ok" if status < 400 else b"error")
 
-            def log_message(self, *args):   # quiet
+            def log_message(self, *args):  # quiet
                 pass
 
         self._server = ThreadingHTTPServer((host, port), Handler)

@@ -24,17 +24,18 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
+from integration.core.events import case_note_of_interest
 from integration.delius import models as m
 from integration.delius.reference_data import DEFAULT_PRISONS, DEFAULT_REGIONS, add_person
 from integration.delius.schema import schema_exists
-from integration.core.events import case_note_of_interest
 from integration.local.standins.store import (
     ALERT_CODES,
     SourceStore,
@@ -46,9 +47,9 @@ from integration.local.standins.store import (
 )
 
 DEFAULT_PEOPLE = 300
-DELIUS_SHARE = 0.70          # of all people
-UNLINKED_SHARE = 0.03        # of all people (taken from the Delius ones)
-UNK_SHARE = 0.01             # people whose establishment is not known
+DELIUS_SHARE = 0.70  # of all people
+UNLINKED_SHARE = 0.03  # of all people (taken from the Delius ones)
+UNK_SHARE = 0.01  # people whose establishment is not known
 
 OCG_SENTENCE = "Do not share with offender and OCG Nominal"
 TEST_ESTABLISHMENT = "ZZGHI"
@@ -103,37 +104,151 @@ OCG_ALERT = "DOCGM"
 
 # Probation regions a prison's people are usually managed from (DEFAULT_REGIONS team codes).
 HOME_TEAMS = {
-    "LEI": ("N02T01",), "MDI": ("N02T01",), "MRI": ("N02T01",), "WWI": ("N07T01", "N07T02"),
-    "BMI": ("N53T01",), "NMI": ("N53T01",), "SWI": ("N03T01",), "UNK": ("N07T01",),
+    "LEI": ("N02T01",),
+    "MDI": ("N02T01",),
+    "MRI": ("N02T01",),
+    "WWI": ("N07T01", "N07T02"),
+    "BMI": ("N53T01",),
+    "NMI": ("N53T01",),
+    "SWI": ("N03T01",),
+    "UNK": ("N07T01",),
 }
 
 # --- invented names and phrases -----------------------------------------------------------------------------------
 FIRST_NAMES = (
-    "James", "Daniel", "Liam", "Connor", "Ryan", "Jordan", "Callum", "Kieran", "Nathan", "Aaron", "Jamie", "Lewis",
-    "Marcus", "Tyler", "Dylan", "Reece", "Ben", "Owen", "Rhys", "Harvey", "Mason", "Leon", "Kyle", "Joel",
-    "Sophie", "Chloe", "Leah", "Megan", "Jade", "Amy", "Hannah", "Zara", "Kayleigh", "Ellie",
+    "James",
+    "Daniel",
+    "Liam",
+    "Connor",
+    "Ryan",
+    "Jordan",
+    "Callum",
+    "Kieran",
+    "Nathan",
+    "Aaron",
+    "Jamie",
+    "Lewis",
+    "Marcus",
+    "Tyler",
+    "Dylan",
+    "Reece",
+    "Ben",
+    "Owen",
+    "Rhys",
+    "Harvey",
+    "Mason",
+    "Leon",
+    "Kyle",
+    "Joel",
+    "Sophie",
+    "Chloe",
+    "Leah",
+    "Megan",
+    "Jade",
+    "Amy",
+    "Hannah",
+    "Zara",
+    "Kayleigh",
+    "Ellie",
 )
 STAFF_FIRST_NAMES = (
-    "Alex", "Sam", "Chris", "Priya", "Tom", "Ruth", "Imran", "Gemma", "Paul", "Nadia", "Steve", "Helen", "Femi",
-    "Claire", "Gareth", "Aisha", "Mark", "Lucy", "Dev", "Karen",
+    "Alex",
+    "Sam",
+    "Chris",
+    "Priya",
+    "Tom",
+    "Ruth",
+    "Imran",
+    "Gemma",
+    "Paul",
+    "Nadia",
+    "Steve",
+    "Helen",
+    "Femi",
+    "Claire",
+    "Gareth",
+    "Aisha",
+    "Mark",
+    "Lucy",
+    "Dev",
+    "Karen",
 )
 SURNAME_STARTS = (
-    "Ash", "Bram", "Cold", "Dun", "Elm", "Fern", "Glen", "Hart", "Ivy", "Lark", "Marsh", "North", "Oak", "Pen",
-    "Quill", "Rook", "Stone", "Thorn", "Wren", "Brack", "Holl", "Moss", "Tarn", "Wick",
+    "Ash",
+    "Bram",
+    "Cold",
+    "Dun",
+    "Elm",
+    "Fern",
+    "Glen",
+    "Hart",
+    "Ivy",
+    "Lark",
+    "Marsh",
+    "North",
+    "Oak",
+    "Pen",
+    "Quill",
+    "Rook",
+    "Stone",
+    "Thorn",
+    "Wren",
+    "Brack",
+    "Holl",
+    "Moss",
+    "Tarn",
+    "Wick",
 )
 SURNAME_ENDS = (
-    "wick", "by", "ford", "well", "ley", "ton", "field", "more", "worth", "stead", "brook", "croft", "hurst",
-    "dale", "gate", "combe", "thwaite", "holme",
+    "wick",
+    "by",
+    "ford",
+    "well",
+    "ley",
+    "ton",
+    "field",
+    "more",
+    "worth",
+    "stead",
+    "brook",
+    "croft",
+    "hurst",
+    "dale",
+    "gate",
+    "combe",
+    "thwaite",
+    "holme",
 )
 WINGS = ("A wing", "B wing", "C wing", "D wing", "E wing", "F wing", "the healthcare unit", "the induction wing")
-COURSES = ("Thinking Skills", "maths level 2", "English level 1", "barbering", "bricklaying", "peer mentoring",
-           "food hygiene", "painting and decorating")
+COURSES = (
+    "Thinking Skills",
+    "maths level 2",
+    "English level 1",
+    "barbering",
+    "bricklaying",
+    "peer mentoring",
+    "food hygiene",
+    "painting and decorating",
+)
 WORKPLACES = ("textiles workshop", "kitchens", "gardens", "recycling unit", "laundry", "library", "servery")
-TOPICS = ("contact with family", "a visit booked for the weekend", "worries about housing on release",
-          "progress in education", "sleeping badly", "a job in the kitchens", "debts built up before custody",
-          "keeping out of trouble on the wing")
-AGREED = ("apply for a family visit", "put in a request for the gym", "speak to the resettlement team",
-          "attend the next education assessment", "keep a diary until the next session", "apply for a wing job")
+TOPICS = (
+    "contact with family",
+    "a visit booked for the weekend",
+    "worries about housing on release",
+    "progress in education",
+    "sleeping badly",
+    "a job in the kitchens",
+    "debts built up before custody",
+    "keeping out of trouble on the wing",
+)
+AGREED = (
+    "apply for a family visit",
+    "put in a request for the gym",
+    "speak to the resettlement team",
+    "attend the next education assessment",
+    "keep a diary until the next session",
+    "apply for a wing job",
+)
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 
 # BCST pathway words the description rule recognises (reference-behaviour §5.5), with a fake summary each.
@@ -197,8 +312,10 @@ TEXTS: dict[tuple[str, str], tuple[str, ...]] = {
         "History sheet entry: cell search on {wing}, nothing found.",
     ),
     ("TRANSFER", "TOL"): ("Transferred out to {other} on the morning escort.",),
-    ("ALERT", "ACTIVE"): ("Alert Medical and Asthmatic made active.",
-                          "Alert Self Harm and ACCT Open (HMPS) made active."),
+    ("ALERT", "ACTIVE"): (
+        "Alert Medical and Asthmatic made active.",
+        "Alert Self Harm and ACCT Open (HMPS) made active.",
+    ),
     ("ALERT", "INACTIVE"): ("Alert Self Harm and ACCT Open (HMPS) made inactive.",),
     ("NEG", "IEP_WARN"): ("IEP warning: {name} refused to return to the cell at the end of association.",),
     ("CAB", "EDUCATION"): ("Late for the morning {course} session three times this week.",),
@@ -211,8 +328,10 @@ AMENDMENTS = (
     "Added after speaking to the wing officer: no further concerns.",
 )
 ALERT_TEXTS = {
-    "HA": ("ACCT opened after concerns raised by wing staff. Observations set at one an hour.",
-           "ACCT opened on arrival following first night screening."),
+    "HA": (
+        "ACCT opened after concerns raised by wing staff. Observations set at one an hour.",
+        "ACCT opened on arrival following first night screening.",
+    ),
     "PEEP": ("Needs help on stairs; cell on the ground floor.", "Uses a wheelchair; evacuation plan agreed."),
     "VI": ("Victim of an assault on a previous sentence; keep apart from the named prisoner.",),
     "XA": ("Previous conviction for arson noted in the custody record.",),
@@ -248,13 +367,13 @@ class Person:
     noms_number: str
     first_name: str
     surname: str
-    prison: str                               # NOMIS code of the current establishment (r_institution.nomis_cde_code)
-    crn: str | None = None                    # None: not known to probation
-    noms_linked: bool = False                 # Delius offender carries the NOMS number (false: NULL until linked)
+    prison: str  # NOMIS code of the current establishment (r_institution.nomis_cde_code)
+    crn: str | None = None  # None: not known to probation
+    noms_linked: bool = False  # Delius offender carries the NOMS number (false: NULL until linked)
     manager_team: str | None = None
     custodial_events: int = 0
     community_events: int = 0
-    nsis: tuple[tuple[str, date], ...] = ()   # (NSI type code, referral date)
+    nsis: tuple[tuple[str, date], ...] = ()  # (NSI type code, referral date)
 
     @property
     def in_delius(self) -> bool:
@@ -341,10 +460,15 @@ class World:
             counts = Counter()
             for person in self.delius_people:
                 ids = add_person(
-                    conn, person.crn, person.noms_number if person.noms_linked else None,
-                    first_name=person.first_name, surname=person.surname,
-                    custodial_events=person.custodial_events, community_events=person.community_events,
-                    nsis=person.nsis, manager_team=person.manager_team,
+                    conn,
+                    person.crn,
+                    person.noms_number if person.noms_linked else None,
+                    first_name=person.first_name,
+                    surname=person.surname,
+                    custodial_events=person.custodial_events,
+                    community_events=person.community_events,
+                    nsis=person.nsis,
+                    manager_team=person.manager_team,
                     manager_staff_code=_manager_code(person.manager_team, person.crn),
                 )
                 counts["offenders"] += 1
@@ -368,8 +492,9 @@ class World:
             return 0
         changed = 0
         with engine.connect() as conn:
-            rows = conn.execute(select(m.offender.c.crn, m.offender.c.noms_number)
-                                .where(m.offender.c.crn.in_(sorted(unlinked)))).all()
+            rows = conn.execute(
+                select(m.offender.c.crn, m.offender.c.noms_number).where(m.offender.c.crn.in_(sorted(unlinked)))
+            ).all()
         for row in rows:
             person = unlinked[row.crn]
             if row.noms_number and row.noms_number.upper() == person.noms_number:
@@ -383,8 +508,9 @@ class World:
         if not person.in_delius:
             raise ValueError("person is not in Delius")
         with engine.begin() as conn:
-            result = conn.execute(update(m.offender).where(m.offender.c.crn == person.crn)
-                                  .values(noms_number=person.noms_number))
+            result = conn.execute(
+                update(m.offender).where(m.offender.c.crn == person.crn).values(noms_number=person.noms_number)
+            )
         person.noms_linked = True
         return result.rowcount > 0
 
@@ -419,8 +545,8 @@ def note_kind(note: dict[str, Any]) -> str:
 # --- record building ----------------------------------------------------------------------------------------------
 @dataclass
 class _Staff:
-    name: str            # authorName as NOMIS/DPS send it
-    display: str         # "Forename Surname"
+    name: str  # authorName as NOMIS/DPS send it
+    display: str  # "Forename Surname"
     username: str
     user_id: str
 
@@ -453,9 +579,14 @@ class RecordFactory:
                 first, last = self.rng.choice(STAFF_FIRST_NAMES), self.surname()
                 # Most systems send "Forename Surname"; some older NOMIS entries "Surname, Forename".
                 name = f"{last}, {first}" if self.rng.random() < 0.15 else f"{first} {last}"
-                pool.append(_Staff(name=name, display=f"{first} {last}",
-                                   username=f"{first[0]}{last}".upper()[:12] + "_GEN",
-                                   user_id=str(self.rng.randint(10_000, 999_999))))
+                pool.append(
+                    _Staff(
+                        name=name,
+                        display=f"{first} {last}",
+                        username=f"{first[0]}{last}".upper()[:12] + "_GEN",
+                        user_id=str(self.rng.randint(10_000, 999_999)),
+                    )
+                )
             self._staff[prison] = pool
         return self.rng.choice(pool)
 
@@ -464,17 +595,25 @@ class RecordFactory:
         others = [p.name for p in DEFAULT_PRISONS if p.nomis_code not in (person.prison, "UNK")]
         wing, wing2 = rng.sample(WINGS, 2)
         return template.format(
-            name=person.first_name, prison=self._prison_names.get(person.prison, "the prison"),
-            other=rng.choice(others), wing=wing, wing2=wing2, course=rng.choice(COURSES), work=rng.choice(WORKPLACES),
-            topic=rng.choice(TOPICS), agreed=rng.choice(AGREED), day=rng.choice(WEEKDAYS),
+            name=person.first_name,
+            prison=self._prison_names.get(person.prison, "the prison"),
+            other=rng.choice(others),
+            wing=wing,
+            wing2=wing2,
+            course=rng.choice(COURSES),
+            work=rng.choice(WORKPLACES),
+            topic=rng.choice(TOPICS),
+            agreed=rng.choice(AGREED),
+            day=rng.choice(WEEKDAYS),
             hour=f"{rng.randint(9, 16)}:00",
         )
 
     def text_for(self, case_note_type: str, sub_type: str, person: Person) -> str:
         if (case_note_type, sub_type) == ("RESET", "BCST"):
             if self.rng.random() < 0.15:
-                return self._fill("Resettlement passport reviewed with {name}. No new needs identified this week.",
-                                  person)
+                return self._fill(
+                    "Resettlement passport reviewed with {name}. No new needs identified this week.", person
+                )
             pathway, summary = self.rng.choice(list(BCST_PATHWAYS.items()))
             return f"Case note summary from {pathway} pathway: {person.first_name}: {summary}."
         templates = TEXTS.get((case_note_type, sub_type), ("Entry recorded for {name} on {wing}.",))
@@ -486,9 +625,19 @@ class RecordFactory:
         return datetime.combine(day, time(rng.randint(7, 18), rng.randint(0, 59), rng.randint(0, 59)))
 
     # --- case notes -----------------------------------------------------------------------------------------
-    def case_note(self, person: Person, case_note_type: str, sub_type: str, *, occurred: datetime,
-                  created: datetime, text: str | None = None, location_id: str | None = "",
-                  sensitive: bool = False, amendments: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    def case_note(
+        self,
+        person: Person,
+        case_note_type: str,
+        sub_type: str,
+        *,
+        occurred: datetime,
+        created: datetime,
+        text: str | None = None,
+        location_id: str | None = "",
+        sensitive: bool = False,
+        amendments: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
         """A case note (API JSON). ``location_id=""`` means the person's prison; ``None`` leaves it out."""
         staff = self.staff(person.prison)
         extra: dict[str, Any] = {}
@@ -497,25 +646,41 @@ class RecordFactory:
         if case_note_type in TYPE_DESCRIPTIONS:
             extra["typeDescription"] = TYPE_DESCRIPTIONS[case_note_type]
         return make_case_note(
-            person.noms_number, type=case_note_type, sub_type=sub_type,
+            person.noms_number,
+            type=case_note_type,
+            sub_type=sub_type,
             text=text if text is not None else self.text_for(case_note_type, sub_type, person),
-            case_note_id=self.uuid(), legacy_id=self.next_legacy_id(), occurred_at=occurred, created_at=created,
-            author_name=staff.name, author_username=staff.username, author_user_id=staff.user_id,
-            location_id=person.prison if location_id == "" else location_id, sensitive=sensitive,
-            amendments=list(amendments), **extra,
+            case_note_id=self.uuid(),
+            legacy_id=self.next_legacy_id(),
+            occurred_at=occurred,
+            created_at=created,
+            author_name=staff.name,
+            author_username=staff.username,
+            author_user_id=staff.user_id,
+            location_id=person.prison if location_id == "" else location_id,
+            sensitive=sensitive,
+            amendments=list(amendments),
+            **extra,
         )
 
     def amendment(self, person: Person, created: datetime) -> dict[str, Any]:
         staff = self.staff(person.prison)
-        amendment = make_amendment(self._fill(self.rng.choice(AMENDMENTS), person), created_at=created,
-                                   author_name=staff.name, author_username=staff.username, author_user_id=staff.user_id)
+        amendment = make_amendment(
+            self._fill(self.rng.choice(AMENDMENTS), person),
+            created_at=created,
+            author_name=staff.name,
+            author_username=staff.username,
+            author_user_id=staff.user_id,
+        )
         amendment["id"] = self.uuid()
         return amendment
 
     def amend(self, note: dict[str, Any], person: Person, now: datetime) -> dict[str, Any]:
         """A copy of ``note`` with one more amendment, dated after everything already on the note (and >= ``now``)."""
-        latest = max([_parse(note["creationDateTime"])] +
-                     [_parse(a["creationDateTime"]) for a in note.get("amendments", []) if a.get("creationDateTime")])
+        latest = max(
+            [_parse(note["creationDateTime"])]
+            + [_parse(a["creationDateTime"]) for a in note.get("amendments", []) if a.get("creationDateTime")]
+        )
         when = max(now, latest + timedelta(seconds=1))
         updated = dict(note)
         updated["amendments"] = list(note.get("amendments", [])) + [self.amendment(person, when)]
@@ -525,26 +690,50 @@ class RecordFactory:
         """An of-interest type that a content filter must drop: ``blank``, ``transit``, ``test`` or ``ocg``."""
         rng = self.rng
         if kind == "transit":
-            return self.case_note(person, "TRANSFER", "FROMTOL", occurred=occurred, created=created,
-                                  text="In transit between establishments; property held at reception.",
-                                  location_id=IN_TRANSIT)
+            return self.case_note(
+                person,
+                "TRANSFER",
+                "FROMTOL",
+                occurred=occurred,
+                created=created,
+                text="In transit between establishments; property held at reception.",
+                location_id=IN_TRANSIT,
+            )
         key = rng.choices(list(TYPES_OF_INTEREST), weights=list(TYPES_OF_INTEREST.values()))[0]
         if kind == "test":
-            return self.case_note(person, *key, occurred=occurred, created=created,
-                                  text="Test entry made in the training establishment. Please ignore.",
-                                  location_id=TEST_ESTABLISHMENT)
+            return self.case_note(
+                person,
+                *key,
+                occurred=occurred,
+                created=created,
+                text="Test entry made in the training establishment. Please ignore.",
+                location_id=TEST_ESTABLISHMENT,
+            )
         if kind == "ocg":
             state = rng.choice(("active", "inactive"))
-            return self.case_note(person, *rng.choice((("GEN", "OSE"), ("OMIC", "OPEN"))), occurred=occurred,
-                                  created=created, text=f"Alert Security. {OCG_SENTENCE} - Do not share made {state}.")
+            return self.case_note(
+                person,
+                *rng.choice((("GEN", "OSE"), ("OMIC", "OPEN"))),
+                occurred=occurred,
+                created=created,
+                text=f"Alert Security. {OCG_SENTENCE} - Do not share made {state}.",
+            )
         if kind == "blank":
             return self.case_note(person, *key, occurred=occurred, created=created, text=rng.choice(BLANK_TEXTS))
         raise ValueError(f"unknown filtered kind {kind!r}")
 
     # --- alerts ---------------------------------------------------------------------------------------------
-    def alert(self, person: Person, code: str, *, active_from: date, created: datetime,
-              active_to: date | None = None, inactive_at: datetime | None = None,
-              description: str | None | bool = True) -> dict[str, Any]:
+    def alert(
+        self,
+        person: Person,
+        code: str,
+        *,
+        active_from: date,
+        created: datetime,
+        active_to: date | None = None,
+        inactive_at: datetime | None = None,
+        description: str | None | bool = True,
+    ) -> dict[str, Any]:
         """An alert (API JSON). ``inactive_at``: made inactive then (``activeTo`` = that day, ``isActive`` false).
         ``description=True`` picks a text, ``None`` sends a null description."""
         staff = self.staff(person.prison)
@@ -552,11 +741,24 @@ class RecordFactory:
         if description is True:
             description = self.rng.choice(ALERT_TEXTS.get(code, ("Alert added on review.",)))
         alert = make_alert(
-            person.noms_number, code=code, description=description, alert_uuid=self.uuid(), active_from=active_from,
-            active_to=active_to, is_active=True, created_at=created, created_by=staff.username,
-            created_by_display_name=staff.display, prison_code=person.prison,
-            alertCode={"alertTypeCode": type_code, "alertTypeDescription": type_description, "code": code,
-                       "description": code_description, "canBeAdministered": True},
+            person.noms_number,
+            code=code,
+            description=description,
+            alert_uuid=self.uuid(),
+            active_from=active_from,
+            active_to=active_to,
+            is_active=True,
+            created_at=created,
+            created_by=staff.username,
+            created_by_display_name=staff.display,
+            prison_code=person.prison,
+            alertCode={
+                "alertTypeCode": type_code,
+                "alertTypeDescription": type_description,
+                "code": code,
+                "description": code_description,
+                "canBeAdministered": True,
+            },
         )
         if inactive_at is not None:
             closer = self.staff(person.prison)
@@ -610,8 +812,12 @@ def generate_world(seed: int | str = 0, people: int = DEFAULT_PEOPLE, *, as_of: 
     crn_iter = iter(crns)
     for i, (noms, slot) in enumerate(zip(noms_numbers, slots)):
         prison = "UNK" if i in unk_slots else people_rng.choice(prisons)
-        person = Person(noms_number=noms, first_name=people_rng.choice(FIRST_NAMES),
-                        surname=people_rng.choice(SURNAME_STARTS) + people_rng.choice(SURNAME_ENDS), prison=prison)
+        person = Person(
+            noms_number=noms,
+            first_name=people_rng.choice(FIRST_NAMES),
+            surname=people_rng.choice(SURNAME_STARTS) + people_rng.choice(SURNAME_ENDS),
+            prison=prison,
+        )
         if slot != "prison_only":
             person.crn = next(crn_iter)
             person.noms_linked = slot == "delius"
@@ -625,7 +831,7 @@ def generate_world(seed: int | str = 0, people: int = DEFAULT_PEOPLE, *, as_of: 
             nsis: list[tuple[str, date]] = []
             if people_rng.random() < 0.30:
                 nsis.append(("RESPASS", as_of - timedelta(days=people_rng.randint(5, 400))))
-                if people_rng.random() < 0.15:   # a second, older or newer, referral: the latest one wins
+                if people_rng.random() < 0.15:  # a second, older or newer, referral: the latest one wins
                     nsis.append(("RESPASS", as_of - timedelta(days=people_rng.randint(5, 400))))
             if people_rng.random() < 0.20:
                 nsis.append(("OMICSUP", as_of - timedelta(days=people_rng.randint(5, 400))))
@@ -640,7 +846,7 @@ def generate_world(seed: int | str = 0, people: int = DEFAULT_PEOPLE, *, as_of: 
         for _ in range(rng.choice((2, 4, 5, 6, 7, 8, 9, 10, 12, 14))):
             key = _pick(rng, all_types)
             occurred = factory.time_on(as_of - timedelta(days=rng.randint(1, 365)))
-            if rng.random() < 0.8:   # written up within a few hours, else on a later day
+            if rng.random() < 0.8:  # written up within a few hours, else on a later day
                 created = occurred + timedelta(minutes=rng.randint(0, 180))
             else:
                 created = factory.time_on(occurred.date() + timedelta(days=rng.randint(1, 3)))
@@ -656,8 +862,17 @@ def generate_world(seed: int | str = 0, people: int = DEFAULT_PEOPLE, *, as_of: 
             location: str | None = ""
             if person.prison == "UNK" or rng.random() < 0.01:
                 location = None if rng.random() < 0.5 else "UNK"
-            notes.append(factory.case_note(person, *key, occurred=occurred, created=created, location_id=location,
-                                           sensitive=sensitive, amendments=amendments))
+            notes.append(
+                factory.case_note(
+                    person,
+                    *key,
+                    occurred=occurred,
+                    created=created,
+                    location_id=location,
+                    sensitive=sensitive,
+                    amendments=amendments,
+                )
+            )
     # Content-filtered notes: a fixed share of each kind replaces of-interest notes.
     per_kind = max(2, round(len(notes) * 0.01))
     candidates = [i for i, n in enumerate(notes) if (n["type"], n["subType"]) in TYPES_OF_INTEREST]
@@ -667,24 +882,33 @@ def generate_world(seed: int | str = 0, people: int = DEFAULT_PEOPLE, *, as_of: 
         old = notes[index]
         person = by_noms[old["offenderIdentifier"]]
         kind = ("blank", "transit", "test", "ocg")[j % 4]
-        notes[index] = factory.filtered_note(person, kind, occurred=_parse(old["occurrenceDateTime"]),
-                                             created=_parse(old["creationDateTime"]))
+        notes[index] = factory.filtered_note(
+            person, kind, occurred=_parse(old["occurrenceDateTime"]), created=_parse(old["creationDateTime"])
+        )
 
     # --- alerts ----------------------------------------------------------------------------------------------
     codes = [c for c in ALERT_WEIGHTS if c != OCG_ALERT]
     alerts: list[dict[str, Any]] = []
     for person in persons:
         for _ in range(rng.choices((0, 1, 2, 3), weights=(35, 35, 20, 10))[0]):
-            alerts.append(_world_alert(factory, rng, person, rng.choices(codes, [ALERT_WEIGHTS[c] for c in codes])[0],
-                                       as_of, now))
+            alerts.append(
+                _world_alert(factory, rng, person, rng.choices(codes, [ALERT_WEIGHTS[c] for c in codes])[0], as_of, now)
+            )
     n_ocg = max(2, round(people * 0.02)) if people >= 2 else 1
     for person in rng.sample(persons, min(n_ocg, len(persons))):
         alerts.append(_world_alert(factory, rng, person, OCG_ALERT, as_of, now, active=True))
     return World(seed=seed, as_of=as_of, people=persons, case_notes=notes, alerts=alerts)
 
 
-def _world_alert(factory: RecordFactory, rng: random.Random, person: Person, code: str, as_of: date, now: datetime,
-                 active: bool | None = None) -> dict[str, Any]:
+def _world_alert(
+    factory: RecordFactory,
+    rng: random.Random,
+    person: Person,
+    code: str,
+    as_of: date,
+    now: datetime,
+    active: bool | None = None,
+) -> dict[str, Any]:
     start = as_of - timedelta(days=rng.randint(1, 700))
     created = min(factory.time_on(start), now - timedelta(minutes=5))
     description: str | None | bool = None if rng.random() < 0.02 else True
@@ -692,13 +916,15 @@ def _world_alert(factory: RecordFactory, rng: random.Random, person: Person, cod
         active = rng.random() >= 0.2
     if active:
         active_to = as_of + timedelta(days=rng.randint(10, 200)) if rng.random() < 0.05 else None
-        return factory.alert(person, code, active_from=start, created=created, active_to=active_to,
-                             description=description)
+        return factory.alert(
+            person, code, active_from=start, created=created, active_to=active_to, description=description
+        )
     end_day = start + timedelta(days=rng.randint(1, max(1, (as_of - start).days - 1)))
     end_day = min(end_day, as_of - timedelta(days=1))
     inactive_at = min(max(factory.time_on(end_day), created + timedelta(minutes=1)), now - timedelta(minutes=1))
-    return factory.alert(person, code, active_from=start, created=created, inactive_at=inactive_at,
-                         description=description)
+    return factory.alert(
+        person, code, active_from=start, created=created, inactive_at=inactive_at, description=description
+    )
 
 
 def people_by_status(people: Iterable[Person]) -> dict[str, int]:

@@ -15,7 +15,14 @@ from integration.cli.backfill import launch_backfill, main
 from integration.cli.webserver import LOCATION, Webserver
 from integration.delius import models as m
 from integration.delius.reference_data import add_person
-from integration_tests.harness.daemon import free_port, prepare_instance, project_env, start_group, stop_group, wait_until
+from integration_tests.harness.daemon import (
+    free_port,
+    prepare_instance,
+    project_env,
+    start_group,
+    stop_group,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.daemon, pytest.mark.slow]
 
@@ -26,17 +33,29 @@ ROOT = Path(__file__).resolve().parents[2]
 def dagster_dev(tmp_path, sqs, standins, delius_pg):
     home, _ = prepare_instance(tmp_path)
     port = free_port()
-    env = project_env(delius_url=delius_pg.url.render_as_string(hide_password=False), queue_url=sqs.queue_url,
-                      sqs_endpoint=sqs.endpoint_url, auth_url=standins.auth_url, client_id=standins.client_id,
-                      client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
-                      alerts_url=standins.alerts_url, dagster_home=home)
+    env = project_env(
+        delius_url=delius_pg.url.render_as_string(hide_password=False),
+        queue_url=sqs.queue_url,
+        sqs_endpoint=sqs.endpoint_url,
+        auth_url=standins.auth_url,
+        client_id=standins.client_id,
+        client_secret=standins.client_secret,
+        case_notes_url=standins.case_notes_url,
+        alerts_url=standins.alerts_url,
+        dagster_home=home,
+    )
     log = tmp_path / "dagster-dev.log"
-    proc = start_group(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT,
-                       env=env, log=log)
+    proc = start_group(
+        ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, log=log
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: requests.get(f"{url}/server_info", timeout=2).ok, 90, "dagster dev to answer",
-                   diagnostics=lambda: log.read_text()[-3000:])
+        wait_until(
+            lambda: requests.get(f"{url}/server_info", timeout=2).ok,
+            90,
+            "dagster dev to answer",
+            diagnostics=lambda: log.read_text()[-3000:],
+        )
         yield url
     finally:
         stop_group(proc)
@@ -57,10 +76,12 @@ def test_backfill_of_several_people_through_the_run_queue_and_rerun(dagster_dev,
 
     def totals():
         with delius_pg.connect() as conn:
-            return (conn.execute(select(func.count()).select_from(m.contact)).scalar_one(),
-                    conn.execute(select(func.count()).select_from(m.audited_interaction)).scalar_one())
+            return (
+                conn.execute(select(func.count()).select_from(m.contact)).scalar_one(),
+                conn.execute(select(func.count()).select_from(m.audited_interaction)).scalar_one(),
+            )
 
-    assert totals() == (15, 15)      # 5 people in Delius x (2 case notes + 1 alert); the sixth is not in Delius
+    assert totals() == (15, 15)  # 5 people in Delius x (2 case notes + 1 alert); the sixth is not in Delius
 
     # The command-line entry point, launched again over the same people, waits and changes nothing.
     assert main(["--url", dagster_dev, "--wait", *people]) == 0

@@ -80,7 +80,7 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
         alerts_url=standins.alerts_url,
     )
     env.pop("HOME")
-    env["TELEMETRY_LOG"] = "run"      # the telemetry lines in the runs' event logs too (default: stdout only), to read them
+    env["TELEMETRY_LOG"] = "run"  # the telemetry lines in the runs' event logs too (default: stdout only), to read them
     log = project_root / "daemon.log"
 
     with DaemonProcess(project_root, env, log).start() as daemon:

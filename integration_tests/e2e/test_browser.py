@@ -20,7 +20,8 @@ and saves a screenshot of each to ``test-artifacts/browser/``. With ``UPDATE_REA
 ``docs/img/local-stack.png`` (the README's picture).
 
 It runs only when asked for by marker (``make browser-test``, i.e. ``pytest -m browser``): the default selection in
-pyproject.toml leaves it out, so ``make test`` does not run it a second time in CI nor need the browser extra. Chromium is installed by CI (``apt-get install -y
+pyproject.toml leaves it out, so ``make test`` does not run it a second time in CI nor need the browser extra.
+Chromium is installed by CI (``apt-get install -y
 chromium``), Playwright by ``make browser-test`` (``pip install -e '.[browser]'``); the test fails with a message
 saying which is missing.
 """
@@ -41,8 +42,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.daemon, pytest.
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The machine's network is closed: without the background-networking flags chromium keeps trying Google's hosts.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 900}
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 README_SCREENSHOT = ROOT / "docs" / "img" / "local-stack.png"
@@ -51,13 +60,17 @@ TIMEOUT_MS = 30_000
 
 def _playwright():
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get update && apt-get install -y "
-                    "chromium); this test never downloads a browser")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get update && apt-get install -y "
+            "chromium); this test never downloads a browser"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("playwright is not installed in this environment: pip install -e '.[browser]' "
-                    "(the Python package only; never run `playwright install`)")
+        pytest.fail(
+            "playwright is not installed in this environment: pip install -e '.[browser]' "
+            "(the Python package only; never run `playwright install`)"
+        )
     return sync_playwright
 
 
@@ -66,7 +79,7 @@ def dismiss_community_dialog(page) -> bool:
     skip = page.get_by_role("button", name="Skip")
     try:
         skip.wait_for(state="visible", timeout=10_000)
-    except Exception:   # noqa: BLE001 - already dismissed in this instance
+    except Exception:  # noqa: BLE001 - already dismissed in this instance
         return False
     skip.click()
     skip.wait_for(state="hidden", timeout=TIMEOUT_MS)
@@ -81,21 +94,27 @@ def shoot(page, name: str) -> Path:
 
 def latest_report(gql: GraphQL, asset: str) -> dict:
     """The latest materialization's metadata of an asset, as its page shows it (label -> text or number)."""
-    data = gql("""
+    data = gql(
+        """
         query Latest($key: AssetKeyInput!) {
           assetOrError(assetKey: $key) {
             ... on Asset { assetMaterializations(limit: 1) {
               metadataEntries { label ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } }
           }
-        }""", key={"path": [asset]})
+        }""",
+        key={"path": [asset]},
+    )
     events = (data["assetOrError"] or {}).get("assetMaterializations") or []
     return {e["label"]: e.get("text", e.get("intValue")) for e in (events[0]["metadataEntries"] if events else [])}
 
 
 def status_cell(page, link: str, colour: str):
     """The Catalog row (or Overview group row) holding ``link``, where text is shown in ``colour`` (red/green)."""
-    return (page.locator("div", has=page.locator(f'a[href="{link}"]'))
-            .filter(has=page.locator(f'[style*="--color-text-{colour}"]')).last)
+    return (
+        page.locator("div", has=page.locator(f'a[href="{link}"]'))
+        .filter(has=page.locator(f'[style*="--color-text-{colour}"]'))
+        .last
+    )
 
 
 def test_the_ui_shows_health_where_an_operator_lands_a_one_step_backfill_and_a_red_dlq_check(tmp_path, request):
@@ -103,20 +122,33 @@ def test_the_ui_shows_health_where_an_operator_lands_a_one_step_backfill_and_a_r
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # Consumer runs live CONSUMER_LIFETIME_SECONDS (15 minutes by default; 20 s here, so that some complete while the
     # test looks) and report each chunk of events as a delius_contacts materialization.
-    with running_local_stack(tmp_path, people=40, rate=4.0, poison_rate=0.0,
-                             extra_env={"HEALTH_SENSOR_INTERVAL_SECONDS": "10",
-                                        "CONSUMER_LIFETIME_SECONDS": "20"}) as (stack, url):
+    with running_local_stack(
+        tmp_path,
+        people=40,
+        rate=4.0,
+        poison_rate=0.0,
+        extra_env={"HEALTH_SENSOR_INTERVAL_SECONDS": "10", "CONSUMER_LIFETIME_SECONDS": "20"},
+    ) as (stack, url):
         gql = GraphQL(url)
-        runs = wait_until(lambda: (lambda r: r if len(r) >= 2 else None)(gql.runs("prison_events_job", ["SUCCESS"])),
-                          150, "two consumer runs to complete their lifetime", diagnostics=stack.log_tail)
-        run_id = runs[-1]["runId"]      # the oldest of them: its page is complete
+        runs = wait_until(
+            lambda: (lambda r: r if len(r) >= 2 else None)(gql.runs("prison_events_job", ["SUCCESS"])),
+            150,
+            "two consumer runs to complete their lifetime",
+            diagnostics=stack.log_tail,
+        )
+        run_id = runs[-1]["runId"]  # the oldest of them: its page is complete
         note_texts = [n["text"] for n in stack.world.case_notes if len((n.get("text") or "").strip()) >= 25]
-        wait_until(lambda: latest_report(gql, "events_queue").get("status") == "healthy", 60,
-                   "events_queue reported healthy", diagnostics=stack.log_tail)
+        wait_until(
+            lambda: latest_report(gql, "events_queue").get("status") == "healthy",
+            60,
+            "events_queue reported healthy",
+            diagnostics=stack.log_tail,
+        )
 
         with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
             context = p.chromium.launch_persistent_context(
-                profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT)
+                profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT
+            )
             try:
                 page = context.new_page()
                 page.set_default_timeout(TIMEOUT_MS)
@@ -126,11 +158,11 @@ def test_the_ui_shows_health_where_an_operator_lands_a_one_step_backfill_and_a_r
                 # 1. The queue sensor, running.
                 page.goto(f"{url}/locations/integration/sensors/prison_events_sensor", wait_until="domcontentloaded")
                 page.get_by_text("prison_events_sensor").first.wait_for()
-                switch = page.locator("input[type='checkbox']").first      # the styled on/off switch
+                switch = page.locator("input[type='checkbox']").first  # the styled on/off switch
                 switch.wait_for(state="attached")
                 assert switch.is_checked(), "the sensor's switch should be on"
                 page.get_by_text("Running").first.wait_for()
-                page.get_by_text("run requested").first.wait_for()          # its tick history, with runs
+                page.get_by_text("run requested").first.wait_for()  # its tick history, with runs
                 page.get_by_text("Loading ticks").wait_for(state="hidden")
                 shoot(page, "01-prison-events-sensor")
 
@@ -177,8 +209,12 @@ def test_the_ui_shows_health_where_an_operator_lands_a_one_step_backfill_and_a_r
                 stack.sqs_client.send_message(QueueUrl=stack.queue_url, MessageBody="{not json")
                 flagged = wait_until(
                     lambda: (lambda r: r if r and r["status"] == "FAILED" else None)(
-                        gql.check("events_queue", "dlq_is_empty")), 90, "dlq_is_empty to fail",
-                    diagnostics=stack.log_tail)
+                        gql.check("events_queue", "dlq_is_empty")
+                    ),
+                    90,
+                    "dlq_is_empty to fail",
+                    diagnostics=stack.log_tail,
+                )
                 assert flagged["evaluation"]["severity"] == "ERROR"
                 assert flagged["evaluation"]["description"].startswith("1 message in the dead-letter queue")
                 page.goto(f"{url}/assets", wait_until="domcontentloaded")
@@ -190,8 +226,8 @@ def test_the_ui_shows_health_where_an_operator_lands_a_one_step_backfill_and_a_r
                 page.goto(f"{url}/overview/activity/assets", wait_until="domcontentloaded")
                 page.get_by_text("Failed/Overdue").wait_for()
                 page.locator("div", has=page.get_by_role("link", name="queue", exact=True)).filter(
-                    has=page.locator('[style*="--tag-text-color: var(--color-text-red)"]')).last.get_by_text(
-                    "1", exact=True).wait_for()
+                    has=page.locator('[style*="--tag-text-color: var(--color-text-red)"]')
+                ).last.get_by_text("1", exact=True).wait_for()
                 shoot(page, "09-overview-assets")
                 page.goto(f"{url}/assets/events_queue", wait_until="domcontentloaded")
                 page.get_by_text("Latest check results").wait_for()
@@ -207,22 +243,30 @@ def test_the_ui_shows_health_where_an_operator_lands_a_one_step_backfill_and_a_r
 
                 # 5. A person backfilled in one step: the launchpad, the NOMS number typed once, Launch Run.
                 noms = next(p.noms_number for p in stack.world.delius_people if p.noms_linked)
-                page.goto(f"{url}/locations/{LOCATION}/jobs/noms_backfill_job/playground",
-                          wait_until="domcontentloaded")
+                page.goto(
+                    f"{url}/locations/{LOCATION}/jobs/noms_backfill_job/playground", wait_until="domcontentloaded"
+                )
                 line = page.locator(".CodeMirror-line", has_text="noms_numbers: []")
                 line.wait_for()
                 line.click()
                 page.keyboard.press("End")
-                page.keyboard.press("ArrowLeft")          # between the brackets
+                page.keyboard.press("ArrowLeft")  # between the brackets
                 page.keyboard.type(noms)
                 page.locator(".CodeMirror-line", has_text=f"noms_numbers: [{noms}]").wait_for()
                 page.get_by_text("No errors").wait_for()
                 shoot(page, "12-backfill-launchpad")
                 page.get_by_role("button", name="Launch Run").click()
                 page.wait_for_url(f"{url}/runs/*")
-                backfill = wait_until(lambda: [r for r in gql.runs("noms_backfill_job", ["SUCCESS"])
-                                               if {"key": "hmpps/people", "value": noms} in r["tags"]],
-                                      120, "the backfill run to succeed", diagnostics=stack.log_tail)[0]
+                backfill = wait_until(
+                    lambda: [
+                        r
+                        for r in gql.runs("noms_backfill_job", ["SUCCESS"])
+                        if {"key": "hmpps/people", "value": noms} in r["tags"]
+                    ],
+                    120,
+                    "the backfill run to succeed",
+                    diagnostics=stack.log_tail,
+                )[0]
                 tags = {t["key"]: t["value"] for t in backfill["tags"]}
                 assert tags["hmpps/flow"] == "backfill" and tags["hmpps/trigger"] == "ui", tags
                 page.goto(f"{url}/runs?q%5B0%5D=job%3Anoms_backfill_job", wait_until="domcontentloaded")
@@ -230,7 +274,7 @@ def test_the_ui_shows_health_where_an_operator_lands_a_one_step_backfill_and_a_r
                 shoot(page, "13-runs-filtered-by-backfill-job")
 
                 # 6. The DLQ check stays red until the DLQ is empty.
-                time.sleep(12)                    # another health evaluation
+                time.sleep(12)  # another health evaluation
                 assert gql.check("events_queue", "dlq_is_empty")["status"] == "FAILED"
 
                 # The README's picture: the runs of the live flow.

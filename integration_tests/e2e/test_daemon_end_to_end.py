@@ -39,27 +39,37 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
     # Delius: two people; one is linked later by a linkage event.
     add_person(delius_pg, "X300001", "A3000AA")
     add_person(delius_pg, "X300002", "A3000BB")
-    secret = f"PRIVATE-{uuid.uuid4().hex}"      # personal data stand-in: must never reach Dagster's storage
+    secret = f"PRIVATE-{uuid.uuid4().hex}"  # personal data stand-in: must never reach Dagster's storage
     notes = [standins.add_case_note("A3000AA", type="KA", sub_type="KS", text=f"{secret} note {n}") for n in range(3)]
     alert = standins.add_alert("A3000AA", code="VI", prison_code="LEI", description=f"{secret} alert")
-    history = [standins.add_case_note("A3000BB", type="OMIC", sub_type="OPEN", text=f"{secret} history {n}")
-               for n in range(4)]
+    history = [
+        standins.add_case_note("A3000BB", type="OMIC", sub_type="OPEN", text=f"{secret} history {n}") for n in range(4)
+    ]
     history.append(standins.add_case_note("A3000BB", type="TRANSFER", sub_type="FROMTOL", location_id="TRN"))
     for note in notes:
-        sqs.client.send_message(QueueUrl=sqs.queue_url,
-                                MessageBody=ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
-    sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=ev.alert_event_for(alert, alerts_url=standins.alerts_url))
+        sqs.client.send_message(
+            QueueUrl=sqs.queue_url, MessageBody=ev.case_note_event_for(note, case_notes_url=standins.case_notes_url)
+        )
+    sqs.client.send_message(
+        QueueUrl=sqs.queue_url, MessageBody=ev.alert_event_for(alert, alerts_url=standins.alerts_url)
+    )
     sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody="{not json")
     sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=ev.linkage_event("A3000BB", "X300002"))
 
     # Only the design.md §1 variables: no DAGSTER_HOME (the project root's dagster.yaml is found by the package).
-    env = project_env(delius_url=delius_pg.url.render_as_string(hide_password=False), queue_url=sqs.queue_url,
-                      sqs_endpoint=sqs.endpoint_url, auth_url=standins.auth_url, client_id=standins.client_id,
-                      client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
-                      alerts_url=standins.alerts_url)
+    env = project_env(
+        delius_url=delius_pg.url.render_as_string(hide_password=False),
+        queue_url=sqs.queue_url,
+        sqs_endpoint=sqs.endpoint_url,
+        auth_url=standins.auth_url,
+        client_id=standins.client_id,
+        client_secret=standins.client_secret,
+        case_notes_url=standins.case_notes_url,
+        alerts_url=standins.alerts_url,
+    )
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME", "LANG"):
         env.pop(name)
-    env["CONSUMER_IDLE_SECONDS"] = "5"          # a documented setting: the consumer run exits soon after the work
+    env["CONSUMER_IDLE_SECONDS"] = "5"  # a documented setting: the consumer run exits soon after the work
     log = project_root / "daemon.log"
 
     def contacts() -> int:
@@ -72,17 +82,21 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
             return bool(runs) and all(r.is_finished for r in runs)
 
     with DaemonProcess(project_root, env, log).start() as daemon:
-        wait_until(lambda: contacts() == 8 and sqs.depth() == 0, 150, "8 contacts and an empty queue",
-                   diagnostics=daemon.tail)
+        wait_until(
+            lambda: contacts() == 8 and sqs.depth() == 0, 150, "8 contacts and an empty queue", diagnostics=daemon.tail
+        )
         # The 8th contact may be the backfill's own write: its run still checks the person's contacts and records
         # its events afterwards. Stopping the daemon then interrupts it (FAILURE, rightly: docs/operations.md §10),
-        # which is what failed this test on a busy machine. Stop only once every run has finished (consumers: idle exit).
+        # which is what failed this test on a busy machine. Stop only once every run has finished
+        # (consumers: idle exit).
         wait_until(runs_finished, 240, "the consumer and backfill runs to finish", diagnostics=daemon.tail)
 
     with delius_pg.connect() as conn:
         urns = set(conn.execute(select(m.contact.c.external_reference)).scalars())
-    assert urns == ({f"urn:uk:gov:hmpps:prison-case-note:{n['caseNoteId']}" for n in notes + history[:4]}
-                    | {f"urn:uk:gov:hmpps:prisoner-alert:active:{alert['alertUuid']}"})
+    assert urns == (
+        {f"urn:uk:gov:hmpps:prison-case-note:{n['caseNoteId']}" for n in notes + history[:4]}
+        | {f"urn:uk:gov:hmpps:prisoner-alert:active:{alert['alertUuid']}"}
+    )
     [dead] = sqs.drain(sqs.dlq_url)
     assert dead["Body"] == "{not json"
 
@@ -99,14 +113,19 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
         # tagged with the count, and its report shows the message as dead-lettered.
         assert {r.status for r in by_job["prison_events_job"]} == {dg.DagsterRunStatus.SUCCESS}
         assert sum(int(r.tags.get("hmpps/dead-lettered", "0")) for r in by_job["prison_events_job"]) == 1
-        rows = [row.data for record in instance.fetch_materializations(dg.AssetKey("delius_contacts"), limit=100).records
-                for row in record.asset_materialization.metadata["outcomes"].value.records]
+        rows = [
+            row.data
+            for record in instance.fetch_materializations(dg.AssetKey("delius_contacts"), limit=100).records
+            for row in record.asset_materialization.metadata["outcomes"].value.records
+        ]
         assert [(r["action"], r["disposition"]) for r in rows if r["reason"] and "unreadable" in r["reason"]] == [
-            ("failed", "dead-lettered")]
+            ("failed", "dead-lettered")
+        ]
         assert {r["action"] for r in rows} == {"created", "failed", "linkage"}
-        assert "receipt_handle" not in repr(rows) and all(r.dagster_run.run_config in ({}, None)
-                                                          for r in instance.get_run_records(dg.RunsFilter(
-                                                              job_name="prison_events_job")))
+        assert "receipt_handle" not in repr(rows) and all(
+            r.dagster_run.run_config in ({}, None)
+            for r in instance.get_run_records(dg.RunsFilter(job_name="prison_events_job"))
+        )
         assert instance.get_dynamic_partitions("noms_number") == ["A3000BB"]
         stored = [repr(run.run_config) + repr(run.tags) for run in runs]
         stored += [repr(record) for run in runs for record in instance.all_logs(run.run_id)]
@@ -114,8 +133,12 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
 
     # No note text, alert description or token anywhere in Dagster's storage, run config, metadata or logs.
     with delius_pg.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(m.contact)
-                            .where(m.contact.c.notes.contains(secret))).scalar_one() == 8   # it did reach Delius
+        assert (
+            conn.execute(
+                select(func.count()).select_from(m.contact).where(m.contact.c.notes.contains(secret))
+            ).scalar_one()
+            == 8
+        )  # it did reach Delius
     leaks = []
     for path in project_root.rglob("*"):
         if path.is_file() and path.name != "daemon.log":

@@ -46,11 +46,11 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
+from integration.defs.dlq.jobs import redrive_dlq_job
 from integration.delius import models as m
 from integration.delius.reference_data import add_person
 from integration.local import event_factory as ev
 from integration.local.standins import deactivate_alert, make_alert, make_amendment, make_case_note
-from integration.defs.dlq.jobs import redrive_dlq_job
 from integration.resources import EventsQueueResource
 from integration_tests.harness.daemon import (
     DaemonProcess,
@@ -69,8 +69,14 @@ SEED = int(os.environ.get("FAULT_SEED", "5"))
 CASE_NOTE_URN = "urn:uk:gov:hmpps:prison-case-note:"
 ALERT_URN = "urn:uk:gov:hmpps:prisoner-alert:"
 # Case-note types this suite generates, and which of them the service takes (reference-behaviour §3.1).
-OF_INTEREST = [("KA", "KS"), ("GEN", "OSE"), ("OMIC", "OPEN"), ("PRISON", "RELEASE"), ("RESET", "GUIDINT"),
-               ("TRANSFER", "FROMTOL")]
+OF_INTEREST = [
+    ("KA", "KS"),
+    ("GEN", "OSE"),
+    ("OMIC", "OPEN"),
+    ("PRISON", "RELEASE"),
+    ("RESET", "GUIDINT"),
+    ("TRANSFER", "FROMTOL"),
+]
 NOT_OF_INTEREST = [("NEG", "IEP_WARN"), ("GEN", "HIS")]
 PRISONS = ["LEI", "MDI", "WWI"]
 AUTHORS = ["Ann Officer", "Smith, Bob", "Carla Keyworker", "Dev Omic"]
@@ -79,11 +85,11 @@ CONSUMER_ENV = {
     "CONSUMER_VISIBILITY_TIMEOUT": "45",
     "CONSUMER_RETRY_DELAYS": "2,4",
     "CONSUMER_MAX_ATTEMPTS": "3",
-    "CONSUMER_MAX_BATCH": "60",             # small batches: a worker is killed in the middle of one
+    "CONSUMER_MAX_BATCH": "60",  # small batches: a worker is killed in the middle of one
     "CONSUMER_RECEIVERS": "2",
     "CONSUMER_FETCH_WORKERS": "16",
-    "CONSUMER_LIFETIME_SECONDS": "60",      # consumer runs end and hand over to their successors under the faults
-    "CONSUMER_IDLE_SECONDS": "10",          # and exit soon once the queue is quiet
+    "CONSUMER_LIFETIME_SECONDS": "60",  # consumer runs end and hand over to their successors under the faults
+    "CONSUMER_IDLE_SECONDS": "10",  # and exit soon once the queue is quiet
 }
 
 
@@ -94,11 +100,11 @@ CONSUMER_ENV = {
 class Item:
     """One source record and every version of the contact notes it has had (oldest first)."""
 
-    kind: str                      # "case_note" or "alert"
-    record: dict                   # the current stand-in record
+    kind: str  # "case_note" or "alert"
+    record: dict  # the current stand-in record
     in_delius: bool
     versions: list[str] = field(default_factory=list)
-    transitional_active: str | None = None   # notes of the active version of an alert made inactive mid-stream
+    transitional_active: str | None = None  # notes of the active version of an alert made inactive mid-stream
 
     @property
     def source_id(self) -> str:
@@ -109,12 +115,12 @@ class Item:
 class World:
     people_in_delius: list[str]
     people_not_in_delius: list[str]
-    items: dict[str, Item]                       # by source id
-    wave1: list[str]                             # SQS bodies, in sending order
+    items: dict[str, Item]  # by source id
+    wave1: list[str]  # SQS bodies, in sending order
     wave2: list[str]
-    initial: dict[str, dict]                     # the store before wave 1, by source id
-    wave2_updates: list[dict]                    # records put into the store when wave 2 starts
-    poison: dict[str, str]                       # identity (SNS MessageId or raw body) -> expected reason fragment
+    initial: dict[str, dict]  # the store before wave 1, by source id
+    wave2_updates: list[dict]  # records put into the store when wave 2 starts
+    poison: dict[str, str]  # identity (SNS MessageId or raw body) -> expected reason fragment
     rng: random.Random
 
 
@@ -132,8 +138,9 @@ def expected_case_note_notes(note: dict) -> str:
     text = note.get("text", "")
     for amendment in note.get("amendments", []):
         when = datetime.fromisoformat(amendment["creationDateTime"])
-        text += f"\n[{amendment['authorName']} updated the case notes on {_stamp(when)}]\n" \
-                f"{amendment['additionalNoteText']}"
+        text += (
+            f"\n[{amendment['authorName']} updated the case notes on {_stamp(when)}]\n{amendment['additionalNoteText']}"
+        )
     return f"{note['type']} {note['subType']}\n{text}"
 
 
@@ -141,8 +148,10 @@ def expected_alert_notes(alert: dict) -> str:
     """§5.3/§5.4: "ALERT ACTIVE|INACTIVE", the description line, newline, the alert's description."""
     state = "active" if alert["isActive"] else "inactive"
     code = alert["alertCode"]
-    return (f"ALERT {state.upper()}\nAlert {code['alertTypeDescription']} and {code['description']} made {state}.\n"
-            f"{alert.get('description') or ''}")
+    return (
+        f"ALERT {state.upper()}\nAlert {code['alertTypeDescription']} and {code['description']} made {state}.\n"
+        f"{alert.get('description') or ''}"
+    )
 
 
 def expected_urn(item: Item) -> str:
@@ -153,19 +162,31 @@ def expected_urn(item: Item) -> str:
 
 def case_note_is_expected(note: dict) -> bool:
     """Of interest (§3.1) and not filtered (§3.2: blank text, in transit, test institution, OCG text)."""
-    return ((note["type"], note["subType"]) in OF_INTEREST and bool(note.get("text", "").strip())
-            and note.get("locationId") != "TRN" and not note.get("locationId", "").startswith("ZZG")
-            and OCG_TEXT not in note.get("text", ""))
+    return (
+        (note["type"], note["subType"]) in OF_INTEREST
+        and bool(note.get("text", "").strip())
+        and note.get("locationId") != "TRN"
+        and not note.get("locationId", "").startswith("ZZG")
+        and OCG_TEXT not in note.get("text", "")
+    )
 
 
-def build_world(seed: int, case_notes_url: str, alerts_url: str, *, people: int = 36, not_in_delius: int = 6,
-                notes_per_person: int = 8, alerts_per_person: int = 2) -> World:
+def build_world(
+    seed: int,
+    case_notes_url: str,
+    alerts_url: str,
+    *,
+    people: int = 36,
+    not_in_delius: int = 6,
+    notes_per_person: int = 8,
+    alerts_per_person: int = 2,
+) -> World:
     rng = random.Random(seed)
     everyone = [f"F{n:04d}{chr(65 + n % 26)}{chr(65 + (n // 26) % 26)}" for n in range(people)]
-    in_delius, outside = everyone[:people - not_in_delius], everyone[people - not_in_delius:]
+    in_delius, outside = everyone[: people - not_in_delius], everyone[people - not_in_delius :]
     base = datetime.now().replace(microsecond=0) - timedelta(days=5)
     items: dict[str, Item] = {}
-    wave1: list[tuple[float, str]] = []        # (sort key, body): shuffled into a reordered stream
+    wave1: list[tuple[float, str]] = []  # (sort key, body): shuffled into a reordered stream
     wave2: list[tuple[float, str]] = []
     wave2_updates: list[dict] = []
     initial: dict[str, dict] = {}
@@ -176,17 +197,30 @@ def build_world(seed: int, case_notes_url: str, alerts_url: str, *, people: int 
         return _uuid(rng)
 
     def note_event(note: dict, event_type: str = "person.case-note.created") -> str:
-        return ev.case_note_event(note["offenderIdentifier"], note["caseNoteId"], note["type"], note["subType"],
-                                  case_notes_url=case_notes_url, event_type=event_type,
-                                  legacy_id=note.get("legacyId"), message_id=mid())
+        return ev.case_note_event(
+            note["offenderIdentifier"],
+            note["caseNoteId"],
+            note["type"],
+            note["subType"],
+            case_notes_url=case_notes_url,
+            event_type=event_type,
+            legacy_id=note.get("legacyId"),
+            message_id=mid(),
+        )
 
     def alert_event(alert: dict, event_type: str) -> str:
-        return ev.alert_event(alert["prisonNumber"], alert["alertUuid"], alert["alertCode"]["code"],
-                              alerts_url=alerts_url, event_type=event_type, message_id=mid())
+        return ev.alert_event(
+            alert["prisonNumber"],
+            alert["alertUuid"],
+            alert["alertCode"]["code"],
+            alerts_url=alerts_url,
+            event_type=event_type,
+            message_id=mid(),
+        )
 
     def send(wave: list, body: str, *, duplicate_chance: float = 0.1, early: bool = False) -> None:
         wave.append((-1.0 if early else rng.random(), body))
-        if rng.random() < duplicate_chance:           # at-least-once delivery: the very same message twice
+        if rng.random() < duplicate_chance:  # at-least-once delivery: the very same message twice
             wave.append((rng.random(), body))
 
     for person in everyone:
@@ -207,61 +241,93 @@ def build_world(seed: int, case_notes_url: str, alerts_url: str, *, people: int 
                 location = "ZZGHI"
             elif roll < 0.13:
                 text = f"Note {minute}. {OCG_TEXT}."
-            note = make_case_note(person, type=note_type, sub_type=sub_type, text=text, case_note_id=_uuid(rng),
-                                  legacy_id=50_000_000 + minute, created_at=created, occurred_at=created,
-                                  author_name=rng.choice(AUTHORS), location_id=location)
+            note = make_case_note(
+                person,
+                type=note_type,
+                sub_type=sub_type,
+                text=text,
+                case_note_id=_uuid(rng),
+                legacy_id=50_000_000 + minute,
+                created_at=created,
+                occurred_at=created,
+                author_name=rng.choice(AUTHORS),
+                location_id=location,
+            )
             item = Item("case_note", note, person_in_delius, [expected_case_note_notes(note)])
             items[item.source_id] = item
-            amend_before = rng.random() < 0.08       # amended before its events are sent: updated may come first
+            amend_before = rng.random() < 0.08  # amended before its events are sent: updated may come first
             if amend_before:
-                note = dict(note, amendments=[make_amendment(
-                    f"Early amendment to {minute}.", created_at=created + timedelta(hours=3),
-                    author_name=rng.choice(AUTHORS))])
+                note = dict(
+                    note,
+                    amendments=[
+                        make_amendment(
+                            f"Early amendment to {minute}.",
+                            created_at=created + timedelta(hours=3),
+                            author_name=rng.choice(AUTHORS),
+                        )
+                    ],
+                )
                 item.record = note
                 item.versions.append(expected_case_note_notes(note))
                 send(wave1, note_event(note, "person.case-note.updated"), early=rng.random() < 0.5)
             send(wave1, note_event(note))
             initial[item.source_id] = note
-            if rng.random() < 0.3:                   # amended during wave 2, once or twice
+            if rng.random() < 0.3:  # amended during wave 2, once or twice
                 amendments = list(note.get("amendments", []))
                 for k in range(1 if rng.random() < 0.7 else 2):
-                    amendments.append(make_amendment(f"Amendment {k + 1} to {minute}.",
-                                                     created_at=created + timedelta(days=1, hours=k),
-                                                     author_name=rng.choice(AUTHORS)))
+                    amendments.append(
+                        make_amendment(
+                            f"Amendment {k + 1} to {minute}.",
+                            created_at=created + timedelta(days=1, hours=k),
+                            author_name=rng.choice(AUTHORS),
+                        )
+                    )
                     note = dict(note, amendments=list(amendments))
                     item.versions.append(expected_case_note_notes(note))
                     send(wave2, note_event(note, "person.case-note.updated"))
                 item.record = note
                 wave2_updates.append(note)
-                if rng.random() < 0.3:               # an old "created" event arriving after the amendment
+                if rng.random() < 0.3:  # an old "created" event arriving after the amendment
                     wave2.append((2.0, note_event(note)))
         for _ in range(alerts_per_person):
             minute = next(clock)
             created = base + timedelta(minutes=minute)
             code = "DOCGM" if rng.random() < 0.05 else rng.choice(["VI", "PEEP", "HA", "XA", "OVI"])
-            alert = make_alert(person, code=code, description=f"Fault-injection alert {minute}.",
-                               alert_uuid=_uuid(rng), active_from=created.date(), created_at=created,
-                               created_by_display_name=rng.choice(AUTHORS), prison_code=rng.choice(PRISONS[:2]))
+            alert = make_alert(
+                person,
+                code=code,
+                description=f"Fault-injection alert {minute}.",
+                alert_uuid=_uuid(rng),
+                active_from=created.date(),
+                created_at=created,
+                created_by_display_name=rng.choice(AUTHORS),
+                prison_code=rng.choice(PRISONS[:2]),
+            )
             item = Item("alert", alert, person_in_delius and code != "DOCGM", [expected_alert_notes(alert)])
             items[item.source_id] = item
             roll = rng.random()
-            if roll < 0.06:                          # inactive before anything is sent: only the inactive contact
+            if roll < 0.06:  # inactive before anything is sent: only the inactive contact
                 alert = deactivate_alert(alert, when=created + timedelta(hours=5), by_display_name="Ann Officer")
                 item.record, item.versions = alert, [expected_alert_notes(alert)]
                 send(wave1, alert_event(alert, "person.alert.inactive"))
                 send(wave1, alert_event(alert, "person.alert.created"))
                 initial[item.source_id] = alert
-            elif roll < 0.26:                        # updated (still active) during wave 2
+            elif roll < 0.26:  # updated (still active) during wave 2
                 send(wave1, alert_event(alert, "person.alert.created"))
                 initial[item.source_id] = alert
                 stamp = (created + timedelta(days=1)).isoformat()
-                alert = dict(alert, description=f"Updated alert {minute}.", lastModifiedAt=stamp,
-                             lastModifiedBy="BOFFICER", lastModifiedByDisplayName="Bob Officer")
+                alert = dict(
+                    alert,
+                    description=f"Updated alert {minute}.",
+                    lastModifiedAt=stamp,
+                    lastModifiedBy="BOFFICER",
+                    lastModifiedByDisplayName="Bob Officer",
+                )
                 item.record = alert
                 item.versions.append(expected_alert_notes(alert))
                 wave2_updates.append(alert)
                 send(wave2, alert_event(alert, "person.alert.updated"))
-            elif roll < 0.46:                        # made inactive during wave 2
+            elif roll < 0.46:  # made inactive during wave 2
                 send(wave1, alert_event(alert, "person.alert.created"))
                 initial[item.source_id] = alert
                 item.transitional_active = item.versions[0]
@@ -275,9 +341,11 @@ def build_world(seed: int, case_notes_url: str, alerts_url: str, *, people: int 
                 initial[item.source_id] = alert
 
     # Poison: unreadable bodies (the sensor dead-letters them), events the pipeline can never process.
-    for body, reason in [("{not json", "not valid JSON"), ("[1, 2, 3]", "not a JSON object"),
-                         (json.dumps({"Type": "Notification", "Message": "not json either"}),
-                          "Message is not valid JSON")]:
+    for body, reason in [
+        ("{not json", "not valid JSON"),
+        ("[1, 2, 3]", "not a JSON object"),
+        (json.dumps({"Type": "Notification", "Message": "not json either"}), "Message is not valid JSON"),
+    ]:
         poison[body] = reason
         wave1.append((rng.random(), body))
     linkage_id = mid()
@@ -292,18 +360,39 @@ def build_world(seed: int, case_notes_url: str, alerts_url: str, *, people: int 
     foreign = _uuid(rng)
     foreign_id = mid()
     poison[foreign_id] = "allow-list"
-    wave1.append((rng.random(), ev.case_note_event(in_delius[1], foreign, "KA", "KS",
-                                                   case_notes_url="http://evil.example:8080", message_id=foreign_id)))
-    broken = make_case_note(in_delius[2], type="KA", sub_type="KS", case_note_id=_uuid(rng),
-                            creationDateTime="not a date", occurrenceDateTime="not a date")
-    items[broken["caseNoteId"]] = Item("case_note", broken, False)     # in the store, never a contact
+    wave1.append(
+        (
+            rng.random(),
+            ev.case_note_event(
+                in_delius[1], foreign, "KA", "KS", case_notes_url="http://evil.example:8080", message_id=foreign_id
+            ),
+        )
+    )
+    broken = make_case_note(
+        in_delius[2],
+        type="KA",
+        sub_type="KS",
+        case_note_id=_uuid(rng),
+        creationDateTime="not a date",
+        occurrenceDateTime="not a date",
+    )
+    items[broken["caseNoteId"]] = Item("case_note", broken, False)  # in the store, never a contact
     initial[broken["caseNoteId"]] = broken
     broken_body = note_event(broken)
     poison[json.loads(broken_body)["MessageId"]] = "creationDateTime"
     wave1.append((rng.random(), broken_body))
 
-    return World(in_delius, outside, items, [b for _, b in sorted(wave1, key=lambda x: x[0])],
-                 [b for _, b in sorted(wave2, key=lambda x: x[0])], initial, wave2_updates, poison, rng)
+    return World(
+        in_delius,
+        outside,
+        items,
+        [b for _, b in sorted(wave1, key=lambda x: x[0])],
+        [b for _, b in sorted(wave2, key=lambda x: x[0])],
+        initial,
+        wave2_updates,
+        poison,
+        rng,
+    )
 
 
 def identity(body: str) -> str:
@@ -340,23 +429,34 @@ class Stack:
     def send(self, bodies: list[str], *, max_depth: int = 250) -> None:
         """Send in batches of 10, never letting the queue grow past ``max_depth`` (moto slows down with depth)."""
         for i in range(0, len(bodies), 10):
-            wait_until(lambda: self.depth() < max_depth, 300, "room on the queue", interval=0.5,
-                       diagnostics=self.diagnostics)
-            chunk = bodies[i:i + 10]
-            self.client.send_message_batch(QueueUrl=self.pair.queue_url, Entries=[
-                {"Id": str(n), "MessageBody": body} for n, body in enumerate(chunk)])
+            wait_until(
+                lambda: self.depth() < max_depth, 300, "room on the queue", interval=0.5, diagnostics=self.diagnostics
+            )
+            chunk = bodies[i : i + 10]
+            self.client.send_message_batch(
+                QueueUrl=self.pair.queue_url,
+                Entries=[{"Id": str(n), "MessageBody": body} for n, body in enumerate(chunk)],
+            )
             self.sent += len(chunk)
 
     def depth(self, url: str | None = None) -> int:
-        attrs = self.client.get_queue_attributes(QueueUrl=url or self.pair.queue_url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        attrs = self.client.get_queue_attributes(
+            QueueUrl=url or self.pair.queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
         return sum(int(v) for v in attrs.values())
 
     def contacts(self) -> int:
         with self.engine.connect() as conn:
-            return len(conn.execute(select(m.contact.c.contact_id)
-                                    .where(m.contact.c.external_reference.like("urn:uk:gov:hmpps:%"))).all())
+            return len(
+                conn.execute(
+                    select(m.contact.c.contact_id).where(m.contact.c.external_reference.like("urn:uk:gov:hmpps:%"))
+                ).all()
+            )
 
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.home))
@@ -367,12 +467,23 @@ class Stack:
         in ``self.zombies`` and reported: the data checks do not depend on them."""
         active = []
         with self.instance() as instance:
-            for run in instance.get_runs(dg.RunsFilter(statuses=[
-                    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING])):
+            for run in instance.get_runs(
+                dg.RunsFilter(
+                    statuses=[
+                        dg.DagsterRunStatus.QUEUED,
+                        dg.DagsterRunStatus.NOT_STARTED,
+                        dg.DagsterRunStatus.STARTING,
+                        dg.DagsterRunStatus.STARTED,
+                        dg.DagsterRunStatus.CANCELING,
+                    ]
+                )
+            ):
                 if run.status is dg.DagsterRunStatus.STARTED:
-                    pids = [e.dagster_event.pid for e in instance.all_logs(run.run_id)
-                            if e.dagster_event is not None and e.dagster_event.pid]
+                    pids = [
+                        e.dagster_event.pid
+                        for e in instance.all_logs(run.run_id)
+                        if e.dagster_event is not None and e.dagster_event.pid
+                    ]
                     if pids and not Path(f"/proc/{pids[-1]}").exists():
                         self.zombies.add(run.run_id)
                         continue
@@ -384,9 +495,11 @@ class Stack:
             runs = self.active_runs()
         except Exception as exc:  # noqa: BLE001
             runs = [f"(instance unreadable: {exc})"]
-        return (f"queue depth {self.depth()}, DLQ {self.depth(self.pair.dlq_url)}, contacts {self.contacts()}, "
-                f"active runs {[(getattr(r, 'run_id', r)[:8], getattr(r, 'status', '')) for r in runs]}\n"
-                f"--- daemon log tail ---\n{self.daemon.tail()}")
+        return (
+            f"queue depth {self.depth()}, DLQ {self.depth(self.pair.dlq_url)}, contacts {self.contacts()}, "
+            f"active runs {[(getattr(r, 'run_id', r)[:8], getattr(r, 'status', '')) for r in runs]}\n"
+            f"--- daemon log tail ---\n{self.daemon.tail()}"
+        )
 
 
 def kill_a_worker_mid_batch(stack: Stack, bodies: list[str]) -> dict:
@@ -398,13 +511,16 @@ def kill_a_worker_mid_batch(stack: Stack, bodies: list[str]) -> dict:
 
     def busy_worker():
         with stack.instance() as instance:
-            for run in instance.get_runs(dg.RunsFilter(job_name="prison_events_job",
-                                                       statuses=[dg.DagsterRunStatus.STARTED])):
+            for run in instance.get_runs(
+                dg.RunsFilter(job_name="prison_events_job", statuses=[dg.DagsterRunStatus.STARTED])
+            ):
                 logs = instance.all_logs(run.run_id)
-                step_started = [e for e in logs if e.dagster_event
-                                and e.dagster_event.event_type_value == "STEP_START"]
-                finished = [e for e in logs if e.dagster_event
-                            and e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")]
+                step_started = [e for e in logs if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"]
+                finished = [
+                    e
+                    for e in logs
+                    if e.dagster_event and e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")
+                ]
                 if not step_started or finished:
                     continue
                 pid = step_started[-1].dagster_event.pid
@@ -416,8 +532,13 @@ def kill_a_worker_mid_batch(stack: Stack, bodies: list[str]) -> dict:
         return sum(1 for r in stack.standins.request_log() if r["status"] is None)
 
     try:
-        run_id, pid = wait_until(lambda: fetching() and busy_worker(), 150, "a run worker in the middle of its batch",
-                                 interval=0.3, diagnostics=stack.diagnostics)
+        run_id, pid = wait_until(
+            lambda: fetching() and busy_worker(),
+            150,
+            "a run worker in the middle of its batch",
+            interval=0.3,
+            diagnostics=stack.diagnostics,
+        )
         in_flight = fetching()
         os.kill(pid, signal.SIGKILL)
         stack.note(f"SIGKILLed run worker {pid} of run {run_id[:8]} mid-batch ({in_flight} requests in flight)")
@@ -450,9 +571,11 @@ def quiet(stack: Stack, what: str, timeout: float) -> None:
 
 def verify(world: World, stack: Stack, store_records: dict[str, dict]) -> dict:
     with stack.engine.connect() as conn:
-        rows = conn.execute(select(m.contact.c.external_reference, m.contact.c.notes, m.offender.c.noms_number)
-                            .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-                            .where(m.contact.c.external_reference.like("urn:uk:gov:hmpps:%"))).all()
+        rows = conn.execute(
+            select(m.contact.c.external_reference, m.contact.c.notes, m.offender.c.noms_number)
+            .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
+            .where(m.contact.c.external_reference.like("urn:uk:gov:hmpps:%"))
+        ).all()
     found: dict[str, list[tuple[str, str]]] = {}
     for urn, notes, noms in rows:
         found.setdefault(urn, []).append((notes or "", noms))
@@ -460,7 +583,7 @@ def verify(world: World, stack: Stack, store_records: dict[str, dict]) -> dict:
     expected: dict[str, tuple[Item, str]] = {}
     optional: dict[str, tuple[Item, str]] = {}
     for item in world.items.values():
-        record = store_records[item.source_id]        # the stand-in's final record, read back over HTTP
+        record = store_records[item.source_id]  # the stand-in's final record, read back over HTTP
         if not item.in_delius or (item.kind == "case_note" and not case_note_is_expected(record)):
             continue
         latest = expected_case_note_notes(record) if item.kind == "case_note" else expected_alert_notes(record)
@@ -481,11 +604,11 @@ def verify(world: World, stack: Stack, store_records: dict[str, dict]) -> dict:
         person = item.record.get("offenderIdentifier") or item.record.get("prisonNumber")
         if noms != person:
             wrong_person.append(urn)
-        stored = notes.rstrip(" ")                     # notes are right-padded, never shortened (§5.4)
+        stored = notes.rstrip(" ")  # notes are right-padded, never shortened (§5.4)
         if stored != latest:
             (stale if stored in item.versions[:-1] else wrong).append(urn)
     optional_found = 0
-    for urn, (item, active_notes) in optional.items():
+    for urn, (_item, active_notes) in optional.items():
         contacts = found.get(urn, [])
         if contacts:
             optional_found += 1
@@ -497,9 +620,9 @@ def verify(world: World, stack: Stack, store_records: dict[str, dict]) -> dict:
 
     dlq = []
     while True:
-        batch = stack.client.receive_message(QueueUrl=stack.pair.dlq_url, MaxNumberOfMessages=10,
-                                             VisibilityTimeout=300, MessageAttributeNames=["All"]
-                                             ).get("Messages", [])
+        batch = stack.client.receive_message(
+            QueueUrl=stack.pair.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=300, MessageAttributeNames=["All"]
+        ).get("Messages", [])
         if not batch:
             break
         dlq += batch
@@ -507,23 +630,35 @@ def verify(world: World, stack: Stack, store_records: dict[str, dict]) -> dict:
     for message in dlq:
         reason = message.get("MessageAttributes", {}).get("hmpps-failure-reason", {}).get("StringValue", "")
         dlq_by_identity.setdefault(identity(message["Body"]), []).append(reason)
-    poison_ok = {key: any(fragment in reason for reason in dlq_by_identity.get(key, []))
-                 for key, fragment in world.poison.items()}
+    poison_ok = {
+        key: any(fragment in reason for reason in dlq_by_identity.get(key, []))
+        for key, fragment in world.poison.items()
+    }
     return {
         "contacts_expected": len(expected),
         "contacts_found": sum(len(v) for k, v in found.items() if k in expected),
-        "lost": len(lost), "duplicated": len(duplicated), "stale": len(stale), "wrong_notes": len(wrong),
-        "wrong_person": len(wrong_person), "unexpected": len(unexpected),
+        "lost": len(lost),
+        "duplicated": len(duplicated),
+        "stale": len(stale),
+        "wrong_notes": len(wrong),
+        "wrong_person": len(wrong_person),
+        "unexpected": len(unexpected),
         "transitional_active_alert_contacts": f"{optional_found} of {len(optional)} (allowed, not required)",
         "poison_sent": len(world.poison),
         "poison_in_dlq_with_reason": sum(poison_ok.values()),
         "dlq_messages": len(dlq),
         "dlq_not_poison": len([k for k in dlq_by_identity if k not in world.poison]),
         "dlq_reasons": sorted({reason for reasons in dlq_by_identity.values() for reason in reasons}),
-        "_details": {"lost": lost[:20], "stale": stale[:20], "wrong": wrong[:20], "unexpected": unexpected[:20],
-                     "duplicated": duplicated[:20], "wrong_person": wrong_person[:20],
-                     "poison_missing": [k[:60] for k, ok in poison_ok.items() if not ok],
-                     "dlq_not_poison": [k[:60] for k in dlq_by_identity if k not in world.poison][:20]},
+        "_details": {
+            "lost": lost[:20],
+            "stale": stale[:20],
+            "wrong": wrong[:20],
+            "unexpected": unexpected[:20],
+            "duplicated": duplicated[:20],
+            "wrong_person": wrong_person[:20],
+            "poison_missing": [k[:60] for k, ok in poison_ok.items() if not ok],
+            "dlq_not_poison": [k[:60] for k in dlq_by_identity if k not in world.poison][:20],
+        },
     }
 
 
@@ -540,8 +675,14 @@ def run_summary(home: Path, killed: dict | None) -> dict:
                     event = record.dagster_event
                     if event is not None and event.event_type_value == "STEP_FAILURE":
                         message = event.step_failure_data.error.message if event.step_failure_data.error else ""
-                        for key in ("Delius database unavailable", "HMPPS Auth", "answered HTTP 503",
-                                    "timeout calling", "unreadable", "detailUrl"):
+                        for key in (
+                            "Delius database unavailable",
+                            "HMPPS Auth",
+                            "answered HTTP 503",
+                            "timeout calling",
+                            "unreadable",
+                            "detailUrl",
+                        ):
                             if key in message:
                                 reasons[key] = reasons.get(key, 0) + 1
         summary["runs"] = by_status
@@ -559,7 +700,7 @@ def test_faults_lose_nothing_duplicate_nothing_and_poison_ends_in_the_dlq(tmp_pa
     world = build_world(SEED, standins.case_notes_url, standins.alerts_url)
     for n, noms in enumerate(world.people_in_delius):
         add_person(delius_pg, f"X{800000 + n}", noms)
-    for source_id, record in world.initial.items():    # the versions wave 1 sees; wave 2's arrive with it
+    for source_id, record in world.initial.items():  # the versions wave 1 sees; wave 2's arrive with it
         if world.items[source_id].kind == "case_note":
             standins.store.put_case_note(record)
         else:
@@ -567,14 +708,23 @@ def test_faults_lose_nothing_duplicate_nothing_and_poison_ends_in_the_dlq(tmp_pa
 
     home, workdir = prepare_instance(tmp_path)
     report: dict[str, Any] = {"seed": SEED, "load_before": load_average()}
-    with SqsServer("moto", log=tmp_path / "moto.log") as sqs, \
-            TcpProxy(delius_pg.url.host, delius_pg.url.port or 5432) as proxy:
+    with (
+        SqsServer("moto", log=tmp_path / "moto.log") as sqs,
+        TcpProxy(delius_pg.url.host, delius_pg.url.port or 5432) as proxy,
+    ):
         pair = sqs.create_queue_pair("fault-events", visibility_timeout=30, max_receive_count=3)
-        env = project_env(delius_url=proxy.url_for(delius_pg.url.render_as_string(hide_password=False)),
-                          queue_url=pair.queue_url, sqs_endpoint=sqs.endpoint_url, auth_url=standins.auth_url,
-                          client_id=standins.client_id, client_secret=standins.client_secret,
-                          case_notes_url=standins.case_notes_url, alerts_url=standins.alerts_url,
-                          dagster_home=home, extra=CONSUMER_ENV)
+        env = project_env(
+            delius_url=proxy.url_for(delius_pg.url.render_as_string(hide_password=False)),
+            queue_url=pair.queue_url,
+            sqs_endpoint=sqs.endpoint_url,
+            auth_url=standins.auth_url,
+            client_id=standins.client_id,
+            client_secret=standins.client_secret,
+            case_notes_url=standins.case_notes_url,
+            alerts_url=standins.alerts_url,
+            dagster_home=home,
+            extra=CONSUMER_ENV,
+        )
         daemon = DaemonProcess(workdir, env, tmp_path / "daemon.log")
         stack = Stack(sqs, pair, standins, delius_pg, proxy, daemon, home)
         killed = None
@@ -593,22 +743,26 @@ def test_faults_lose_nothing_duplicate_nothing_and_poison_ends_in_the_dlq(tmp_pa
             # A long-lived consumer holds a token for its lifetime: rotating the signing keys makes every API answer
             # 401 to it, so it must ask HMPPS Auth again during the outage (as when a token expires mid-outage).
             standins.rotate_keys()
-            stack.send(wave1[quarter:2 * quarter])
+            stack.send(wave1[quarter : 2 * quarter])
             outage_for(12, lambda: token_refusals(standins) > 0, "a token request refused")
             standins.clear_faults("token")
             stack.note(f"HMPPS Auth back ({token_refusals(standins)} token requests refused)")
 
             before = stack.contacts()
-            wait_until(lambda: stack.contacts() > before + 10, 180, "progress after the Auth outage",
-                       diagnostics=stack.diagnostics)
+            wait_until(
+                lambda: stack.contacts() > before + 10,
+                180,
+                "progress after the Auth outage",
+                diagnostics=stack.diagnostics,
+            )
             stack.note("Delius database unavailable (proxy drops and refuses connections)")
             proxy.down()
-            stack.send(wave1[2 * quarter:3 * quarter])
+            stack.send(wave1[2 * quarter : 3 * quarter])
             outage_for(10, lambda: proxy.refused > 0, "a Delius connection refused")
             proxy.up()
             stack.note(f"Delius database back ({proxy.refused} connections refused)")
 
-            killed = kill_a_worker_mid_batch(stack, wave1[3 * quarter:])
+            killed = kill_a_worker_mid_batch(stack, wave1[3 * quarter :])
 
             stack.note("wave 2: updates, amendments, alerts made inactive; 20% timeouts on the detail routes")
             for record in world.wave2_updates:
@@ -640,8 +794,9 @@ def test_faults_lose_nothing_duplicate_nothing_and_poison_ends_in_the_dlq(tmp_pa
 
             dlq_before = stack.depth(pair.dlq_url)
             stack.note(f"operator redrives the DLQ ({dlq_before} messages)")
-            queue_resource = EventsQueueResource(queue_url=pair.queue_url, dlq_url=pair.dlq_url,
-                                                 endpoint_url=sqs.endpoint_url, region_name="eu-west-2")
+            queue_resource = EventsQueueResource(
+                queue_url=pair.queue_url, dlq_url=pair.dlq_url, endpoint_url=sqs.endpoint_url, region_name="eu-west-2"
+            )
             result = redrive_dlq_job.execute_in_process(resources={"events_queue": queue_resource})
             assert result.success
             moved = result.output_for_node("redrive_dead_letters")["moved"]
@@ -651,8 +806,10 @@ def test_faults_lose_nothing_duplicate_nothing_and_poison_ends_in_the_dlq(tmp_pa
         finally:
             daemon.stop()
 
-        store_records = {**{n["caseNoteId"]: n for n in standins.store.case_notes()},
-                         **{a["alertUuid"]: a for a in standins.store.alerts()}}
+        store_records = {
+            **{n["caseNoteId"]: n for n in standins.store.case_notes()},
+            **{a["alertUuid"]: a for a in standins.store.alerts()},
+        }
         report.update(verify(world, stack, store_records))
         report.update(run_summary(home, killed))
         report["proxy_connections_refused"] = proxy.refused
@@ -668,8 +825,11 @@ def test_faults_lose_nothing_duplicate_nothing_and_poison_ends_in_the_dlq(tmp_pa
     print("\nfault-injection report:\n" + json.dumps(report, indent=2), flush=True)
     if os.environ.get("FAULT_REPORT"):
         Path(os.environ["FAULT_REPORT"]).write_text(json.dumps({**report, "details": details}, indent=2))
-    problems = {k: report[k] for k in ("lost", "duplicated", "stale", "wrong_notes", "wrong_person", "unexpected",
-                                       "dlq_not_poison") if report[k]}
+    problems = {
+        k: report[k]
+        for k in ("lost", "duplicated", "stale", "wrong_notes", "wrong_person", "unexpected", "dlq_not_poison")
+        if report[k]
+    }
     assert not problems, f"{problems}\n{json.dumps(details, indent=2)}"
     assert report["poison_in_dlq_with_reason"] == report["poison_sent"], json.dumps(details, indent=2)
     assert report["contacts_found"] == report["contacts_expected"]
@@ -689,8 +849,12 @@ def token_refusals(standins) -> int:
 
 
 def slow_responses(standins) -> int:
-    return sum(1 for route in ("get_case_note", "get_alert") for entry in standins.request_log(route)
-               if (entry["durationMs"] or 0) >= 10_000)
+    return sum(
+        1
+        for route in ("get_case_note", "get_alert")
+        for entry in standins.request_log(route)
+        if (entry["durationMs"] or 0) >= 10_000
+    )
 
 
 def _status_counts(standins) -> dict[str, dict[str, int]]:

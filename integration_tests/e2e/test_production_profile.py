@@ -21,6 +21,7 @@ from integration.core.messages import FAILURE_REASON
 from integration.delius import models as m
 from integration.delius.reference_data import add_person
 from integration.local import event_factory as ev
+from integration_tests.fixtures.postgres import create_database, drop_database
 from integration_tests.harness.daemon import (
     BIN,
     ROOT,
@@ -31,7 +32,6 @@ from integration_tests.harness.daemon import (
     stop_group,
     wait_until,
 )
-from integration_tests.fixtures.postgres import create_database, drop_database
 
 DEPLOY = ROOT / "deploy"
 
@@ -48,7 +48,7 @@ def test_deploy_instance_keeps_the_local_run_queue_limits_and_uses_postgres(tmp_
 
     shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_PG_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
-    config, _ = dagster_instance_config(str(tmp_path))     # validates against Dagster's schema, connects to nothing
+    config, _ = dagster_instance_config(str(tmp_path))  # validates against Dagster's schema, connects to nothing
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
     workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
     assert workspace["load_from"][0]["grpc_server"]["location_name"] == "integration"
@@ -63,15 +63,20 @@ def _listening(port: int) -> bool:
 @pytest.mark.postgres
 @pytest.mark.sqs
 @pytest.mark.daemon
-def test_daemon_with_postgres_instance_storage_and_a_grpc_code_location(tmp_path, postgres_admin_url, sqs, standins,
-                                                                        delius_pg):
+def test_daemon_with_postgres_instance_storage_and_a_grpc_code_location(
+    tmp_path, postgres_admin_url, sqs, standins, delius_pg
+):
     add_person(delius_pg, "X400001", "A4000AA")
-    notes = [standins.add_case_note("A4000AA", type="KA", sub_type="KS", text=f"production profile {n}")
-             for n in range(3)]
+    notes = [
+        standins.add_case_note("A4000AA", type="KA", sub_type="KS", text=f"production profile {n}") for n in range(3)
+    ]
     alert = standins.add_alert("A4000AA", code="VI", prison_code="LEI")
     # The third note's event failed during an outage that is over: it waits in the DLQ for the scheduled redrive.
-    sqs.events_queue().send(ev.case_note_event_for(notes[2], case_notes_url=standins.case_notes_url),
-                            {FAILURE_REASON: "case notes API answered HTTP 503"}, queue_url=sqs.dlq_url)
+    sqs.events_queue().send(
+        ev.case_note_event_for(notes[2], case_notes_url=standins.case_notes_url),
+        {FAILURE_REASON: "case notes API answered HTTP 503"},
+        queue_url=sqs.dlq_url,
+    )
 
     dagster_db = create_database(postgres_admin_url, prefix="pcn2p_dagster")
     home, workdir = tmp_path / "dagster_home", tmp_path / "project"
@@ -80,25 +85,57 @@ def test_daemon_with_postgres_instance_storage_and_a_grpc_code_location(tmp_path
     shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
     shutil.copy(DEPLOY / "workspace.yaml", workdir / "workspace.yaml")
     port = free_port()
-    env = project_env(delius_url=delius_pg.url.render_as_string(hide_password=False), queue_url=sqs.queue_url,
-                      sqs_endpoint=sqs.endpoint_url, auth_url=standins.auth_url, client_id=standins.client_id,
-                      client_secret=standins.client_secret, case_notes_url=standins.case_notes_url,
-                      alerts_url=standins.alerts_url, dagster_home=home,
-                      extra={"DAGSTER_PG_URL": dagster_db, "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-                             "DAGSTER_CODE_SERVER_PORT": str(port), "CONSUMER_IDLE_SECONDS": "5",
-                             "DLQ_REDRIVE_CRON": "* * * * *"})
+    env = project_env(
+        delius_url=delius_pg.url.render_as_string(hide_password=False),
+        queue_url=sqs.queue_url,
+        sqs_endpoint=sqs.endpoint_url,
+        auth_url=standins.auth_url,
+        client_id=standins.client_id,
+        client_secret=standins.client_secret,
+        case_notes_url=standins.case_notes_url,
+        alerts_url=standins.alerts_url,
+        dagster_home=home,
+        extra={
+            "DAGSTER_PG_URL": dagster_db,
+            "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+            "DAGSTER_CODE_SERVER_PORT": str(port),
+            "CONSUMER_IDLE_SECONDS": "5",
+            "DLQ_REDRIVE_CRON": "* * * * *",
+        },
+    )
     code_server = daemon = None
     try:
-        code_server = start_group([str(BIN / "dagster"), "api", "grpc", "-m", "integration.definitions",
-                                   "--location-name", "integration", "-h", "127.0.0.1", "-p", str(port)],
-                                  cwd=workdir, env=env, log=tmp_path / "code_server.log")
+        code_server = start_group(
+            [
+                str(BIN / "dagster"),
+                "api",
+                "grpc",
+                "-m",
+                "integration.definitions",
+                "--location-name",
+                "integration",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=workdir,
+            env=env,
+            log=tmp_path / "code_server.log",
+        )
         for note in notes[:2]:
-            sqs.client.send_message(QueueUrl=sqs.queue_url,
-                                    MessageBody=ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
-        sqs.client.send_message(QueueUrl=sqs.queue_url,
-                                MessageBody=ev.alert_event_for(alert, alerts_url=standins.alerts_url))
-        wait_until(lambda: _listening(port), 60, "the code server",
-                   diagnostics=lambda: (tmp_path / "code_server.log").read_text()[-3000:])
+            sqs.client.send_message(
+                QueueUrl=sqs.queue_url, MessageBody=ev.case_note_event_for(note, case_notes_url=standins.case_notes_url)
+            )
+        sqs.client.send_message(
+            QueueUrl=sqs.queue_url, MessageBody=ev.alert_event_for(alert, alerts_url=standins.alerts_url)
+        )
+        wait_until(
+            lambda: _listening(port),
+            60,
+            "the code server",
+            diagnostics=lambda: (tmp_path / "code_server.log").read_text()[-3000:],
+        )
         daemon = DaemonProcess(workdir, env, tmp_path / "daemon.log").start()
 
         def contacts() -> int:
@@ -112,19 +149,31 @@ def test_daemon_with_postgres_instance_storage_and_a_grpc_code_location(tmp_path
             engine = create_engine(dagster_db)
             try:
                 with engine.connect() as conn:
-                    return list(conn.execute(text(
-                        "select r.status from runs r join run_tags t on t.run_id = r.run_id "
-                        "where r.pipeline_name = 'redrive_dlq_job' and t.key = 'dagster/schedule_name' "
-                        "and t.value = 'dlq_redrive_schedule'")).scalars())
+                    return list(
+                        conn.execute(
+                            text(
+                                "select r.status from runs r join run_tags t on t.run_id = r.run_id "
+                                "where r.pipeline_name = 'redrive_dlq_job' and t.key = 'dagster/schedule_name' "
+                                "and t.value = 'dlq_redrive_schedule'"
+                            )
+                        ).scalars()
+                    )
             finally:
                 engine.dispose()
 
         wait_until(lambda: contacts() >= 3, 90, "the queue's 3 events in Delius", diagnostics=diagnostics)
         # The scheduler ticks on the minute: the redrive runs within a minute of the daemon's start.
-        wait_until(lambda: "SUCCESS" in scheduled_redrives() and contacts() == 4 and sqs.depth() == 0
-                   and sqs.depth(sqs.dlq_url) == 0, 100,
-                   "a scheduled redrive run, the redriven event in Delius and both queues empty",
-                   diagnostics=diagnostics)
+        wait_until(
+            lambda: (
+                "SUCCESS" in scheduled_redrives()
+                and contacts() == 4
+                and sqs.depth() == 0
+                and sqs.depth(sqs.dlq_url) == 0
+            ),
+            100,
+            "a scheduled redrive run, the redriven event in Delius and both queues empty",
+            diagnostics=diagnostics,
+        )
     finally:
         if daemon is not None:
             daemon.stop()
@@ -139,7 +188,8 @@ def test_daemon_with_postgres_instance_storage_and_a_grpc_code_location(tmp_path
         engine.dispose()
     finally:
         drop_database(postgres_admin_url, dagster_db)
-    assert {("prison_events_job", "SUCCESS"), ("redrive_dlq_job", "SUCCESS")} <= {(name, status)
-                                                                                 for name, status in runs}
-    assert events > 0 and ticks > 0                       # event logs and sensor ticks in PostgreSQL too
-    assert not (home / "history").exists() and not (home / "schedules").exists()   # nothing went to SQLite
+    assert {("prison_events_job", "SUCCESS"), ("redrive_dlq_job", "SUCCESS")} <= {
+        (name, status) for name, status in runs
+    }
+    assert events > 0 and ticks > 0  # event logs and sensor ticks in PostgreSQL too
+    assert not (home / "history").exists() and not (home / "schedules").exists()  # nothing went to SQLite

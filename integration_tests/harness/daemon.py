@@ -22,8 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import requests
 
@@ -37,8 +38,14 @@ REGION = "eu-west-2"
 # --------------------------------------------------------------------------------------------- small helpers
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.5,
-               diagnostics: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.5,
+    diagnostics: Callable[[], str] | None = None,
+) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned); AssertionError with diagnostics after
     ``timeout`` seconds. Exceptions from the predicate count as "not yet" (a server may be restarting)."""
     deadline = time.monotonic() + timeout
@@ -62,13 +69,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *, inter
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
 
 
-def start_group(args: list[str], *, cwd: Path | str | None = None, env: Mapping[str, str] | None = None,
-                log: Path | None = None) -> subprocess.Popen:
+def start_group(
+    args: list[str], *, cwd: Path | str | None = None, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen:
     """Start ``args`` as the leader of a new process group (session), output to ``log`` (or discarded)."""
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
-        return subprocess.Popen(args, cwd=cwd, env=dict(env) if env is not None else None, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     finally:
         if log:
             out.close()
@@ -115,7 +130,7 @@ def _stat(pid: int) -> tuple[int, str, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    rest = raw[raw.rfind(")") + 2:].split()
+    rest = raw[raw.rfind(")") + 2 :].split()
     return int(rest[1]), rest[0], int(rest[2])
 
 
@@ -177,9 +192,19 @@ def prepare_instance(base: Path, instance_yaml: Path = ROOT / "dagster.yaml") ->
     return home, workdir
 
 
-def project_env(*, delius_url: str, queue_url: str, sqs_endpoint: str, auth_url: str, client_id: str,
-                client_secret: str, case_notes_url: str, alerts_url: str, dagster_home: Path | None = None,
-                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def project_env(
+    *,
+    delius_url: str,
+    queue_url: str,
+    sqs_endpoint: str,
+    auth_url: str,
+    client_id: str,
+    client_secret: str,
+    case_notes_url: str,
+    alerts_url: str,
+    dagster_home: Path | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Only the design.md §1 variables (plus PATH, local AWS credentials, DAGSTER_HOME and ``extra``)."""
     env = {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -211,11 +236,12 @@ class DaemonProcess:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self) -> "DaemonProcess":
+    def start(self) -> DaemonProcess:
         with open(self.log, "ab") as out:
             out.write(f"\n===== daemon start {self.starts + 1} at {time.strftime('%H:%M:%S')} =====\n".encode())
-        self.proc = start_group([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=self.workdir,
-                                env=self.env, log=self.log)
+        self.proc = start_group(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=self.workdir, env=self.env, log=self.log
+        )
         self.starts += 1
         return self
 
@@ -245,7 +271,7 @@ class DaemonProcess:
         except OSError:
             return ""
 
-    def __enter__(self) -> "DaemonProcess":
+    def __enter__(self) -> DaemonProcess:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -267,7 +293,7 @@ class SqsServer:
         self.proc: subprocess.Popen | None = None
         self._script: Path | None = None
 
-    def start(self, timeout: float = 30) -> "SqsServer":
+    def start(self, timeout: float = 30) -> SqsServer:
         if self.kind == "moto":
             args = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         else:
@@ -277,7 +303,8 @@ class SqsServer:
             self._script.write_text(
                 f"import {{ buildApp }} from {json.dumps(str(module))};\n"
                 f"const app = buildApp({{ logger: false, host: 'localhost', defaultRegion: '{REGION}' }});\n"
-                f"await app.listen({{ host: '127.0.0.1', port: {self.port} }});\n")
+                f"await app.listen({{ host: '127.0.0.1', port: {self.port} }});\n"
+            )
             args = ["node", str(self._script)]
         self.proc = start_group(args, log=self.log)
         wait_until(self._answers, timeout, f"{self.kind} SQS server on port {self.port}", interval=0.2)
@@ -293,16 +320,26 @@ class SqsServer:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("sqs", endpoint_url=self.endpoint_url, region_name=REGION, aws_access_key_id="local",
-                            aws_secret_access_key="local",
-                            config=Config(retries={"max_attempts": 5, "mode": "standard"}, **config))
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, **config),
+        )
 
     def create_queue_pair(self, name: str, *, visibility_timeout: int = 30, max_receive_count: int = 3):
         """A queue with a dead-letter queue (RedrivePolicy), as production and the test fixtures have."""
         from integration_tests.fixtures.sqs import create_queue_pair
 
-        return create_queue_pair(self.client(), self.endpoint_url, name, visibility_timeout=visibility_timeout,
-                                 max_receive_count=max_receive_count)
+        return create_queue_pair(
+            self.client(),
+            self.endpoint_url,
+            name,
+            visibility_timeout=visibility_timeout,
+            max_receive_count=max_receive_count,
+        )
 
     def stop(self) -> None:
         stop_group(self.proc, timeout=10)
@@ -310,7 +347,7 @@ class SqsServer:
         if self._script is not None:
             self._script.unlink(missing_ok=True)
 
-    def __enter__(self) -> "SqsServer":
+    def __enter__(self) -> SqsServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -326,8 +363,9 @@ def find_fauxqs(directory: Path | None = None) -> Path:
         for app in (base / "node_modules" / "fauxqs" / "dist" / "app.js", base / "dist" / "app.js"):
             if app.is_file():
                 return app
-    raise FileNotFoundError("fauxqs not found: npm install --prefix ~/.cache/pcn2p-fauxqs fauxqs@1 "
-                            "(or pass its directory / set FAUXQS_DIR)")
+    raise FileNotFoundError(
+        "fauxqs not found: npm install --prefix ~/.cache/pcn2p-fauxqs fauxqs@1 (or pass its directory / set FAUXQS_DIR)"
+    )
 
 
 # --------------------------------------------------------------------------------------------- stand-ins
@@ -348,16 +386,37 @@ class StandInsProcess:
         self.proc: subprocess.Popen | None = None
         self.http = requests.Session()
 
-    def start(self, timeout: float = 30) -> "StandInsProcess":
-        self.proc = start_group([sys.executable, "-m", "integration.local.standins", "--host", "127.0.0.1",
-                                 "--auth-port", str(self.ports["auth"]),
-                                 "--case-notes-port", str(self.ports["case_notes"]),
-                                 "--alerts-port", str(self.ports["alerts"]),
-                                 "--client-id", self.client_id, "--client-secret", self.client_secret],
-                                cwd=ROOT, log=self.log)
-        wait_until(lambda: all(self.http.get(f"{url}/__admin/health", timeout=2).ok
-                               for url in (self.case_notes_url, self.alerts_url, self.auth_url.rsplit("/auth", 1)[0])),
-                   timeout, "the stand-ins", interval=0.2)
+    def start(self, timeout: float = 30) -> StandInsProcess:
+        self.proc = start_group(
+            [
+                sys.executable,
+                "-m",
+                "integration.local.standins",
+                "--host",
+                "127.0.0.1",
+                "--auth-port",
+                str(self.ports["auth"]),
+                "--case-notes-port",
+                str(self.ports["case_notes"]),
+                "--alerts-port",
+                str(self.ports["alerts"]),
+                "--client-id",
+                self.client_id,
+                "--client-secret",
+                self.client_secret,
+            ],
+            cwd=ROOT,
+            log=self.log,
+        )
+        wait_until(
+            lambda: all(
+                self.http.get(f"{url}/__admin/health", timeout=2).ok
+                for url in (self.case_notes_url, self.alerts_url, self.auth_url.rsplit("/auth", 1)[0])
+            ),
+            timeout,
+            "the stand-ins",
+            interval=0.2,
+        )
         return self
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:
@@ -367,11 +426,11 @@ class StandInsProcess:
 
     def put_case_notes(self, notes: list[dict]) -> None:
         for i in range(0, len(notes), 1000):
-            self._admin("PUT", "case-notes", notes[i:i + 1000])
+            self._admin("PUT", "case-notes", notes[i : i + 1000])
 
     def put_alerts(self, alerts: list[dict]) -> None:
         for i in range(0, len(alerts), 1000):
-            self._admin("PUT", "alerts", alerts[i:i + 1000])
+            self._admin("PUT", "alerts", alerts[i : i + 1000])
 
     def set_fault(self, route: str, **spec: Any) -> None:
         self._admin("PUT", f"faults/{route}", spec)
@@ -393,7 +452,7 @@ class StandInsProcess:
         stop_group(self.proc, timeout=10)
         self.proc = None
 
-    def __enter__(self) -> "StandInsProcess":
+    def __enter__(self) -> StandInsProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -422,7 +481,7 @@ class TcpProxy:
         self.refused = 0
         self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         self._thread.start()
         return self
 
@@ -457,7 +516,7 @@ class TcpProxy:
         while not self._stop.is_set():
             try:
                 client, _ = self._listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             with self._lock:
                 down = self._down
@@ -493,7 +552,7 @@ class TcpProxy:
                 self._pairs.discard(pair)
             _close(a, b)
 
-    def __enter__(self) -> "TcpProxy":
+    def __enter__(self) -> TcpProxy:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -545,4 +604,4 @@ def load_average() -> str:
 
 def chunks(items: Iterable, size: int) -> list[list]:
     items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]

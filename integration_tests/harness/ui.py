@@ -16,8 +16,9 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import requests
 
@@ -35,8 +36,9 @@ _DROP = ("DAGSTER_", "PYTEST", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_
 class IsolatedLocalStack(LocalStack):
     """The local stack with its own DAGSTER_HOME and dagster dev's output in a log file."""
 
-    def __init__(self, options: StackOptions, *, dagster_home: Path, log: Path,
-                 extra_env: Mapping[str, str] | None = None):
+    def __init__(
+        self, options: StackOptions, *, dagster_home: Path, log: Path, extra_env: Mapping[str, str] | None = None
+    ):
         super().__init__(options)
         self.dagster_home, self.log = dagster_home, log
         self.extra_env = dict(extra_env or {})
@@ -49,9 +51,15 @@ class IsolatedLocalStack(LocalStack):
         env.update(self.env())
         with open(self.log, "ab") as out:
             # Own session = own process group: stop() can signal the whole group (docs/dagster-notes.md §8).
-            self._dagster = subprocess.Popen(self.dagster_command(), cwd=self.options.root, env=env,
-                                             start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT)
+            self._dagster = subprocess.Popen(
+                self.dagster_command(),
+                cwd=self.options.root,
+                env=env,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         return self._dagster
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -62,16 +70,32 @@ class IsolatedLocalStack(LocalStack):
 
 
 @contextlib.contextmanager
-def running_local_stack(base: Path, *, people: int = 40, rate: float = 0.0, poison_rate: float = 0.0,
-                        extra_env: Mapping[str, str] | None = None,
-                        start_timeout: float = 120) -> Iterator[tuple[IsolatedLocalStack, str]]:
+def running_local_stack(
+    base: Path,
+    *,
+    people: int = 40,
+    rate: float = 0.0,
+    poison_rate: float = 0.0,
+    extra_env: Mapping[str, str] | None = None,
+    start_timeout: float = 120,
+) -> Iterator[tuple[IsolatedLocalStack, str]]:
     """(stack, UI base URL) with dagster dev answering; everything is stopped on the way out."""
     home = base / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    options = StackOptions(state_dir=base / "state", sqs_port=0, auth_port=0, case_notes_port=0, alerts_port=0,
-                           dagster_port=free_port(), rate=rate, people=people, seed=0, poison_rate=poison_rate,
-                           fresh=True)
+    options = StackOptions(
+        state_dir=base / "state",
+        sqs_port=0,
+        auth_port=0,
+        case_notes_port=0,
+        alerts_port=0,
+        dagster_port=free_port(),
+        rate=rate,
+        people=people,
+        seed=0,
+        poison_rate=poison_rate,
+        fresh=True,
+    )
     stack = IsolatedLocalStack(options, dagster_home=home, log=base / "dagster-dev.log", extra_env=extra_env)
     try:
         stack.start()
@@ -111,14 +135,18 @@ class GraphQL:
         return body["data"]
 
     def runs(self, job_name: str, statuses: list[str] | None = None, limit: int = 50) -> list[dict]:
-        data = self("""
+        data = self(
+            """
             query Runs($filter: RunsFilter!, $limit: Int) {
               runsOrError(filter: $filter, limit: $limit) {
                 __typename
                 ... on Runs { results { runId status jobName creationTime tags { key value } } }
                 ... on PythonError { message }
               }
-            }""", filter={"pipelineName": job_name, **({"statuses": statuses} if statuses else {})}, limit=limit)
+            }""",
+            filter={"pipelineName": job_name, **({"statuses": statuses} if statuses else {})},
+            limit=limit,
+        )
         result = data["runsOrError"]
         if result["__typename"] != "Runs":
             raise AssertionError(f"runsOrError: {result}")
@@ -126,7 +154,8 @@ class GraphQL:
 
     def failure_messages(self, run_id: str) -> list[str]:
         """The messages the run page shows for its failed steps and the run failure."""
-        data = self("""
+        data = self(
+            """
             query Logs($runId: ID!) {
               logsForRun(runId: $runId, limit: 1000) {
                 __typename
@@ -138,7 +167,9 @@ class GraphQL:
                   }
                 }
               }
-            }""", runId=run_id)
+            }""",
+            runId=run_id,
+        )
         events = data["logsForRun"].get("events") or []
         messages = []
         for event in events:
@@ -149,7 +180,8 @@ class GraphQL:
         return messages
 
     def launch_run(self, job_name: str, run_config: dict | None = None) -> str:
-        data = self("""
+        data = self(
+            """
             mutation Launch($params: ExecutionParams!) {
               launchRun(executionParams: $params) {
                 __typename
@@ -159,60 +191,78 @@ class GraphQL:
                 ... on InvalidStepError { invalidStepKey }
                 ... on UnauthorizedError { message }
               }
-            }""", params={"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
-                                       "jobName": job_name},
-                          "runConfigData": run_config or {}})
+            }""",
+            params={
+                "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job_name},
+                "runConfigData": run_config or {},
+            },
+        )
         result = data["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
             raise AssertionError(f"launchRun {job_name}: {result}")
         return result["run"]["runId"]
 
     def run_status(self, run_id: str) -> str:
-        data = self("""query Status($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }""",
-                    runId=run_id)
+        data = self(
+            """query Status($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }""",
+            runId=run_id,
+        )
         return data["runOrError"].get("status", data["runOrError"]["__typename"])
 
     def sensor_status(self, name: str) -> str:
-        data = self("""
+        data = self(
+            """
             query Sensor($selector: SensorSelector!) {
               sensorOrError(sensorSelector: $selector) {
                 __typename
                 ... on Sensor { sensorState { status } }
               }
-            }""", selector={"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name})
+            }""",
+            selector={"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name},
+        )
         return data["sensorOrError"]["sensorState"]["status"]
 
     def set_sensor_running(self, name: str, running: bool) -> str:
         """Switch a sensor on or off, as its toggle in the UI does; returns the new status."""
         selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}
         if running:
-            data = self("""
+            data = self(
+                """
                 mutation Start($selector: SensorSelector!) {
                   startSensor(sensorSelector: $selector) {
                     __typename
                     ... on Sensor { sensorState { status } }
                     ... on PythonError { message }
                   }
-                }""", selector=selector)
+                }""",
+                selector=selector,
+            )
             result = data["startSensor"]
             if result["__typename"] != "Sensor":
                 raise AssertionError(f"startSensor: {result}")
             return result["sensorState"]["status"]
-        sensor = self("""
+        sensor = self(
+            """
             query Sensor($selector: SensorSelector!) {
               sensorOrError(sensorSelector: $selector) {
                 ... on Sensor { jobOriginId sensorState { id selectorId } }
               }
-            }""", selector=selector)["sensorOrError"]
-        data = self("""
+            }""",
+            selector=selector,
+        )["sensorOrError"]
+        data = self(
+            """
             mutation Stop($id: String, $origin: String, $selectorId: String) {
               stopSensor(id: $id, jobOriginId: $origin, jobSelectorId: $selectorId) {
                 __typename
                 ... on StopSensorMutationResult { instigationState { status } }
                 ... on PythonError { message }
               }
-            }""", id=sensor["sensorState"]["id"], origin=sensor["jobOriginId"],
-                    selectorId=sensor["sensorState"]["selectorId"])
+            }""",
+            id=sensor["sensorState"]["id"],
+            origin=sensor["jobOriginId"],
+            selectorId=sensor["sensorState"]["selectorId"],
+        )
         result = data["stopSensor"]
         if result["__typename"] != "StopSensorMutationResult":
             raise AssertionError(f"stopSensor: {result}")
@@ -220,7 +270,8 @@ class GraphQL:
 
     def check(self, asset: str, name: str) -> dict | None:
         """The latest result of an asset check as the asset's Checks tab shows it (status, severity, description)."""
-        data = self("""
+        data = self(
+            """
             query Checks($key: AssetKeyInput!) {
               assetNodeOrError(assetKey: $key) {
                 ... on AssetNode {
@@ -231,9 +282,10 @@ class GraphQL:
                   }
                 }
               }
-            }""", key={"path": [asset]})
+            }""",
+            key={"path": [asset]},
+        )
         for check in data["assetNodeOrError"]["assetChecksOrError"]["checks"]:
             if check["name"] == name:
                 return check["executionForLatestMaterialization"]
         return None
-

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from integration.clients.auth import TokenProvider
-from integration.core.ports import DetailUrlNotAllowed, SourceApi, UpstreamError
 from integration.clients.fakes import FakeSourceApi
 from integration.clients.hmpps import HmppsSourceApi, parse_deadline
 from integration.clients.http import (
@@ -26,6 +25,7 @@ from integration.clients.http import (
     origin_of,
     parse_allowlist,
 )
+from integration.core.ports import DetailUrlNotAllowed, SourceApi, UpstreamError
 from integration.local.standins import StandIns, make_alert, make_case_note
 from integration.resources import HmppsApis
 from integration_tests.fixtures.network import free_port
@@ -43,8 +43,9 @@ def stands(standins: StandIns) -> StandIns:
 def make_api(standins: StandIns, **overrides) -> HmppsSourceApi:
     options = {"timeout": (1.0, 0.5), "total_retries": 2, "backoff_factor": 0.001}
     options.update(overrides)
-    return HmppsSourceApi(standins.auth_url, standins.client_id, SECRET, standins.case_notes_url,
-                          standins.alerts_url, **options)
+    return HmppsSourceApi(
+        standins.auth_url, standins.client_id, SECRET, standins.case_notes_url, standins.alerts_url, **options
+    )
 
 
 @pytest.fixture
@@ -281,7 +282,9 @@ def test_origin_helpers() -> None:
     assert origin_of("http://h.example:8080/p") == "http://h.example:8080"
     assert origin_of("http://[::1]:9/") == "http://[::1]:9"
     assert parse_allowlist("https://a.example, ,http://b.example:81,https://a.example/") == [
-        "https://a.example", "http://b.example:81"]
+        "https://a.example",
+        "http://b.example:81",
+    ]
     with pytest.raises(ValueError, match="ftp://x"):
         parse_allowlist("ftp://x")
 
@@ -327,15 +330,29 @@ ONE_PAGE = 2147483647
 
 
 def test_search_reads_one_page_with_the_reference_body(stands: StandIns, api: HmppsSourceApi) -> None:
-    wanted = [stands.add_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=f"2025-01-{d:02d}T08:00:00",
-                                   sensitive=d % 5 == 0) for d in range(1, 26)]
+    wanted = [
+        stands.add_case_note(
+            "A1234BC", type="KA", sub_type="KS", occurred_at=f"2025-01-{d:02d}T08:00:00", sensitive=d % 5 == 0
+        )
+        for d in range(1, 26)
+    ]
     wanted.append(stands.add_case_note("A1234BC", type="PRISON", sub_type="RELEASE", occurred_at="2025-02-01T08:00"))
     stands.add_case_note("A1234BC", type="PRISON", sub_type="OTHER")
     stands.add_case_note("B9999ZZ", type="KA", sub_type="KS")
     notes = api.search_case_notes("a1234bc", TYPES)
     assert [n["caseNoteId"] for n in notes] == [n["caseNoteId"] for n in wanted]  # oldest first, sensitive too
-    assert stands.search_requests == [{"person": "A1234BC", "body": {
-        "typeSubTypes": TYPES, "includeSensitive": True, "page": 1, "size": ONE_PAGE, "sort": "occurredAt,desc"}}]
+    assert stands.search_requests == [
+        {
+            "person": "A1234BC",
+            "body": {
+                "typeSubTypes": TYPES,
+                "includeSensitive": True,
+                "page": 1,
+                "size": ONE_PAGE,
+                "sort": "occurredAt,desc",
+            },
+        }
+    ]
     assert api.search_case_notes("C0000CC", TYPES) == []
 
 
@@ -344,15 +361,23 @@ def test_three_thousand_notes_with_equal_sort_keys_lose_none(stands: StandIns, a
     The stand-in shuffles ties afresh per request; reading the person in one page loses nothing."""
     stands.set_tie_seed(20261130)
     same = "2025-03-01T09:00:00"
-    ids = {n["caseNoteId"] for n in stands.store.put_case_notes(
-        make_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=same, created_at=same) for _ in range(3000))}
+    ids = {
+        n["caseNoteId"]
+        for n in stands.store.put_case_notes(
+            make_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=same, created_at=same) for _ in range(3000)
+        )
+    }
 
     token = stands.issue_token()
     paged: set[str] = set()
     for page in (1, 2, 3):  # what paging 1,000 at a time would have read
         body = {"typeSubTypes": TYPES, "includeSensitive": True, "page": page, "size": 1000}
-        answer = requests.post(f"{stands.case_notes_url}/search/case-notes/A1234BC", json=body,
-                               headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+        answer = requests.post(
+            f"{stands.case_notes_url}/search/case-notes/A1234BC",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        ).json()
         assert answer["metadata"]["totalElements"] == 3000
         paged.update(n["caseNoteId"] for n in answer["content"])
     assert len(paged) < 3000  # the stand-in reproduces the loss
@@ -366,8 +391,9 @@ def test_three_thousand_notes_with_equal_sort_keys_lose_none(stands: StandIns, a
 def test_a_paged_read_that_comes_back_short_fails_instead_of_losing_notes(stands: StandIns) -> None:
     stands.set_tie_seed(7)
     same = "2025-03-01T09:00:00"
-    stands.store.put_case_notes(make_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=same,
-                                               created_at=same) for _ in range(3000))
+    stands.store.put_case_notes(
+        make_case_note("A1234BC", type="KA", sub_type="KS", occurred_at=same, created_at=same) for _ in range(3000)
+    )
     with make_api(stands, page_size=1000) as api:
         with pytest.raises(UpstreamError, match=r"distinct case notes of 3000 in 3 reads") as error:
             api.search_case_notes("A1234BC", TYPES)
@@ -377,8 +403,7 @@ def test_a_paged_read_that_comes_back_short_fails_instead_of_losing_notes(stands
 
 def test_a_short_read_is_read_again(stands: StandIns, api: HmppsSourceApi) -> None:
     notes = [stands.add_case_note(type="KA", sub_type="KS") for _ in range(2)]
-    short = {"content": [notes[0]], "metadata": {"totalElements": 2, "page": 1, "size": ONE_PAGE},
-             "hasCaseNotes": True}
+    short = {"content": [notes[0]], "metadata": {"totalElements": 2, "page": 1, "size": ONE_PAGE}, "hasCaseNotes": True}
     stands.set_fault("search_case_notes", status=200, body=json.dumps(short), times=1)
     assert {n["caseNoteId"] for n in api.search_case_notes("A1234BC", TYPES)} == {n["caseNoteId"] for n in notes}
     assert stands.requests("search_case_notes") == 2 and api.rereads == 1
@@ -402,8 +427,10 @@ def test_search_errors_are_upstream_errors(stands: StandIns, api: HmppsSourceApi
 def test_person_alerts_in_one_page_active_and_inactive(stands: StandIns, api: HmppsSourceApi) -> None:
     stands.set_tie_seed(3)
     alerts = [stands.add_alert("A1234BC", code="VI", active_from="2025-01-01") for _ in range(300)]  # equal keys
-    alerts += [stands.store.put_alert(make_alert("A1234BC", code="PEEP", active_from="2024-01-01",
-                                                 active_to="2024-06-01")) for _ in range(2)]
+    alerts += [
+        stands.store.put_alert(make_alert("A1234BC", code="PEEP", active_from="2024-01-01", active_to="2024-06-01"))
+        for _ in range(2)
+    ]
     stands.add_alert("B9999ZZ")
     got = api.get_person_alerts("a1234bc")
     assert sorted(a["alertUuid"] for a in got) == sorted(a["alertUuid"] for a in alerts)
@@ -418,7 +445,10 @@ def test_person_alerts_can_page_on_distinct_keys(stands: StandIns) -> None:
         got = api.get_person_alerts("A1234BC")
     assert sorted(a["alertUuid"] for a in got) == sorted(a["alertUuid"] for a in alerts)
     assert [e["query"] for e in stands.request_log("person_alerts")] == [
-        "page=0&size=3", "page=1&size=3", "page=2&size=3"]
+        "page=0&size=3",
+        "page=1&size=3",
+        "page=2&size=3",
+    ]
 
 
 def test_concurrent_fetches_share_one_token(stands: StandIns, api: HmppsSourceApi) -> None:
@@ -432,8 +462,13 @@ def test_concurrent_fetches_share_one_token(stands: StandIns, api: HmppsSourceAp
 # --- construction -------------------------------------------------------------------------------------------------
 def test_the_resource_configures_the_client_and_session_defaults(stands: StandIns, monkeypatch) -> None:
     def resource() -> HmppsApis:
-        return HmppsApis(auth_url=stands.auth_url, client_id=stands.client_id, client_secret=SECRET,
-                         case_notes_url=stands.case_notes_url + "/", alerts_url=stands.alerts_url)
+        return HmppsApis(
+            auth_url=stands.auth_url,
+            client_id=stands.client_id,
+            client_secret=SECRET,
+            case_notes_url=stands.case_notes_url + "/",
+            alerts_url=stands.alerts_url,
+        )
 
     monkeypatch.delenv("DETAIL_URL_ALLOWLIST", raising=False)
     monkeypatch.delenv("HMPPS_API_DEADLINE_SECONDS", raising=False)
@@ -448,7 +483,7 @@ def test_the_resource_configures_the_client_and_session_defaults(stands: StandIn
     with resource().client() as api:
         assert api.allowlist == {"https://x.example"}
         assert api.deadline == 7.5 and api.search_deadline == 30.0
-    for bad in ("soon", "0", "-1", "inf"):         # a bad value is logged and the default used
+    for bad in ("soon", "0", "-1", "inf"):  # a bad value is logged and the default used
         with pytest.raises(ValueError, match="HMPPS_API_DEADLINE_SECONDS"):
             parse_deadline(bad)
         monkeypatch.setenv("HMPPS_API_DEADLINE_SECONDS", bad)
@@ -467,8 +502,7 @@ def test_the_resource_configures_the_client_and_session_defaults(stands: StandIn
 
 
 # --- the token request ----------------------------------------------------------------------------------------------
-def test_token_request_is_a_form_post_with_basic_auth_and_no_environment_change(stands: StandIns,
-                                                                                monkeypatch) -> None:
+def test_token_request_is_a_form_post_with_basic_auth_and_no_environment_change(stands: StandIns, monkeypatch) -> None:
     monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
     provider = TokenProvider(stands.auth_url, stands.client_id, SECRET)  # plain http, as the local stack
     assert provider.get_token()
@@ -484,8 +518,9 @@ def test_token_request_follows_no_redirect(stands: StandIns, status: int) -> Non
     """A redirect from the token endpoint is an error: the other host never sees the credentials, and no token it
     could hand out is ever used."""
     with StandIns.start(client_secret=SECRET) as elsewhere:
-        stands.set_fault("token", status=status,
-                         location=f"{elsewhere.auth_url}/oauth/token?grant_type=client_credentials")
+        stands.set_fault(
+            "token", status=status, location=f"{elsewhere.auth_url}/oauth/token?grant_type=client_credentials"
+        )
         with make_api(stands) as api:
             with pytest.raises(UpstreamError, match=rf"token request was redirected \(HTTP {status}\)") as error:
                 api.get_case_note(stands.case_note_url(stands.add_case_note()))
@@ -653,8 +688,16 @@ def test_an_api_that_keeps_timing_out_is_not_called_for_a_while(stands: StandIns
 def test_a_hung_auth_is_not_called_for_a_while(stands: StandIns) -> None:
     now = [0.0]
     stands.set_fault("token", hang=True)
-    provider = TokenProvider(stands.auth_url, stands.client_id, SECRET, timeout=(5.0, 120.0), deadline=0.5,
-                             breaker_threshold=1, breaker_cooldown=30, clock=lambda: now[0])
+    provider = TokenProvider(
+        stands.auth_url,
+        stands.client_id,
+        SECRET,
+        timeout=(5.0, 120.0),
+        deadline=0.5,
+        breaker_threshold=1,
+        breaker_cooldown=30,
+        clock=lambda: now[0],
+    )
     with pytest.raises(UpstreamError, match="timeout calling HMPPS Auth"):
         provider.get_token()
     with pytest.raises(UpstreamError, match="^HMPPS Auth not called"):
@@ -665,7 +708,7 @@ def test_a_hung_auth_is_not_called_for_a_while(stands: StandIns) -> None:
     assert provider.get_token() and stands.requests("token") == 2
 
 
-# --- FakeSourceApi -----------------------------------------------------------------------------------------------------
+# --- FakeSourceApi ----------------------------------------------------------------------------------------------------
 def test_fake_source_api_basics() -> None:
     fake = FakeSourceApi()
     assert isinstance(fake, SourceApi)
@@ -681,8 +724,10 @@ def test_fake_source_api_basics() -> None:
     assert fake.get_case_note(urls[0])["text"] == release["text"]  # copies
     assert fake.get_case_note("http://case-notes.fake/case-notes/A1234BC/nope") is None
     assert fake.get_alert(alert_url) == alert
-    assert [n["caseNoteId"] for n in fake.search_case_notes("a1234bc", TYPES)] == [ka["caseNoteId"],
-                                                                                  release["caseNoteId"]]
+    assert [n["caseNoteId"] for n in fake.search_case_notes("a1234bc", TYPES)] == [
+        ka["caseNoteId"],
+        release["caseNoteId"],
+    ]
     assert fake.get_person_alerts("A1234BC") == [alert]
     assert fake.get_person_alerts("B9999ZZ") == []
 

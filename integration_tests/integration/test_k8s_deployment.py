@@ -598,8 +598,10 @@ def _instance_from_values(values: Mapping) -> dict:
     assert not k8s.get("image"), "runs use the code server's image: no job_image"
     return {
         "telemetry": {"enabled": values["telemetry"]["enabled"]},
-        "python_logs": {"python_log_level": values["pythonLogs"]["pythonLogLevel"],
-                        "managed_python_loggers": values["pythonLogs"]["managedPythonLoggers"]},
+        "python_logs": {
+            "python_log_level": values["pythonLogs"]["pythonLogLevel"],
+            "managed_python_loggers": values["pythonLogs"]["managedPythonLoggers"],
+        },
         "postgres_db": {
             "username": pg["postgresqlUsername"],
             "password": {"env": "DAGSTER_PG_PASSWORD"},

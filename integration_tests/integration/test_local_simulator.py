@@ -18,8 +18,8 @@ import boto3
 import pytest
 from sqlalchemy import select
 
-from integration.delius import models as m
 from integration.core.events import CASE_NOTE_EVENT_TYPES, EventKind, PoisonMessage, parse_sqs_body
+from integration.delius import models as m
 from integration.local.simulator import DEFAULT_WEIGHTS, POISON_KINDS, Simulator
 from integration.local.stack import group_alive
 from integration.local.standins import SourceStore
@@ -66,8 +66,9 @@ def loaded(world: World, delius_sqlite):
 
 
 def simulator(world, store, client, queue_url="q", engine=None, **kwargs) -> Simulator:
-    return Simulator(world, store, client, queue_url, case_notes_url=CASE_NOTES_URL, alerts_url=ALERTS_URL,
-                     engine=engine, **kwargs)
+    return Simulator(
+        world, store, client, queue_url, case_notes_url=CASE_NOTES_URL, alerts_url=ALERTS_URL, engine=engine, **kwargs
+    )
 
 
 # --- the mix, over moto's SQS server ------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def test_event_mix_over_sqs(loaded, sqs) -> None:
     client = RecordingClient(sqs.client, published_after_the_change)
     sim = simulator(world, store, client, sqs.queue_url, engine=engine, seed=1)
     results, received = [], []
-    for _ in range(4):   # keep moto's queue shallow (design.md §8)
+    for _ in range(4):  # keep moto's queue shallow (design.md §8)
         results += [sim.step() for _ in range(60)]
         received += sqs.drain(sqs.queue_url)
 
@@ -97,13 +98,13 @@ def test_event_mix_over_sqs(loaded, sqs) -> None:
     assert counters["messages"] == len(received) == len(client.bodies) == sum(r["messages"] for r in results)
     actions = Counter(r["action"] for r in results)
     assert actions == Counter(counters["actions"])
-    assert set(actions) >= set(DEFAULT_WEIGHTS) - {"linkage", "case_note_moved", "prisoner_merged"}   # the rare ones
+    assert set(actions) >= set(DEFAULT_WEIGHTS) - {"linkage", "case_note_moved", "prisoner_merged"}  # the rare ones
     assert "poison" not in actions
     assert 0.30 < actions["case_note_created"] / 240 < 0.60
     assert 0.05 < actions["not_of_interest"] / 240 < 0.16
     assert 0 < counters["notInDelius"] < 0.35 * 240
 
-    events = [parse_sqs_body(m["Body"]) for m in received]    # every body parses
+    events = [parse_sqs_body(m["Body"]) for m in received]  # every body parses
     types = Counter(e.event_type for e in events)
     assert types == Counter(counters["eventTypes"])
     assert types["person.alert.updated"] >= actions["alert_inactive"]
@@ -149,8 +150,15 @@ def test_linkage_sets_the_noms_number_before_publishing(loaded, sqs) -> None:
         assert stored == event.noms_number == unlinked[event.crn]
         seen.append(event.crn)
 
-    sim = simulator(world, store, RecordingClient(sqs.client, noms_already_in_delius), sqs.queue_url, engine=engine,
-                    seed=3, weights={"linkage": 1})
+    sim = simulator(
+        world,
+        store,
+        RecordingClient(sqs.client, noms_already_in_delius),
+        sqs.queue_url,
+        engine=engine,
+        seed=3,
+        weights={"linkage": 1},
+    )
     results = [sim.step() for _ in range(len(unlinked))]
     assert [r["action"] for r in results] == ["linkage"] * len(unlinked)
     assert sorted(seen) == sorted(unlinked) and not world.unlinked_people
@@ -173,8 +181,16 @@ def test_a_moved_note_is_served_under_its_new_holder_and_its_event_is_the_publis
         assert (event.attributes["type"], event.attributes["subType"]) == (result["type"], result["subType"])
         info = event.additional_information
         assert isinstance(info["legacyId"], int) and info["source"] == "NOMIS"
-        assert set(info) == {"id", "legacyId", "type", "subType", "source", "syncToNomis", "systemGenerated",
-                             "previousNomsNumber"}
+        assert set(info) == {
+            "id",
+            "legacyId",
+            "type",
+            "subType",
+            "source",
+            "syncToNomis",
+            "systemGenerated",
+            "previousNomsNumber",
+        }
         assert store.get_case_note(result["caseNoteId"], result["noms"]) is not None
         assert store.get_case_note(result["caseNoteId"], result["previousNoms"]) is None
 
@@ -187,8 +203,9 @@ def test_a_prisoner_merge_replaces_the_noms_number_moves_the_notes_and_resyncs_t
     assert result["action"] == "prisoner_merged" and result["caseNotesMoved"] > 0
     new, old, crn = result["noms"], result["previousNoms"], result["crn"]
     events = [parse_sqs_body(body) for body in client.bodies]
-    assert [e.event_type for e in events] == (["person.case-note.moved"] * result["caseNotesMoved"]
-                                              + ["probation-case.prison-identifier.updated"])
+    assert [e.event_type for e in events] == (
+        ["person.case-note.moved"] * result["caseNotesMoved"] + ["probation-case.prison-identifier.updated"]
+    )
     assert all(e.noms_number == new and e.previous_noms_number == old for e in events)
     updated = events[-1]
     assert updated.kind is EventKind.LINKAGE and updated.crn == crn and updated.detail_url is None
@@ -244,8 +261,9 @@ def test_same_seed_same_events() -> None:
         client = RecordingClient()
         sim = simulator(w, store, client, seed=seed, poison_rate=0.05)
         results = [sim.step() for _ in range(150)]
-        message_ids = [json.loads(b)["MessageId"] if b.startswith("{") and "MessageId" in b else b
-                       for b in client.bodies]
+        message_ids = [
+            json.loads(b)["MessageId"] if b.startswith("{") and "MessageId" in b else b for b in client.bodies
+        ]
         return results, message_ids, store.case_notes()
 
     first, again, other = run(9), run(9), run(10)
@@ -289,12 +307,38 @@ def _read_lines(stream, lines: queue.Queue) -> None:
 
 @pytest.mark.sqs
 def test_local_stack_runs_and_stops_on_sigint(tmp_path) -> None:
-    command = [sys.executable, "-m", "integration.local", "--no-dagster", "--state-dir", str(tmp_path),
-               "--sqs-port", "0", "--auth-port", "0", "--case-notes-port", "0", "--alerts-port", "0",
-               "--people", "60", "--rate", "20", "--poison-rate", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "integration.local",
+        "--no-dagster",
+        "--state-dir",
+        str(tmp_path),
+        "--sqs-port",
+        "0",
+        "--auth-port",
+        "0",
+        "--case-notes-port",
+        "0",
+        "--alerts-port",
+        "0",
+        "--people",
+        "60",
+        "--rate",
+        "20",
+        "--poison-rate",
+        "0",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
     output: list[str] = []
@@ -307,24 +351,40 @@ def test_local_stack_runs_and_stops_on_sigint(tmp_path) -> None:
             if " ready: " in line:
                 break
         stack_env = dict(line.split("=", 1) for line in output if "=" in line and line.split("=", 1)[0].isupper())
-        assert set(stack_env) >= {"DELIUS_DATABASE_URL", "EVENTS_QUEUE_URL", "AWS_ENDPOINT_URL", "AWS_REGION",
-                                  "HMPPS_AUTH_URL", "CLIENT_ID", "CLIENT_SECRET", "CASE_NOTES_API_URL",
-                                  "ALERTS_API_URL", "DAGSTER_HOME"}
+        assert set(stack_env) >= {
+            "DELIUS_DATABASE_URL",
+            "EVENTS_QUEUE_URL",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "HMPPS_AUTH_URL",
+            "CLIENT_ID",
+            "CLIENT_SECRET",
+            "CASE_NOTES_API_URL",
+            "ALERTS_API_URL",
+            "DAGSTER_HOME",
+        }
         assert (tmp_path / "delius.db").is_file()
         env_file = (tmp_path / "stack.env").read_text()
         assert f"EVENTS_QUEUE_URL={stack_env['EVENTS_QUEUE_URL']}" in env_file
 
-        client = boto3.client("sqs", endpoint_url=stack_env["AWS_ENDPOINT_URL"], region_name=stack_env["AWS_REGION"],
-                              aws_access_key_id="local", aws_secret_access_key="local")
-        attributes = client.get_queue_attributes(QueueUrl=stack_env["EVENTS_QUEUE_URL"],
-                                                 AttributeNames=["RedrivePolicy", "VisibilityTimeout"])["Attributes"]
+        client = boto3.client(
+            "sqs",
+            endpoint_url=stack_env["AWS_ENDPOINT_URL"],
+            region_name=stack_env["AWS_REGION"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        attributes = client.get_queue_attributes(
+            QueueUrl=stack_env["EVENTS_QUEUE_URL"], AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+        )["Attributes"]
         assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] in (3, "3")
         assert attributes["VisibilityTimeout"] == "30"
         received = []
         deadline = time.monotonic() + 10
         while len(received) < 5 and time.monotonic() < deadline:
-            received += client.receive_message(QueueUrl=stack_env["EVENTS_QUEUE_URL"], MaxNumberOfMessages=10,
-                                               WaitTimeSeconds=1).get("Messages", [])
+            received += client.receive_message(
+                QueueUrl=stack_env["EVENTS_QUEUE_URL"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
         assert len(received) >= 5
         for message in received:
             parse_sqs_body(message["Body"])
@@ -348,8 +408,16 @@ def test_local_stack_reuses_its_state(tmp_path) -> None:
     from integration.local.stack import LocalStack, StackError, StackOptions
 
     def options(**kwargs) -> StackOptions:
-        return StackOptions(state_dir=tmp_path, sqs_port=0, auth_port=0, case_notes_port=0, alerts_port=0,
-                            dagster=False, rate=0, **kwargs)
+        return StackOptions(
+            state_dir=tmp_path,
+            sqs_port=0,
+            auth_port=0,
+            case_notes_port=0,
+            alerts_port=0,
+            dagster=False,
+            rate=0,
+            **kwargs,
+        )
 
     with LocalStack(options(people=40, seed=5)) as first:
         assert first.loaded["offenders"] == 28 and first.session == 1
@@ -358,8 +426,8 @@ def test_local_stack_reuses_its_state(tmp_path) -> None:
         assert env["EVENTS_QUEUE_URL"].endswith("/prison-case-notes-to-probation-queue")
         assert env["AWS_REGION"] == "eu-west-2" and env["DAGSTER_HOME"] == str(first.options.root)
         assert first.standins.store.counts()["caseNotes"] == len(first.world.case_notes)
-        assert first.simulator is None   # rate 0
-    with LocalStack(options()) as again:     # seed and size come from world.json
+        assert first.simulator is None  # rate 0
+    with LocalStack(options()) as again:  # seed and size come from world.json
         assert again.loaded == {} and again.session == 2 and len(again.world.people) == 40
     with pytest.raises(StackError, match="--fresh"):
         LocalStack(options(seed=6)).start()

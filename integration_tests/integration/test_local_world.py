@@ -11,15 +11,14 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from integration.core.events import case_note_of_interest
+from integration.core.records import Alert, CaseNote
+from integration.core.rules import alert_ignore_reason, case_note_ignore_reason, draft_from_alert, draft_from_case_note
 from integration.delius import models as m
 from integration.delius.engine import create_delius_engine
 from integration.delius.schema import create_schema
-from integration.core.events import case_note_of_interest
 from integration.local.standins import SourceStore, StandIns
 from integration.local.world import DEFAULT_PEOPLE, World, generate_world, note_kind
-from integration.core.records import Alert, CaseNote
-from integration.core.rules import alert_ignore_reason, case_note_ignore_reason, draft_from_alert, \
-    draft_from_case_note
 
 AS_OF = date(2026, 3, 16)
 NOMS = re.compile(r"^[A-Z]\d{4}[A-Z]{2}$")
@@ -51,8 +50,9 @@ def test_another_seed_gives_another_world(world: World) -> None:
 
 def test_identities_do_not_depend_on_the_as_of_date(world: World) -> None:
     later = generate_world(seed=7, as_of=date(2026, 9, 1))
-    assert [(p.noms_number, p.crn, p.noms_linked, p.first_name, p.surname) for p in later.people] == \
-        [(p.noms_number, p.crn, p.noms_linked, p.first_name, p.surname) for p in world.people]
+    assert [(p.noms_number, p.crn, p.noms_linked, p.first_name, p.surname) for p in later.people] == [
+        (p.noms_number, p.crn, p.noms_linked, p.first_name, p.surname) for p in world.people
+    ]
 
 
 def test_generation_is_fast() -> None:
@@ -88,24 +88,43 @@ def test_case_notes_cover_every_kind(world: World) -> None:
     notes = world.case_notes
     kinds = Counter(note_kind(n) for n in notes)
     assert kinds["of_interest"] > len(notes) / 2
-    for kind in ("filtered_blank", "filtered_transit", "filtered_test", "filtered_ocg", "not_of_interest",
-                 "not_subscribed"):
+    for kind in (
+        "filtered_blank",
+        "filtered_transit",
+        "filtered_test",
+        "filtered_ocg",
+        "not_of_interest",
+        "not_subscribed",
+    ):
         assert kinds[kind] >= 2, kind
     types = Counter((n["type"], n["subType"]) for n in notes)
-    for key in [("PRISON", "RELEASE"), ("TRANSFER", "FROMTOL"), ("GEN", "OSE"), ("RESET", "BCST"),
-                ("RESET", "GUIDINT"), ("OMIC", "OPEN"), ("OMIC", "QUAL"), ("OMIC_OPD", "OPD_SCREEN"), ("KA", "KS"),
-                ("KA", "KE"), ("GEN", "HIS"), ("NEG", "IEP_WARN")]:
+    for key in [
+        ("PRISON", "RELEASE"),
+        ("TRANSFER", "FROMTOL"),
+        ("GEN", "OSE"),
+        ("RESET", "BCST"),
+        ("RESET", "GUIDINT"),
+        ("OMIC", "OPEN"),
+        ("OMIC", "QUAL"),
+        ("OMIC_OPD", "OPD_SCREEN"),
+        ("KA", "KS"),
+        ("KA", "KE"),
+        ("GEN", "HIS"),
+        ("NEG", "IEP_WARN"),
+    ]:
         assert types[key] > 0, key
     assert sum(1 for n in notes if n["type"] == "RESET" and "Case note summary from" in n["text"]) > 10
     assert sum(1 for n in notes if n.get("amendments")) > 50
     assert any(len(n.get("amendments", [])) == 2 for n in notes)
     assert 5 <= sum(1 for n in notes if n["sensitive"]) <= len(notes) * 0.1
-    assert any("locationId" not in n for n in notes)          # the rules default it to UNK
+    assert any("locationId" not in n for n in notes)  # the rules default it to UNK
     assert {n["offenderIdentifier"] for n in notes} <= {p.noms_number for p in world.people}
     assert len({n["caseNoteId"] for n in notes}) == len(notes)
     assert len({n["legacyId"] for n in notes}) == len(notes)
-    assert all(n["creationDateTime"] < f"{AS_OF.isoformat()}T07:00" and n["occurrenceDateTime"] <= n["creationDateTime"]
-               for n in notes)
+    assert all(
+        n["creationDateTime"] < f"{AS_OF.isoformat()}T07:00" and n["occurrenceDateTime"] <= n["creationDateTime"]
+        for n in notes
+    )
 
 
 def test_case_notes_go_through_the_rules_as_their_kind_says(world: World) -> None:
@@ -147,12 +166,18 @@ def test_summary_has_counts_only(world: World) -> None:
 # --- loading -----------------------------------------------------------------------------------------------------
 def _check_delius_rows(engine, w: World, loaded: dict[str, int]) -> None:
     delius = w.delius_people
-    assert loaded == {"offenders": len(delius), "events": sum(p.custodial_events + p.community_events for p in delius),
-                      "nsis": sum(len(p.nsis) for p in delius), "offenderManagers": len(delius),
-                      "unlinked": len(w.unlinked_people)}
+    assert loaded == {
+        "offenders": len(delius),
+        "events": sum(p.custodial_events + p.community_events for p in delius),
+        "nsis": sum(len(p.nsis) for p in delius),
+        "offenderManagers": len(delius),
+        "unlinked": len(w.unlinked_people),
+    }
     with engine.connect() as conn:
+
         def count(table, *where):
             return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
         assert count(m.offender) == len(delius)
         assert count(m.offender, m.offender.c.noms_number.is_(None)) == len(w.unlinked_people)
         assert count(m.event) == loaded["events"] and count(m.disposal) == loaded["events"]
@@ -168,7 +193,7 @@ def _check_delius_rows(engine, w: World, loaded: dict[str, int]) -> None:
     assert {t["staff_id"] for t in teams} == {s["staff_id"] for s in staff}
     assert all(t["created_by_user_id"] and t["created_datetime"] and t["row_version"] == 0 for t in teams)
     if engine.dialect.name == "postgresql":
-        assert min(s["staff_id"] for s in staff) >= 1_000_000          # from staff_id_seq
+        assert min(s["staff_id"] for s in staff) >= 1_000_000  # from staff_id_seq
 
 
 def test_load_delius_into_sqlite(delius_sqlite) -> None:
@@ -208,10 +233,16 @@ def test_the_world_merges_into_a_version_2_delius(delius_sqlite) -> None:
     assert set(actions) <= {Action.CREATED, Action.SKIPPED, Action.UNCHANGED}, [o for o in outcomes if o.failed][:3]
     assert actions[Action.CREATED] > 100 and actions[Action.SKIPPED] > 10
     with delius_sqlite.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(m.contact)
-                            .where(m.contact.c.nsi_id.is_not(None))).scalar_one() > 0
-        assert conn.execute(select(func.count()).select_from(m.audited_interaction)).scalar_one() == \
-            actions[Action.CREATED]
+        assert (
+            conn.execute(
+                select(func.count()).select_from(m.contact).where(m.contact.c.nsi_id.is_not(None))
+            ).scalar_one()
+            > 0
+        )
+        assert (
+            conn.execute(select(func.count()).select_from(m.audited_interaction)).scalar_one()
+            == actions[Action.CREATED]
+        )
 
 
 def test_load_delius_needs_schema_and_reference_data(tmp_path) -> None:
@@ -230,8 +261,10 @@ def test_link_and_sync_links(delius_sqlite) -> None:
     person = w.unlinked_people[0]
     assert w.link(delius_sqlite, person) is True
     with delius_sqlite.connect() as conn:
-        assert conn.execute(select(m.offender.c.noms_number).where(m.offender.c.crn == person.crn)).scalar_one() \
+        assert (
+            conn.execute(select(m.offender.c.noms_number).where(m.offender.c.crn == person.crn)).scalar_one()
             == person.noms_number
+        )
     # A new World object for the same database (the stack restarting) learns about the link.
     again = _fresh(seed=13, people=100)
     assert again.person(person.noms_number).noms_linked is False
@@ -243,8 +276,12 @@ def test_link_and_sync_links(delius_sqlite) -> None:
 def test_load_source_serves_notes_and_alerts_over_http(world: World, standins: StandIns) -> None:
     assert world.load_source(standins.store) == {"caseNotes": len(world.case_notes), "alerts": len(world.alerts)}
     assert standins.store.counts() == {"caseNotes": len(world.case_notes), "alerts": len(world.alerts)}
-    token = requests.post(f"{standins.auth_url}/oauth/token", params={"grant_type": "client_credentials"},
-                          auth=(standins.client_id, standins.client_secret), timeout=5).json()["access_token"]
+    token = requests.post(
+        f"{standins.auth_url}/oauth/token",
+        params={"grant_type": "client_credentials"},
+        auth=(standins.client_id, standins.client_secret),
+        timeout=5,
+    ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     note = next(n for n in world.case_notes if n.get("amendments"))
     response = requests.get(standins.case_note_url(note), headers=headers, timeout=5)
@@ -255,16 +292,19 @@ def test_load_source_serves_notes_and_alerts_over_http(world: World, standins: S
     alert = next(a for a in world.alerts if not a["isActive"])
     assert requests.get(standins.alert_url(alert), headers=headers, timeout=5).json() == alert
     person = alert["prisonNumber"]
-    active = requests.get(f"{standins.alerts_url}/prisoners/{person}/alerts", params={"isActive": "true"},
-                          headers=headers, timeout=5).json()
+    active = requests.get(
+        f"{standins.alerts_url}/prisoners/{person}/alerts", params={"isActive": "true"}, headers=headers, timeout=5
+    ).json()
     assert all(a["isActive"] for a in active["content"])
-    assert {a["alertUuid"] for a in active["content"]} == \
-        {a["alertUuid"] for a in world.alerts if a["prisonNumber"] == person and a["isActive"]}
+    assert {a["alertUuid"] for a in active["content"]} == {
+        a["alertUuid"] for a in world.alerts if a["prisonNumber"] == person and a["isActive"]
+    }
 
 
 def test_load_source_into_a_plain_store(world: World) -> None:
     store = SourceStore()
     world.load_source(store)
     person = world.people[0].noms_number
-    assert {n["caseNoteId"] for n in store.case_notes(person)} == \
-        {n["caseNoteId"] for n in world.case_notes if n["offenderIdentifier"] == person}
+    assert {n["caseNoteId"] for n in store.case_notes(person)} == {
+        n["caseNoteId"] for n in world.case_notes if n["offenderIdentifier"] == person
+    }

@@ -21,25 +21,56 @@ from integration.delius.store import DeliusStore
 T0 = datetime(2024, 3, 1, 10, 15, 30)
 
 
-def case_note_draft(noms="A1234BC", *, type_="KA", sub_type="KS", content="Key work session held",
-                    uuid_=None, legacy_id=None, contact=T0, system=T0, forename="Bob", surname="Smith",
-                    establishment="LEI") -> ContactDraft:
+def case_note_draft(
+    noms="A1234BC",
+    *,
+    type_="KA",
+    sub_type="KS",
+    content="Key work session held",
+    uuid_=None,
+    legacy_id=None,
+    contact=T0,
+    system=T0,
+    forename="Bob",
+    surname="Smith",
+    establishment="LEI",
+) -> ContactDraft:
     source_id = uuid_ or str(uuid.uuid4())
-    return ContactDraft(urn=rules.case_note_urn(source_id), kind=ContactKind.CASE_NOTE, noms_number=noms,
-                        source_id=source_id, legacy_id=legacy_id, type=type_, sub_type=sub_type, content=content,
-                        contact_datetime=contact, system_datetime=system, staff_forename=forename,
-                        staff_surname=surname, establishment_code=establishment)
+    return ContactDraft(
+        urn=rules.case_note_urn(source_id),
+        kind=ContactKind.CASE_NOTE,
+        noms_number=noms,
+        source_id=source_id,
+        legacy_id=legacy_id,
+        type=type_,
+        sub_type=sub_type,
+        content=content,
+        contact_datetime=contact,
+        system_datetime=system,
+        staff_forename=forename,
+        staff_surname=surname,
+        establishment_code=establishment,
+    )
 
 
 def alert_draft(noms="A1234BC", *, active=True, uuid_=None, system=T0) -> ContactDraft:
     source_id = uuid_ or str(uuid.uuid4())
-    return ContactDraft(urn=rules.alert_urn(source_id, active),
-                        kind=ContactKind.ACTIVE_ALERT if active else ContactKind.INACTIVE_ALERT,
-                        noms_number=noms, source_id=source_id, legacy_id=None, type="ALERT",
-                        sub_type="ACTIVE" if active else "INACTIVE", content="Some alert text",
-                        contact_datetime=T0, system_datetime=system, staff_forename="Jane",
-                        staff_surname="Jones", establishment_code="MDI",
-                        alert_description=f"Alert Security and Escape risk made {'active' if active else 'inactive'}.")
+    return ContactDraft(
+        urn=rules.alert_urn(source_id, active),
+        kind=ContactKind.ACTIVE_ALERT if active else ContactKind.INACTIVE_ALERT,
+        noms_number=noms,
+        source_id=source_id,
+        legacy_id=None,
+        type="ALERT",
+        sub_type="ACTIVE" if active else "INACTIVE",
+        content="Some alert text",
+        contact_datetime=T0,
+        system_datetime=system,
+        staff_forename="Jane",
+        staff_surname="Jones",
+        establishment_code="MDI",
+        alert_description=f"Alert Security and Escape risk made {'active' if active else 'inactive'}.",
+    )
 
 
 def contacts(engine, **where):
@@ -73,12 +104,12 @@ def test_create_writes_every_column_and_an_audit_row(delius):
     user_id = scalar(delius, select(m.user_.c.user_id))
     assert row["contact_id"] == outcome.contact_id
     assert row["offender_id"] == person.offender_id
-    assert row["event_id"] == person.event_ids[0]          # exactly one custodial event
+    assert row["event_id"] == person.event_ids[0]  # exactly one custodial event
     assert row["nsi_id"] is None
     assert row["contact_type_id"] == nkws
-    assert row["description"] is None                      # mapped, not NOMISD, not alert, not BCST
+    assert row["description"] is None  # mapped, not NOMISD, not alert, not BCST
     assert row["notes"] == "KA KS\nKey work session held"
-    assert row["contact_date"] == row["contact_start_time"] == datetime(2024, 3, 1, 9, 0, 5)   # both: the timestamp
+    assert row["contact_date"] == row["contact_start_time"] == datetime(2024, 3, 1, 9, 0, 5)  # both: the timestamp
     assert row["team_id"] == csn_team and row["trust_provider_team_id"] == csn_team
     assert row["probation_area_id"] == lei_area
     assert row["staff_employee_id"] == row["staff_id"]
@@ -92,8 +123,14 @@ def test_create_writes_every_column_and_an_audit_row(delius):
 
     with delius.connect() as conn:
         staff = conn.execute(select(m.staff).where(m.staff.c.staff_id == row["staff_id"])).mappings().one()
-        staff_teams = conn.execute(select(m.staff_team.c.team_id).where(m.staff_team.c.staff_id == staff["staff_id"])).scalars().all()
-        staff_team = conn.execute(select(m.staff_team).where(m.staff_team.c.staff_id == staff["staff_id"])).mappings().one()
+        staff_teams = (
+            conn.execute(select(m.staff_team.c.team_id).where(m.staff_team.c.staff_id == staff["staff_id"]))
+            .scalars()
+            .all()
+        )
+        staff_team = (
+            conn.execute(select(m.staff_team).where(m.staff_team.c.staff_id == staff["staff_id"])).mappings().one()
+        )
         audit = conn.execute(select(m.audited_interaction)).mappings().all()
     assert (staff["forename"], staff["surname"], staff["officer_code"]) == ("Bob", "Smith", "LEIA001")
     assert staff["probation_area_id"] == lei_area and staff["private"] == 0 and staff["row_version"] == 0
@@ -101,16 +138,23 @@ def test_create_writes_every_column_and_an_audit_row(delius):
     assert staff["start_date"] == staff["created_datetime"] == staff["last_updated_datetime"]
     assert staff["start_date"].microsecond == 0
     assert staff_teams == [csn_team]
-    assert (staff_team["created_by_user_id"], staff_team["last_updated_user_id"], staff_team["row_version"]) == \
-        (user_id, user_id, 0)
+    assert (staff_team["created_by_user_id"], staff_team["last_updated_user_id"], staff_team["row_version"]) == (
+        user_id,
+        user_id,
+        0,
+    )
     assert staff_team["created_datetime"] == staff_team["last_updated_datetime"] == staff["created_datetime"]
     assert len(audit) == 1
     assert audit[0]["interaction_parameters"] == f"dpsId='{draft.source_id}',contactId='{row['contact_id']}'"
     assert audit[0]["outcome"] == "P" and audit[0]["user_id"] == user_id
-    interaction = scalar(delius, select(m.business_interaction.c.business_interaction_id)
-                         .where(m.business_interaction.c.business_interaction_code == "APIBI001"))
+    interaction = scalar(
+        delius,
+        select(m.business_interaction.c.business_interaction_id).where(
+            m.business_interaction.c.business_interaction_code == "APIBI001"
+        ),
+    )
     assert audit[0]["business_interaction_id"] == interaction
-    if delius.dialect.name == "postgresql":      # ids from contact_id_seq / staff_id_seq (they start there)
+    if delius.dialect.name == "postgresql":  # ids from contact_id_seq / staff_id_seq (they start there)
         assert row["contact_id"] >= 5_000_000 and staff["staff_id"] >= 1_000_000
         with delius.connect() as conn:
             assert conn.execute(text("select last_value from contact_id_seq")).scalar() >= row["contact_id"]
@@ -134,19 +178,28 @@ def test_unmapped_type_uses_nomisd_with_description_and_sensitive_type_sets_flag
 def test_alerts_are_person_level_and_active_inactive_are_separate_contacts(delius):
     add_person(delius, "X123456", "A1234BC", custodial_events=1)
     alert_id = str(uuid.uuid4())
-    outcomes = DeliusStore(delius).merge([alert_draft(uuid_=alert_id, active=True),
-                                          alert_draft(uuid_=alert_id, active=False)])
+    outcomes = DeliusStore(delius).merge(
+        [alert_draft(uuid_=alert_id, active=True), alert_draft(uuid_=alert_id, active=False)]
+    )
     assert [o.action for o in outcomes] == [Action.CREATED, Action.CREATED]
     rows = contacts(delius)
-    assert {r["external_reference"] for r in rows} == {rules.alert_urn(alert_id, True), rules.alert_urn(alert_id, False)}
+    assert {r["external_reference"] for r in rows} == {
+        rules.alert_urn(alert_id, True),
+        rules.alert_urn(alert_id, False),
+    }
     assert all(r["event_id"] is None and r["nsi_id"] is None for r in rows)
     assert rows[0]["description"] == "NOMIS Alert Security and Escape risk made active."
     assert rows[0]["notes"] == "ALERT ACTIVE\nAlert Security and Escape risk made active.\nSome alert text"
 
 
 def test_event_linking_prefers_latest_mapped_nsi_and_needs_exactly_one_custodial_event(delius):
-    one = add_person(delius, "X000001", "A0000AA", custodial_events=1,
-                     nsis=[("RESPASS", date(2023, 1, 1)), ("RESPASS", date(2024, 1, 1))])
+    one = add_person(
+        delius,
+        "X000001",
+        "A0000AA",
+        custodial_events=1,
+        nsis=[("RESPASS", date(2023, 1, 1)), ("RESPASS", date(2024, 1, 1))],
+    )
     add_person(delius, "X000002", "A0000BB", custodial_events=2)
     add_person(delius, "X000003", "A0000CC", custodial_events=0, community_events=1)
     bcst = case_note_draft("A0000AA", type_="RESET", sub_type="BCST", content="Case note summary from Finance ...")
@@ -167,8 +220,14 @@ def test_replay_is_a_no_op_and_newer_version_updates_notes_dates_and_never_short
     [replay] = store.merge([original])
     assert replay.action is Action.UNCHANGED and replay.reason == "already up to date"
 
-    newer = case_note_draft(uuid_=note_id, content="Short", contact=T0 + timedelta(days=1, hours=2),
-                            system=T0 + timedelta(hours=1), type_="KA", sub_type="KE")
+    newer = case_note_draft(
+        uuid_=note_id,
+        content="Short",
+        contact=T0 + timedelta(days=1, hours=2),
+        system=T0 + timedelta(hours=1),
+        type_="KA",
+        sub_type="KE",
+    )
     [updated] = store.merge([newer])
     assert updated.action is Action.UPDATED
     [row] = contacts(delius)
@@ -182,7 +241,9 @@ def test_replay_is_a_no_op_and_newer_version_updates_notes_dates_and_never_short
 
     [stale] = store.merge([case_note_draft(uuid_=note_id, content="stale", system=T0 + timedelta(minutes=30))])
     assert stale.action is Action.UNCHANGED and "out of sequence" in stale.reason
-    [same_second] = store.merge([case_note_draft(uuid_=note_id, content="x", system=T0 + timedelta(hours=1, microseconds=900))])
+    [same_second] = store.merge(
+        [case_note_draft(uuid_=note_id, content="x", system=T0 + timedelta(hours=1, microseconds=900))]
+    )
     assert same_second.action is Action.UNCHANGED
     assert contacts(delius)[0]["notes"].rstrip() == "KA KE\nShort"
     assert count(delius, m.audited_interaction) == 2
@@ -193,7 +254,8 @@ def test_people_not_in_delius_are_skipped_and_duplicates_fail(delius):
     add_person(delius, "X000002", "A2222BB")
     add_person(delius, "X000003", "A2222BB")
     missing, deleted, duplicate = DeliusStore(delius).merge(
-        [case_note_draft("Z9999ZZ"), case_note_draft("A1111AA"), case_note_draft("A2222BB")])
+        [case_note_draft("Z9999ZZ"), case_note_draft("A1111AA"), case_note_draft("A2222BB")]
+    )
     assert (missing.action, missing.reason) == (Action.SKIPPED, "offender not found in Delius")
     assert deleted.action is Action.SKIPPED
     assert duplicate.action is Action.FAILED and duplicate.reason == "2 offenders have NOMS number A2222BB"
@@ -209,8 +271,9 @@ def staff_rows(engine) -> list[tuple[str, str, str]]:
 def test_person_not_in_delius_creates_no_staff(delius):
     add_person(delius, "X000001", "A1111AA", soft_deleted=True)
     staff_before, teams_before = count(delius, m.staff), count(delius, m.staff_team)
-    missing, deleted = DeliusStore(delius).merge([case_note_draft("Z9999ZZ", forename="Ghost", surname="Writer"),
-                                                  alert_draft("A1111AA")])
+    missing, deleted = DeliusStore(delius).merge(
+        [case_note_draft("Z9999ZZ", forename="Ghost", surname="Writer"), alert_draft("A1111AA")]
+    )
     assert (missing.action, missing.reason) == (Action.SKIPPED, "offender not found in Delius")
     assert (deleted.action, deleted.reason) == (Action.SKIPPED, "offender not found in Delius")
     assert (count(delius, m.staff), count(delius, m.staff_team)) == (staff_before, teams_before)
@@ -234,21 +297,25 @@ def test_mixed_batch_creates_staff_only_for_the_known_persons_author(delius):
     add_person(delius, "X000003", "A2222BB")
     before = staff_rows(delius)
     teams_before = count(delius, m.staff_team)
-    outcomes = DeliusStore(delius).merge([
-        case_note_draft("Z9999ZZ", forename="Ghost", surname="Writer"),
-        case_note_draft("A1234BC", forename="Known", surname="Author"),
-        case_note_draft("A2222BB", forename="Twin", surname="Writer"),
-        alert_draft("Z9999ZZ"),                                     # Jane Jones at MDI: no staff for MDI either
-    ])
+    outcomes = DeliusStore(delius).merge(
+        [
+            case_note_draft("Z9999ZZ", forename="Ghost", surname="Writer"),
+            case_note_draft("A1234BC", forename="Known", surname="Author"),
+            case_note_draft("A2222BB", forename="Twin", surname="Writer"),
+            alert_draft("Z9999ZZ"),  # Jane Jones at MDI: no staff for MDI either
+        ]
+    )
     assert [o.action for o in outcomes] == [Action.SKIPPED, Action.CREATED, Action.FAILED, Action.SKIPPED]
     new_staff = sorted(set(staff_rows(delius)) - set(before))
-    assert new_staff == [("LEIA001", "Known", "Author")]            # the skipped drafts consumed no officer code
+    assert new_staff == [("LEIA001", "Known", "Author")]  # the skipped drafts consumed no officer code
     assert count(delius, m.staff_team) == teams_before + 1
     [row] = contacts(delius)
     assert row["external_reference"] == outcomes[1].urn
     with delius.connect() as conn:
-        assert conn.execute(select(m.staff.c.officer_code)
-                            .where(m.staff.c.staff_id == row["staff_id"])).scalar() == "LEIA001"
+        assert (
+            conn.execute(select(m.staff.c.officer_code).where(m.staff.c.staff_id == row["staff_id"])).scalar()
+            == "LEIA001"
+        )
 
 
 def test_move_to_a_person_not_in_delius_creates_no_staff_and_leaves_the_contact(delius):
@@ -258,8 +325,18 @@ def test_move_to_a_person_not_in_delius_creates_no_staff_and_leaves_the_contact(
     store.merge([case_note_draft("A1111AA", uuid_=note_id)])
     [before] = contacts(delius)
     staff_before, teams_before = count(delius, m.staff), count(delius, m.staff_team)
-    [moved] = store.merge([case_note_draft("Z9999ZZ", uuid_=note_id, content="Corrected", forename="Zed",
-                                           surname="Q", system=T0 + timedelta(hours=1))])
+    [moved] = store.merge(
+        [
+            case_note_draft(
+                "Z9999ZZ",
+                uuid_=note_id,
+                content="Corrected",
+                forename="Zed",
+                surname="Q",
+                system=T0 + timedelta(hours=1),
+            )
+        ]
+    )
     assert (moved.action, moved.reason) == (Action.SKIPPED, "offender not found in Delius")
     assert (count(delius, m.staff), count(delius, m.staff_team)) == (staff_before, teams_before)
     assert contacts(delius) == [before]
@@ -268,7 +345,8 @@ def test_move_to_a_person_not_in_delius_creates_no_staff_and_leaves_the_contact(
 def test_unknown_or_short_establishment_fails_with_reason(delius):
     add_person(delius, "X123456", "A1234BC")
     unknown, short, good = DeliusStore(delius).merge(
-        [case_note_draft(establishment="XYZ"), case_note_draft(establishment="LE"), case_note_draft()])
+        [case_note_draft(establishment="XYZ"), case_note_draft(establishment="LE"), case_note_draft()]
+    )
     assert unknown.action is Action.FAILED
     assert unknown.reason == "Probation Area not found for NOMIS institution: XYZ"
     assert short.action is Action.FAILED and short.reason.startswith("Invalid establishment code")
@@ -281,7 +359,8 @@ def test_missing_csn_team_and_missing_nomisd_fail(delius):
         conn.execute(update(m.team).where(m.team.c.code == "MDICSN").values(code="MDIXXX"))
         conn.execute(m.r_contact_type.update().where(m.r_contact_type.c.code == "NOMISD").values(code="NOMISX"))
     no_team, no_default = DeliusStore(delius).merge(
-        [case_note_draft(establishment="MDI"), case_note_draft(type_="OMIC_OPD", sub_type="Z")])
+        [case_note_draft(establishment="MDI"), case_note_draft(type_="OMIC_OPD", sub_type="Z")]
+    )
     assert no_team.reason == "Team with code of MDICSN not found"
     assert no_default.action is Action.FAILED and no_default.retryable
     assert no_default.reason == "contact type NOMISD not found"
@@ -291,18 +370,39 @@ def test_staff_are_matched_case_insensitively_and_new_ones_get_the_next_officer_
     add_person(delius, "X123456", "A1234BC")
     store = DeliusStore(delius)
     store.merge([case_note_draft(forename="Bob", surname="Smith")])
-    store.merge([case_note_draft(forename="BOB", surname="smith"), case_note_draft(forename="Ann", surname="Lee"),
-                 case_note_draft(forename="Cy", surname="Ray", establishment="MDI")])
+    store.merge(
+        [
+            case_note_draft(forename="BOB", surname="smith"),
+            case_note_draft(forename="Ann", surname="Lee"),
+            case_note_draft(forename="Cy", surname="Ray", establishment="MDI"),
+        ]
+    )
     with delius.connect() as conn:
-        codes = dict(conn.execute(select(m.staff.c.surname, m.staff.c.officer_code)
-                                  .where(m.staff.c.officer_code.not_like("N07%"))).all())
+        codes = dict(
+            conn.execute(
+                select(m.staff.c.surname, m.staff.c.officer_code).where(m.staff.c.officer_code.not_like("N07%"))
+            ).all()
+        )
     assert codes == {"Smith": "LEIA001", "Lee": "LEIA002", "Ray": "MDIA001"}
-    assert len({r["staff_id"] for r in contacts(delius) if r["probation_area_id"] == contacts(delius)[0]["probation_area_id"]}) == 2
+    assert (
+        len(
+            {
+                r["staff_id"]
+                for r in contacts(delius)
+                if r["probation_area_id"] == contacts(delius)[0]["probation_area_id"]
+            }
+        )
+        == 2
+    )
 
 
 def test_officer_codes_roll_over_letters():
     assert officer_codes_after("N07", [], 2) == ["N07A001", "N07A002"]
-    assert officer_codes_after("N07", ["N07A998", "N07A010", "LEIZ999", "N07XX"], 3) == ["N07A999", "N07B000", "N07B001"]
+    assert officer_codes_after("N07", ["N07A998", "N07A010", "LEIZ999", "N07XX"], 3) == [
+        "N07A999",
+        "N07B000",
+        "N07B001",
+    ]
 
 
 def test_moved_case_note_is_rewritten_for_the_right_person_and_previous_case_gets_data_cleanse(delius):
@@ -342,13 +442,20 @@ def test_move_to_a_case_without_manager_writes_no_data_cleanse(delius):
 def test_legacy_rows_are_matched_by_nomis_id_and_get_their_urn(delius):
     person = add_person(delius, "X123456", "A1234BC")
     store = DeliusStore(delius)
-    store.merge([case_note_draft(uuid_=str(uuid.uuid4()))])   # creates staff and a template row
+    store.merge([case_note_draft(uuid_=str(uuid.uuid4()))])  # creates staff and a template row
     [template] = contacts(delius)
     recent = datetime.now().replace(microsecond=0) - timedelta(days=10)
     with delius.begin() as conn:
         for legacy_id, stamp in ((111, T0), (222, recent), (333, T0)):
-            row = dict(template, contact_id=None, external_reference=None, nomis_case_note_id=legacy_id,
-                       last_updated_datetime=stamp, contact_date=stamp, contact_start_time=stamp)
+            row = dict(
+                template,
+                contact_id=None,
+                external_reference=None,
+                nomis_case_note_id=legacy_id,
+                last_updated_datetime=stamp,
+                contact_date=stamp,
+                contact_start_time=stamp,
+            )
             row.pop("contact_id")
             conn.execute(m.contact.insert().values(**row))
     newer = case_note_draft(legacy_id=111, system=T0 + timedelta(seconds=5), content="new text")
@@ -367,8 +474,10 @@ def test_legacy_rows_are_matched_by_nomis_id_and_get_their_urn(delius):
 def test_same_urn_twice_in_one_batch_keeps_the_newest(delius):
     add_person(delius, "X123456", "A1234BC")
     note_id = str(uuid.uuid4())
-    old, new = (case_note_draft(uuid_=note_id, content=c, system=s)
-                for c, s in (("old", T0), ("new", T0 + timedelta(minutes=1))))
+    old, new = (
+        case_note_draft(uuid_=note_id, content=c, system=s)
+        for c, s in (("old", T0), ("new", T0 + timedelta(minutes=1)))
+    )
     outcomes = DeliusStore(delius).merge([new, old])
     assert [o.action for o in outcomes] == [Action.CREATED, Action.UNCHANGED]
     assert contacts(delius)[0]["notes"] == "KA KS\nnew"
@@ -399,7 +508,9 @@ def test_concurrent_merges_of_the_same_drafts_create_each_contact_and_staff_once
     assert created == 60
     assert all(o.action in (Action.CREATED, Action.UNCHANGED) for result in results for o in result)
     with delius_pg.connect() as conn:
-        prison_staff = conn.execute(select(m.staff.c.forename).where(m.staff.c.officer_code.like("LEIA%"))).scalars().all()
+        prison_staff = (
+            conn.execute(select(m.staff.c.forename).where(m.staff.c.officer_code.like("LEIA%"))).scalars().all()
+        )
     assert sorted(prison_staff) == sorted(f"Name{n}" for n in range(7))
 
 
@@ -411,7 +522,7 @@ def _function_ddl() -> str:
     from integration.delius.schema import contract_ddl
 
     ddl = contract_ddl("postgresql")
-    return ddl[ddl.index("create function spgconfig.getnextstaffreference"):].rstrip().rstrip(";")
+    return ddl[ddl.index("create function spgconfig.getnextstaffreference") :].rstrip().rstrip(";")
 
 
 @contextmanager
@@ -421,7 +532,7 @@ def officer_code_function(engine, body: str | None):
 
     signature = "spgconfig.getnextstaffreference(probation_area_code_in varchar)"
     with engine.begin() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()       # the driver's own: nothing interprets '%'
+        cursor = conn.connection.dbapi_connection.cursor()  # the driver's own: nothing interprets '%'
         cursor.execute(f"drop function {signature}")
         if body is not None:
             cursor.execute(f"create function {signature} returns varchar language plpgsql as $$ {body} $$")
@@ -437,8 +548,9 @@ def officer_code_function(engine, body: str | None):
 
 def staff_codes(engine, prefix: str) -> list[str]:
     with engine.connect() as conn:
-        return sorted(conn.execute(select(m.staff.c.officer_code)
-                                   .where(m.staff.c.officer_code.like(f"{prefix}%"))).scalars())
+        return sorted(
+            conn.execute(select(m.staff.c.officer_code).where(m.staff.c.officer_code.like(f"{prefix}%"))).scalars()
+        )
 
 
 @pytest.mark.postgres
@@ -446,11 +558,14 @@ def test_officer_codes_come_from_the_delius_function_one_at_a_time(delius_pg):
     add_person(delius_pg, "X123456", "A1234BC")
     # A stand-in that answers in its own series, counting the rows it can see: each new staff row must be inserted
     # before the next code is asked for.
-    body = ("begin return substr(probation_area_code_in, 1, 3) || 'Q' || (100 + (select count(*) from staff "
-            "where officer_code like substr(probation_area_code_in, 1, 3) || 'Q%'))::text; end")
+    body = (
+        "begin return substr(probation_area_code_in, 1, 3) || 'Q' || (100 + (select count(*) from staff "
+        "where officer_code like substr(probation_area_code_in, 1, 3) || 'Q%'))::text; end"
+    )
     with officer_code_function(delius_pg, body):
-        outcomes = DeliusStore(delius_pg).merge([case_note_draft(forename="Ann", surname="Lee"),
-                                                 case_note_draft(forename="Cy", surname="Ray")])
+        outcomes = DeliusStore(delius_pg).merge(
+            [case_note_draft(forename="Ann", surname="Lee"), case_note_draft(forename="Cy", surname="Ray")]
+        )
     assert [o.action for o in outcomes] == [Action.CREATED] * 2
     assert staff_codes(delius_pg, "LEI") == ["LEIQ100", "LEIQ101"]
 
@@ -495,7 +610,7 @@ def test_a_batch_of_2000_creates_gets_2000_audit_rows_with_distinct_keys(delius)
     store = DeliusStore(delius)
     outcomes = store.merge(drafts)
     assert [o.action for o in outcomes] == [Action.CREATED] * 2000
-    again = store.merge([case_note_draft(f"A{n % 20:04d}AA") for n in range(50)])    # straight after
+    again = store.merge([case_note_draft(f"A{n % 20:04d}AA") for n in range(50)])  # straight after
     assert {o.action for o in again} == {Action.CREATED}
     with delius.connect() as conn:
         audits = conn.execute(select(m.audited_interaction)).mappings().all()
@@ -521,14 +636,24 @@ def test_audit_times_taken_by_another_run_are_skipped(delius_pg_url, delius_pg):
 
     add_person(delius_pg, "X123456", "A1234BC")
     fixed = datetime(2025, 1, 2, 3, 4, 5)
-    engine = create_delius_engine(delius_pg_url)          # a fresh engine: no audit times used yet
+    engine = create_delius_engine(delius_pg_url)  # a fresh engine: no audit times used yet
     try:
         with engine.begin() as conn:
             user_id = conn.execute(select(m.user_.c.user_id)).scalar_one()
             interaction = conn.execute(select(m.business_interaction.c.business_interaction_id)).scalar_one()
-            conn.execute(m.audited_interaction.insert(), [
-                {"date_time": fixed + timedelta(microseconds=n), "business_interaction_id": interaction,
-                 "user_id": user_id, "outcome": "P", "interaction_parameters": "taken"} for n in range(3)])
+            conn.execute(
+                m.audited_interaction.insert(),
+                [
+                    {
+                        "date_time": fixed + timedelta(microseconds=n),
+                        "business_interaction_id": interaction,
+                        "user_id": user_id,
+                        "outcome": "P",
+                        "interaction_parameters": "taken",
+                    }
+                    for n in range(3)
+                ],
+            )
         outcomes = DeliusStore(engine, clock=lambda: fixed).merge([case_note_draft() for _ in range(3)])
     finally:
         engine.dispose()
@@ -570,8 +695,8 @@ def test_a_move_whose_data_cleanse_cannot_be_written_fails_retryably_and_a_retry
     failed, created = store.merge([corrected, unrelated])
     assert failed.action is Action.FAILED and failed.retryable
     assert failed.reason == "contact type OTHER not found: no Data Cleanse contact"
-    assert created.action is Action.CREATED                  # only the affected draft fails
-    assert contacts(delius, contact_id=before["contact_id"]) == [before]          # not moved
+    assert created.action is Action.CREATED  # only the affected draft fails
+    assert contacts(delius, contact_id=before["contact_id"]) == [before]  # not moved
     assert contacts(delius, description="Data Cleanse") == []
 
     _rename_contact_type(delius, "OTHERX", "OTHER")
@@ -609,7 +734,7 @@ def test_two_moves_off_one_case_write_one_data_cleanse(delius):
     outcomes = store.merge([case_note_draft("A2222BB", uuid_=n) for n in notes])
     assert [o.action for o in outcomes] == [Action.MOVED] * 2
     assert len(contacts(delius, offender_id=wrong.offender_id, description="Data Cleanse")) == 1
-    assert count(delius, m.audited_interaction) == 4        # 2 creates + 2 moves; the cleanse has none
+    assert count(delius, m.audited_interaction) == 4  # 2 creates + 2 moves; the cleanse has none
 
 
 # ------------------------------------------------------------------------------------------------ concurrent runs
@@ -630,7 +755,7 @@ def _merge_in_process(url: str, barrier, results, name: str, rounds: list[list[C
             barrier.wait(timeout=120)
             actions = []
             for start in range(0, len(drafts), chunk):
-                actions += [(o.urn, o.action.value, o.reason) for o in store.merge(drafts[start:start + chunk])]
+                actions += [(o.urn, o.action.value, o.reason) for o in store.merge(drafts[start : start + chunk])]
             results.put((name, actions))
     except Exception as exc:  # pragma: no cover - reported by the parent
         results.put((name, repr(exc)))
@@ -662,10 +787,20 @@ def test_two_processes_merging_the_same_urns_leave_one_contact_each_with_the_new
             again = i >= len(fresh)
             home = newest[rules.case_note_urn(note_id)].noms_number if again else f"A{i % PEOPLE:04d}BB"
             target = f"A{(int(home[1:5]) + 1) % PEOPLE:04d}BB" if again and r % 2 else home
-            older = case_note_draft(home, uuid_=note_id, content=f"round {r} older",
-                                    system=T0 + timedelta(minutes=2 * r), forename=f"Writer{i % 5}")
-            newer = case_note_draft(target, uuid_=note_id, content=f"round {r} newer",
-                                    system=T0 + timedelta(minutes=2 * r + 1), forename=f"Writer{i % 7}")
+            older = case_note_draft(
+                home,
+                uuid_=note_id,
+                content=f"round {r} older",
+                system=T0 + timedelta(minutes=2 * r),
+                forename=f"Writer{i % 5}",
+            )
+            newer = case_note_draft(
+                target,
+                uuid_=note_id,
+                content=f"round {r} newer",
+                system=T0 + timedelta(minutes=2 * r + 1),
+                forename=f"Writer{i % 7}",
+            )
             first, second = (older, newer) if i % 2 else (newer, older)
             a_drafts.append(first)
             b_drafts.append(second)
@@ -674,8 +809,10 @@ def test_two_processes_merging_the_same_urns_leave_one_contact_each_with_the_new
         plans["b"].append(list(reversed(b_drafts)))
         previous = fresh
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    processes = [ctx.Process(target=_merge_in_process, args=(delius_pg_url, barrier, results, name, plans[name], 6))
-                 for name in ("a", "b")]
+    processes = [
+        ctx.Process(target=_merge_in_process, args=(delius_pg_url, barrier, results, name, plans[name], 6))
+        for name in ("a", "b")
+    ]
     for p in processes:
         p.start()
     reports = [results.get(timeout=600) for _ in range(2 * ROUNDS)]
@@ -685,13 +822,15 @@ def test_two_processes_merging_the_same_urns_leave_one_contact_each_with_the_new
     assert all(isinstance(actions, list) for _, actions in reports), reports
     actions = [action for _, round_actions in reports for _, action, _ in round_actions]
     assert "failed" not in actions and "skipped" not in actions
-    assert actions.count("created") == ROUNDS * NEW_NOTES_PER_ROUND      # each URN created once, by one of the two
+    assert actions.count("created") == ROUNDS * NEW_NOTES_PER_ROUND  # each URN created once, by one of the two
     assert "moved" in actions
 
     with delius_pg.connect() as conn:
-        rows = conn.execute(select(m.contact.c.external_reference, m.contact.c.notes, m.offender.c.noms_number)
-                            .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
-                            .where(m.contact.c.external_reference.is_not(None))).all()
+        rows = conn.execute(
+            select(m.contact.c.external_reference, m.contact.c.notes, m.offender.c.noms_number)
+            .join(m.offender, m.offender.c.offender_id == m.contact.c.offender_id)
+            .where(m.contact.c.external_reference.is_not(None))
+        ).all()
     by_urn: dict[str, list] = {}
     for urn, notes, noms in rows:
         by_urn.setdefault(urn, []).append((notes.rstrip(" "), noms))

@@ -31,8 +31,12 @@ def failure_context(instance, run_id: str, notifier: Notifier):
     run = instance.get_run_by_id(run_id)
     [failure] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     return dg.build_run_status_sensor_context(
-        sensor_name="run_failure_notification_sensor", dagster_instance=instance, dagster_run=run,
-        dagster_event=failure.dagster_event, resources={"notifier": notifier}).for_run_failure()
+        sensor_name="run_failure_notification_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure.dagster_event,
+        resources={"notifier": notifier},
+    ).for_run_failure()
 
 
 def test_a_failed_backfill_run_is_posted_with_its_reason_and_no_note_text(instance, standins, delius_pg, webhook):
@@ -41,8 +45,12 @@ def test_a_failed_backfill_run_is_posted_with_its_reason_and_no_note_text(instan
     standins.set_fault("search_case_notes", status=503)
     instance.add_dynamic_partitions("noms_number", ["A7000AA"])
     result = dg.materialize(
-        [linked_person_contacts], partition_key="A7000AA", instance=instance, raise_on_error=False,
-        resources={"delius": delius_resource(delius_pg), "source_api": source_api_resource(standins, retries=0)})
+        [linked_person_contacts],
+        partition_key="A7000AA",
+        instance=instance,
+        raise_on_error=False,
+        resources={"delius": delius_resource(delius_pg), "source_api": source_api_resource(standins, retries=0)},
+    )
     assert not result.success
 
     run_failure_notification_sensor(failure_context(instance, result.run_id, Notifier(webhook_url=webhook.url)))
@@ -65,7 +73,8 @@ def test_an_unexpected_exception_is_named_by_its_class_only(instance, webhook):
     assert "- leak_in_an_exception: ValueError" in message["text"]
     assert SECRET_TEXT not in json.dumps(message) and "duplicate key" not in json.dumps(message)
     assert message["blocks"][-1]["elements"][0]["text"] == (
-        f"<http://dagster.example/runs/{result.run_id}|Open the run in Dagster>")
+        f"<http://dagster.example/runs/{result.run_id}|Open the run in Dagster>"
+    )
 
 
 class RecordingLog:
@@ -83,8 +92,11 @@ def test_without_a_webhook_or_with_a_broken_one_the_sensor_logs_and_carries_on(i
     monkeypatch.delenv("NOTIFY_WEBHOOK_URL", raising=False)
     webhook.status = 500
     unreachable = "http://127.0.0.1:9/hook-secret"
-    for notifier in (Notifier(), Notifier(webhook_url=webhook.url), Notifier(webhook_url=unreachable,
-                                                                               timeout_seconds=1)):
+    for notifier in (
+        Notifier(),
+        Notifier(webhook_url=webhook.url),
+        Notifier(webhook_url=unreachable, timeout_seconds=1),
+    ):
         assert run_failure_notification_sensor(failure_context(instance, result.run_id, notifier)) is None
     assert webhook.messages == []
 
@@ -93,10 +105,12 @@ def test_without_a_webhook_or_with_a_broken_one_the_sensor_logs_and_carries_on(i
     assert not Notifier().post(payload, log)
     assert not Notifier(webhook_url=webhook.url).post(payload, log)
     assert not Notifier(webhook_url=unreachable, timeout_seconds=1).post(payload, log)
-    assert log.lines == ['notification_skipped reason="NOTIFY_WEBHOOK_URL is not set" text="title\\nline"',
-                         'notification_failed reason="webhook answered HTTP 500"',
-                         'notification_failed reason="webhook not reachable (ConnectionError)"']
-    assert all("hook-secret" not in line for line in log.lines)          # the webhook URL is a secret
+    assert log.lines == [
+        'notification_skipped reason="NOTIFY_WEBHOOK_URL is not set" text="title\\nline"',
+        'notification_failed reason="webhook answered HTTP 500"',
+        'notification_failed reason="webhook not reachable (ConnectionError)"',
+    ]
+    assert all("hook-secret" not in line for line in log.lines)  # the webhook URL is a secret
     webhook.status = 200
     assert Notifier(webhook_url=webhook.url).post(payload, log) and webhook.messages == [payload]
 

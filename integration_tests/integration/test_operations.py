@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 from integration.core.messages import FAILURE_REASON, REDRIVE_COUNT, QueueMessage
-from integration.local import event_factory as ev
 from integration.defs.dlq.jobs import peek_dlq_job, redrive_dlq_job
 from integration.flows.redrive import DLQ_WAIT_SECONDS, peek, redrive
+from integration.local import event_factory as ev
 from integration_tests.fixtures.dagster import queue_resource
 
 pytestmark = [pytest.mark.sqs]
@@ -27,8 +27,9 @@ def resources(sqs):
 
 
 def test_redrive_moves_messages_back_counts_redrives_and_parks_repeat_offenders_and_poison(sqs):
-    note_event = ev.case_note_event("A1000AA", "0b0c8f6e-1111-4222-8333-444455556666", "GEN", "OSE",
-                                    case_notes_url="http://127.0.0.1:9")
+    note_event = ev.case_note_event(
+        "A1000AA", "0b0c8f6e-1111-4222-8333-444455556666", "GEN", "OSE", case_notes_url="http://127.0.0.1:9"
+    )
     dead_letter(sqs, note_event, "HTTP 503 from case notes API")
     dead_letter(sqs, "not json", "unreadable message: body is not valid JSON")
     dead_letter(sqs, note_event, "HTTP 503 from case notes API", redrives=3)
@@ -45,11 +46,13 @@ def test_redrive_moves_messages_back_counts_redrives_and_parks_repeat_offenders_
     assert back["MessageAttributes"][REDRIVE_COUNT]["StringValue"] == "1"
     assert FAILURE_REASON not in back["MessageAttributes"]
     assert back["MessageAttributes"]["hmpps-last-failure-reason"]["StringValue"] == "HTTP 503 from case notes API"
-    parked = sqs.drain(sqs.dlq_url)              # parked: still in the DLQ, never deleted
+    parked = sqs.drain(sqs.dlq_url)  # parked: still in the DLQ, never deleted
     assert sorted(m["Body"] for m in parked) == sorted([note_event, "not json"])
     reasons = {r.data["redrive"] for r in metadata["parked_messages"].value.records}
-    assert reasons == {"parked: never readable (unreadable message: body is not valid JSON)",
-                       "parked: redriven 3 times already"}
+    assert reasons == {
+        "parked: never readable (unreadable message: body is not valid JSON)",
+        "parked: redriven 3 times already",
+    }
 
 
 def test_unreadable_messages_stay_parked_even_with_park_after_0(sqs):
@@ -60,8 +63,11 @@ def test_unreadable_messages_stay_parked_even_with_park_after_0(sqs):
 
 
 def test_peek_shows_ids_types_and_reasons_but_no_message_text(sqs):
-    dead_letter(sqs, ev.alert_event("A1000AA", "01954cfe-9f5a-7ea3-837b-a1770b389c5b", "VI",
-                                    alerts_url="http://127.0.0.1:9"), "alert has no prisonCodeWhenCreated")
+    dead_letter(
+        sqs,
+        ev.alert_event("A1000AA", "01954cfe-9f5a-7ea3-837b-a1770b389c5b", "VI", alerts_url="http://127.0.0.1:9"),
+        "alert has no prisonCodeWhenCreated",
+    )
     dead_letter(sqs, "PRIVATE free text that is not json", "unreadable message: body is not valid JSON")
 
     result = peek_dlq_job.execute_in_process(resources=resources(sqs))
@@ -69,18 +75,20 @@ def test_peek_shows_ids_types_and_reasons_but_no_message_text(sqs):
     rows = result.output_for_node("peek_dead_letters")
     assert {r["event_type"] for r in rows} == {"person.alert.created", "(unreadable: body is not valid JSON)"}
     assert {r["source_id"] for r in rows} == {"01954cfe-9f5a-7ea3-837b-a1770b389c5b", None}
-    assert {r["redrive"] for r in rows} == {"moves back to the queue",
-                                            "parked: never readable (unreadable message: body is not valid JSON)"}
+    assert {r["redrive"] for r in rows} == {
+        "moves back to the queue",
+        "parked: never readable (unreadable message: body is not valid JSON)",
+    }
     assert "PRIVATE" not in repr(rows)
     output = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"][0]
     assert "PRIVATE" not in repr(output.event_specific_data.metadata)
     assert output.event_specific_data.metadata["never_readable"].value == 1
-    assert sqs.depth(sqs.dlq_url) == 2            # peeking deletes nothing
+    assert sqs.depth(sqs.dlq_url) == 2  # peeking deletes nothing
 
 
 def test_redrive_moves_exactly_max_messages_and_leaves_the_rest(sqs):
     for n in range(12):
-        body = f'{{"eventType": "person.case-note.created", "n": {n}}}'      # readable, so redriven
+        body = f'{{"eventType": "person.case-note.created", "n": {n}}}'  # readable, so redriven
         sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody=body)
     config = {"ops": {"redrive_dead_letters": {"config": {"max_messages": 5}}}}
 

@@ -36,7 +36,7 @@ from integration.flows.reconciliation import Limits, reconcile_people
 from integration.local.standins import make_alert, make_case_note
 
 ORACLE = oracle.dialect()
-MAX_IDENTIFIER = 30               # Oracle before 12.2; NDelius names stay within it, and so must ours
+MAX_IDENTIFIER = 30  # Oracle before 12.2; NDelius names stay within it, and so must ours
 
 FORBIDDEN = [
     (re.compile(r"\bON\s+CONFLICT\b", re.I), "ON CONFLICT"),
@@ -61,8 +61,11 @@ def oracle_problems(statement: ClauseElement) -> list[str]:
     except CompileError as exc:
         return [f"does not compile for Oracle ({exc}): {statement}"]
     problems = [f"{what}: {sql}" for pattern, what in FORBIDDEN if pattern.search(sql)]
-    problems += [f"identifier over {MAX_IDENTIFIER} characters ({name}): {sql}"
-                 for name in IDENTIFIER.findall(sql) if len(name) > MAX_IDENTIFIER]
+    problems += [
+        f"identifier over {MAX_IDENTIFIER} characters ({name}): {sql}"
+        for name in IDENTIFIER.findall(sql)
+        if len(name) > MAX_IDENTIFIER
+    ]
     if isinstance(statement, Select):
         # Oracle cannot compare, sort, group or de-duplicate CLOBs.
         for part in (statement.whereclause, *statement._group_by_clauses, *statement._order_by_clauses):
@@ -109,16 +112,38 @@ class Recorder:
         event.remove(self.engine, "before_cursor_execute", self.before_cursor_execute)
 
 
-def draft(noms: str, *, uuid_: str | None = None, type_="KA", sub_type="KS", content="note", system=None,
-          legacy_id=None, kind=ContactKind.CASE_NOTE, forename="Bob", surname="Smith") -> ContactDraft:
+def draft(
+    noms: str,
+    *,
+    uuid_: str | None = None,
+    type_="KA",
+    sub_type="KS",
+    content="note",
+    system=None,
+    legacy_id=None,
+    kind=ContactKind.CASE_NOTE,
+    forename="Bob",
+    surname="Smith",
+) -> ContactDraft:
     source_id = uuid_ or str(uuid.uuid4())
     system = system or datetime(2024, 3, 1, 10, 15, 30)
     urn = rules.case_note_urn(source_id) if kind is ContactKind.CASE_NOTE else rules.alert_urn(source_id, True)
-    return ContactDraft(urn=urn, kind=kind, noms_number=noms, source_id=source_id, legacy_id=legacy_id, type=type_,
-                        sub_type=sub_type, content=content, contact_datetime=system, system_datetime=system,
-                        staff_forename=forename, staff_surname=surname,
-                        establishment_code="MDI" if kind is not ContactKind.CASE_NOTE else "LEI",
-                        alert_description="Alert X made active." if kind is not ContactKind.CASE_NOTE else None)
+    return ContactDraft(
+        urn=urn,
+        kind=kind,
+        noms_number=noms,
+        source_id=source_id,
+        legacy_id=legacy_id,
+        type=type_,
+        sub_type=sub_type,
+        content=content,
+        contact_datetime=system,
+        system_datetime=system,
+        staff_forename=forename,
+        staff_surname=surname,
+        establishment_code="MDI" if kind is not ContactKind.CASE_NOTE else "LEI",
+        alert_description="Alert X made active." if kind is not ContactKind.CASE_NOTE else None,
+    )
 
 
 def realistic_run(engine, recorder: Recorder) -> None:
@@ -130,23 +155,40 @@ def realistic_run(engine, recorder: Recorder) -> None:
         add_person(engine, "X100001", "A1000AA", nsis=[("RESPASS", date(2024, 1, 1))], manager_team="N07T01")
         add_person(engine, "X100002", "A2000BB")
         add_person(engine, "X100003", "A3000CC")
-        add_person(engine, "X100004", "A3000CC")             # two offenders: a failure
+        add_person(engine, "X100004", "A3000CC")  # two offenders: a failure
     store = DeliusStore(engine)
     moving, legacy_note = str(uuid.uuid4()), str(uuid.uuid4())
-    first = store.merge([draft("A1000AA", uuid_=moving), draft("A1000AA", type_="RESET", sub_type="BCST"),
-                         draft("A1000AA", kind=ContactKind.ACTIVE_ALERT), draft("A2000BB", forename="Ann"),
-                         draft("Z9999ZZ"), draft("A3000CC"), draft("A1000AA", legacy_id=4242, uuid_=legacy_note)])
+    first = store.merge(
+        [
+            draft("A1000AA", uuid_=moving),
+            draft("A1000AA", type_="RESET", sub_type="BCST"),
+            draft("A1000AA", kind=ContactKind.ACTIVE_ALERT),
+            draft("A2000BB", forename="Ann"),
+            draft("Z9999ZZ"),
+            draft("A3000CC"),
+            draft("A1000AA", legacy_id=4242, uuid_=legacy_note),
+        ]
+    )
     assert [o.action for o in first][:5] == [Action.CREATED] * 4 + [Action.SKIPPED]
-    with recorder.paused(), engine.begin() as conn:        # make the last one a legacy row without URN
-        conn.execute(update(m.contact).where(m.contact.c.external_reference == rules.case_note_urn(legacy_note))
-                     .values(external_reference=None, nomis_case_note_id=4242,
-                             last_updated_datetime=london_now() - timedelta(days=3)))
+    with recorder.paused(), engine.begin() as conn:  # make the last one a legacy row without URN
+        conn.execute(
+            update(m.contact)
+            .where(m.contact.c.external_reference == rules.case_note_urn(legacy_note))
+            .values(
+                external_reference=None, nomis_case_note_id=4242, last_updated_datetime=london_now() - timedelta(days=3)
+            )
+        )
     recent = london_now().replace(microsecond=0) - timedelta(days=2)
-    second = store.merge([draft("A2000BB", uuid_=moving, content="corrected"),                  # a move
-                          draft("A1000AA", legacy_id=4242, uuid_=legacy_note, system=recent),   # URN back-fill
-                          draft("A2000BB", forename="Ann"), draft("A1000AA")])
+    second = store.merge(
+        [
+            draft("A2000BB", uuid_=moving, content="corrected"),  # a move
+            draft("A1000AA", legacy_id=4242, uuid_=legacy_note, system=recent),  # URN back-fill
+            draft("A2000BB", forename="Ann"),
+            draft("A1000AA"),
+        ]
+    )
     assert second[0].action is Action.MOVED
-    store.merge([draft("A2000BB", uuid_=moving, content="newer", system=datetime(2024, 3, 2))])      # an update
+    store.merge([draft("A2000BB", uuid_=moving, content="newer", system=datetime(2024, 3, 2))])  # an update
 
     source = FakeSourceApi()
     for n in range(3):
@@ -164,7 +206,7 @@ def realistic_run(engine, recorder: Recorder) -> None:
 
 @pytest.mark.postgres
 def test_every_statement_of_a_realistic_run_compiles_for_oracle(delius_pg):
-    dialect.forget_officer_code_function(delius_pg)          # so that the probe is among the statements
+    dialect.forget_officer_code_function(delius_pg)  # so that the probe is among the statements
     with Recorder(delius_pg) as recorder:
         realistic_run(delius_pg, recorder)
     assert recorder.raw == [], "raw driver SQL bypasses the dialect"
@@ -172,9 +214,12 @@ def test_every_statement_of_a_realistic_run_compiles_for_oracle(delius_pg):
     problems: list[str] = []
     for statement in recorder.statements:
         if isinstance(statement, ReleaseSavepointClause):
-            continue                                         # the Oracle dialect never emits it (no RELEASE)
-        variant = statement.get_execution_options().get(dialect.VARIANT_OPTION) \
-            if hasattr(statement, "get_execution_options") else None
+            continue  # the Oracle dialect never emits it (no RELEASE)
+        variant = (
+            statement.get_execution_options().get(dialect.VARIANT_OPTION)
+            if hasattr(statement, "get_execution_options")
+            else None
+        )
         if variant:
             variants.add(variant)
             continue
@@ -203,7 +248,7 @@ def test_the_checks_catch_what_oracle_lacks():
     assert oracle_problems(postgresql.insert(m.contact).values(contact_id=1).on_conflict_do_nothing())
     assert oracle_problems(insert(m.contact).values(contact_id=1).returning(m.contact.c.contact_id))
     assert oracle_problems(text("select contact_id from contact where soft_deleted = false"))
-    assert not oracle_problems(select(m.contact.c.contact_id).where(true()))        # the dialect renders 1 = 1
+    assert not oracle_problems(select(m.contact.c.contact_id).where(true()))  # the dialect renders 1 = 1
     assert oracle_problems(text("select nextval('contact_id_seq')"))
     assert oracle_problems(text("select 1 from contact limit 1"))
     assert oracle_problems(select(literal_column("a" * 31)))

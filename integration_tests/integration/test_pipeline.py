@@ -9,25 +9,31 @@ import pytest
 from sqlalchemy import func, select
 
 from integration.clients.hmpps import HmppsSourceApi
+from integration.core.intake import plan_intake
 from integration.core.messages import FAILURE_REASON
 from integration.delius import models as m
-from integration.delius.store import DeliusStore
 from integration.delius.reference_data import add_person
-from integration.core.intake import plan_intake
+from integration.delius.store import DeliusStore
+from integration.flows.batch import BatchSettings, process_batch
 from integration.local import event_factory as ev
 from integration.local.standins import deactivate_alert, make_amendment
-from integration.flows.batch import BatchSettings, process_batch
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs]
 
-SETTINGS = BatchSettings(fetch_workers=4, visibility_timeout=30, lease_margin=5, max_attempts=3,
-                            retry_delays=(1, 1, 1))
+SETTINGS = BatchSettings(fetch_workers=4, visibility_timeout=30, lease_margin=5, max_attempts=3, retry_delays=(1, 1, 1))
 
 
 @pytest.fixture
 def source(standins):
-    api = HmppsSourceApi(standins.auth_url, standins.client_id, standins.client_secret, standins.case_notes_url,
-                         standins.alerts_url, timeout=(1, 2), backoff_factor=0.01)
+    api = HmppsSourceApi(
+        standins.auth_url,
+        standins.client_id,
+        standins.client_secret,
+        standins.case_notes_url,
+        standins.alerts_url,
+        timeout=(1, 2),
+        backoff_factor=0.01,
+    )
     yield api
     api.close()
 
@@ -46,8 +52,9 @@ def lease_all(sqs, expected: int):
 def run(sqs, source, engine, expected: int):
     events = lease_all(sqs, expected)
     assert len(events) == expected
-    return process_batch(events, source=source, store=DeliusStore(engine), queue=sqs.events_queue(),
-                         settings=SETTINGS, run_id="test-run")
+    return process_batch(
+        events, source=source, store=DeliusStore(engine), queue=sqs.events_queue(), settings=SETTINGS, run_id="test-run"
+    )
 
 
 def contacts(engine):
@@ -74,8 +81,10 @@ def test_case_notes_and_alerts_become_contacts_and_messages_leave_the_queue(sqs,
 
     assert sorted(o.action for o in report.outcomes) == ["created", "created"]
     rows = contacts(delius_pg)
-    assert {r["external_reference"] for r in rows} == {f"urn:uk:gov:hmpps:prison-case-note:{note['caseNoteId']}",
-                                                        f"urn:uk:gov:hmpps:prisoner-alert:active:{alert['alertUuid']}"}
+    assert {r["external_reference"] for r in rows} == {
+        f"urn:uk:gov:hmpps:prison-case-note:{note['caseNoteId']}",
+        f"urn:uk:gov:hmpps:prisoner-alert:active:{alert['alertUuid']}",
+    }
     assert any(r["notes"] == "KA KS\nDiscussed education plans." for r in rows)
     assert sqs.depth() == 0 and sqs.depth(sqs.dlq_url) == 0
     assert standins.requests("token") == 1
@@ -85,18 +94,30 @@ def test_case_notes_and_alerts_become_contacts_and_messages_leave_the_queue(sqs,
 def test_filtered_ignored_not_found_and_unknown_people_are_acknowledged_with_reasons(sqs, standins, source, delius_pg):
     add_person(delius_pg, "X100001", "A1000AA")
     trn = standins.add_case_note("A1000AA", type="GEN", sub_type="OSE", location_id="TRN")
-    ocg = standins.add_case_note("A1000AA", type="GEN", sub_type="OSE",
-                                 text="Security. Do not share with offender and OCG Nominal - made active.")
+    ocg = standins.add_case_note(
+        "A1000AA",
+        type="GEN",
+        sub_type="OSE",
+        text="Security. Do not share with offender and OCG Nominal - made active.",
+    )
     docgm = standins.add_alert("A1000AA", code="DOCGM")
     unknown_person = standins.add_case_note("Z9999ZZ", type="GEN", sub_type="OSE")
     ids = {
-        "not of interest": send(sqs, ev.case_note_event("A1000AA", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "GEN",
-                                                        "HIS", case_notes_url=standins.case_notes_url)),
+        "not of interest": send(
+            sqs,
+            ev.case_note_event(
+                "A1000AA", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "GEN", "HIS", case_notes_url=standins.case_notes_url
+            ),
+        ),
         "trn": send(sqs, ev.case_note_event_for(trn, case_notes_url=standins.case_notes_url)),
         "ocg": send(sqs, ev.case_note_event_for(ocg, case_notes_url=standins.case_notes_url)),
         "docgm": send(sqs, ev.alert_event_for(docgm, alerts_url=standins.alerts_url)),
-        "404": send(sqs, ev.case_note_event("A1000AA", "9b2f0c2e-0000-4000-8000-000000000404", "GEN", "OSE",
-                                            case_notes_url=standins.case_notes_url)),
+        "404": send(
+            sqs,
+            ev.case_note_event(
+                "A1000AA", "9b2f0c2e-0000-4000-8000-000000000404", "GEN", "OSE", case_notes_url=standins.case_notes_url
+            ),
+        ),
         "not in delius": send(sqs, ev.case_note_event_for(unknown_person, case_notes_url=standins.case_notes_url)),
         "deleted event": send(sqs, ev.sns_body({"eventType": "person.case-note.deleted", "version": 1})),
     }
@@ -122,7 +143,7 @@ def test_filtered_ignored_not_found_and_unknown_people_are_acknowledged_with_rea
 def test_a_404_that_clears_on_the_second_ask_still_creates_the_contact(sqs, standins, source, delius_pg):
     add_person(delius_pg, "X100001", "A1000AA")
     note = standins.add_case_note("A1000AA", type="KA", sub_type="KS")
-    standins.set_fault("get_case_note", status=404, times=1)     # published before the API could serve it
+    standins.set_fault("get_case_note", status=404, times=1)  # published before the API could serve it
     send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
     [outcome] = run(sqs, source, delius_pg, 1).outcomes
     assert outcome.action == "created" and standins.requests("get_case_note") == 2
@@ -130,8 +151,9 @@ def test_a_404_that_clears_on_the_second_ask_still_creates_the_contact(sqs, stan
 
 def test_detail_url_off_the_allow_list_is_dead_lettered_without_sending_the_token(sqs, standins, source, delius_pg):
     add_person(delius_pg, "X100001", "A1000AA")
-    body = ev.case_note_event("A1000AA", "0b0c8f6e-1111-4222-8333-444455556666", "GEN", "OSE",
-                              case_notes_url="http://evil.example.com")
+    body = ev.case_note_event(
+        "A1000AA", "0b0c8f6e-1111-4222-8333-444455556666", "GEN", "OSE", case_notes_url="http://evil.example.com"
+    )
     message_id = send(sqs, body)
     report = run(sqs, source, delius_pg, 1)
     [outcome] = report.outcomes
@@ -155,7 +177,7 @@ def test_upstream_outage_is_retried_with_back_off_then_dead_lettered_with_the_re
         assert (outcome.action, outcome.retryable, outcome.disposition) == ("failed", True, "retry later")
         assert outcome.attempt == attempt
         assert sqs.depth() == 1 and sqs.depth(sqs.dlq_url) == 0
-        time.sleep(1.2)     # the back-off (1 s here) makes it visible again
+        time.sleep(1.2)  # the back-off (1 s here) makes it visible again
     [outcome] = run(sqs, source, delius_pg, 1).outcomes
     assert outcome.disposition == "dead-lettered" and outcome.attempt == 3
     assert "503" in outcome.reason
@@ -168,7 +190,7 @@ def test_upstream_outage_is_retried_with_back_off_then_dead_lettered_with_the_re
 def test_a_transient_failure_then_recovery_writes_the_contact_once(sqs, standins, source, delius_pg):
     add_person(delius_pg, "X100001", "A1000AA")
     note = standins.add_case_note("A1000AA", type="GEN", sub_type="OSE")
-    standins.set_fault("get_case_note", status=502, times=10)   # more than the client's own 3 retries
+    standins.set_fault("get_case_note", status=502, times=10)  # more than the client's own 3 retries
     send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
     [first] = run(sqs, source, delius_pg, 1).outcomes
     assert first.disposition == "retry later"
@@ -204,6 +226,7 @@ class FlakyStore(DeliusStore):
         self.calls.append(len(drafts))
         if len(self.calls) == 2:
             from integration.core.outcomes import StoreUnavailable
+
             raise StoreUnavailable("Delius database unavailable (OperationalError)")
         return super().merge(drafts)
 
@@ -220,8 +243,14 @@ def test_a_batch_is_merged_and_acknowledged_chunk_by_chunk(sqs, standins, source
     events = lease_all(sqs, 5)
     store = FlakyStore(delius_pg)
 
-    report = process_batch(events, source=source, store=store, queue=sqs.events_queue(),
-                           settings=replace(SETTINGS, merge_chunk=2), run_id="test-run")
+    report = process_batch(
+        events,
+        source=source,
+        store=store,
+        queue=sqs.events_queue(),
+        settings=replace(SETTINGS, merge_chunk=2),
+        run_id="test-run",
+    )
 
     assert store.calls == [2, 2, 1]
     outcomes = [(o.action, o.disposition) for o in report.outcomes]
@@ -236,17 +265,18 @@ def test_duplicates_redeliveries_and_out_of_order_updates_never_regress_a_contac
     note = standins.add_case_note("A1000AA", type="KA", sub_type="KS", text="First version.")
     created = ev.case_note_event_for(note, case_notes_url=standins.case_notes_url)
     send(sqs, created)
-    send(sqs, created)                      # SNS delivers twice
+    send(sqs, created)  # SNS delivers twice
     report = run(sqs, source, delius_pg, 2)
     assert sorted(o.action for o in report.outcomes) == ["created", "unchanged"]
 
     later = datetime.fromisoformat(note["creationDateTime"]) + timedelta(minutes=5)
     amended = dict(note, amendments=[make_amendment("Second thoughts.", author_name="Mary Major", created_at=later)])
     standins.store.put_case_note(amended)
-    updated = ev.case_note_event_for(amended, case_notes_url=standins.case_notes_url,
-                                     event_type="person.case-note.updated")
+    updated = ev.case_note_event_for(
+        amended, case_notes_url=standins.case_notes_url, event_type="person.case-note.updated"
+    )
     send(sqs, updated)
-    send(sqs, created)                      # the old "created" event arrives late
+    send(sqs, created)  # the old "created" event arrives late
     report = run(sqs, source, delius_pg, 2)
     # Both fetch the current version: one updates, the other finds it already up to date.
     assert sorted(o.action for o in report.outcomes) == ["unchanged", "updated"]
@@ -268,14 +298,19 @@ def test_alert_made_inactive_adds_a_second_contact_once(sqs, standins, source, d
     report = run(sqs, source, delius_pg, 2)
     assert sorted(o.action for o in report.outcomes) == ["created", "unchanged"]
     urns = sorted(r["external_reference"] for r in contacts(delius_pg))
-    assert urns == sorted([f"urn:uk:gov:hmpps:prisoner-alert:active:{alert['alertUuid']}",
-                           f"urn:uk:gov:hmpps:prisoner-alert:inactive:{alert['alertUuid']}"])
+    assert urns == sorted(
+        [
+            f"urn:uk:gov:hmpps:prisoner-alert:active:{alert['alertUuid']}",
+            f"urn:uk:gov:hmpps:prisoner-alert:inactive:{alert['alertUuid']}",
+        ]
+    )
 
 
 def test_resettlement_passport_and_guided_interview_notes(sqs, standins, source, delius_pg):
     add_person(delius_pg, "X100001", "A1000AA", nsis=[])
-    bcst = standins.add_case_note("A1000AA", type="RESET", sub_type="BCST",
-                                  text="Case note summary from Accommodation report\nDetails follow.")
+    bcst = standins.add_case_note(
+        "A1000AA", type="RESET", sub_type="BCST", text="Case note summary from Accommodation report\nDetails follow."
+    )
     guided = standins.add_case_note("A1000AA", type="RESET", sub_type="GUIDINT", text="Guided interview held.")
     for note in (bcst, guided):
         send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
@@ -289,7 +324,8 @@ def test_resettlement_passport_and_guided_interview_notes(sqs, standins, source,
 
 
 def test_a_note_moved_in_the_prison_is_fetched_under_its_new_holder_and_moved_with_a_data_cleanse(
-        sqs, standins, source, delius_pg):
+    sqs, standins, source, delius_pg
+):
     wrong = add_person(delius_pg, "X900001", "A9000AA", manager_team="N07T01")
     right = add_person(delius_pg, "X900002", "B9000BB")
     note = standins.add_case_note("A9000AA", type="KA", sub_type="KS")
@@ -300,7 +336,11 @@ def test_a_note_moved_in_the_prison_is_fetched_under_its_new_holder_and_moved_wi
     send(sqs, ev.case_note_moved_event(moved, "A9000AA", case_notes_url=standins.case_notes_url))
     [outcome] = run(sqs, source, delius_pg, 1).outcomes
     assert (outcome.event_type, outcome.action, outcome.crn, outcome.disposition) == (
-        "person.case-note.moved", "moved", "X900002", "acked")
+        "person.case-note.moved",
+        "moved",
+        "X900002",
+        "acked",
+    )
     on_right = [c for c in contacts(delius_pg) if c["offender_id"] == right.offender_id]
     on_wrong = [c for c in contacts(delius_pg) if c["offender_id"] == wrong.offender_id]
     assert [c["external_reference"] for c in on_right] == [f"urn:uk:gov:hmpps:prison-case-note:{note['caseNoteId']}"]

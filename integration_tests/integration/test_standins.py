@@ -39,8 +39,11 @@ def auth(standins: StandIns) -> dict[str, str]:
 
 # --- HMPPS Auth ---------------------------------------------------------------------------------------------------
 def test_token_endpoint_issues_rs256_jwt_with_roles(standins: StandIns) -> None:
-    response = requests.post(f"{standins.auth_url}/oauth/token?grant_type=client_credentials",
-                             auth=(standins.client_id, standins.client_secret), timeout=5)
+    response = requests.post(
+        f"{standins.auth_url}/oauth/token?grant_type=client_credentials",
+        auth=(standins.client_id, standins.client_secret),
+        timeout=5,
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
@@ -63,8 +66,12 @@ def test_token_endpoint_issues_rs256_jwt_with_roles(standins: StandIns) -> None:
 
 
 def test_token_endpoint_accepts_grant_type_in_form_body(standins: StandIns) -> None:
-    response = requests.post(f"{standins.auth_url}/oauth/token", data={"grant_type": "client_credentials"},
-                             auth=(standins.client_id, standins.client_secret), timeout=5)
+    response = requests.post(
+        f"{standins.auth_url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(standins.client_id, standins.client_secret),
+        timeout=5,
+    )
     assert response.status_code == 200
     assert standins.tokens_issued == 1
 
@@ -89,11 +96,15 @@ def test_token_endpoint_rejects_bad_requests(standins: StandIns, credentials, gr
 
 def test_auth_settings_are_configurable_and_reset(standins: StandIns) -> None:
     standins.configure_auth(expires_in=5, authorities=["ROLE_OTHER"], client_secret="changed")
-    response = requests.post(f"{standins.auth_url}/oauth/token?grant_type=client_credentials",
-                             auth=(standins.client_id, "changed"), timeout=5)
+    response = requests.post(
+        f"{standins.auth_url}/oauth/token?grant_type=client_credentials",
+        auth=(standins.client_id, "changed"),
+        timeout=5,
+    )
     assert response.json()["expires_in"] == 5
     assert jwt.decode(response.json()["access_token"], options={"verify_signature": False})["authorities"] == [
-        "ROLE_OTHER"]
+        "ROLE_OTHER"
+    ]
     standins.reset()
     assert standins.client_secret == "secret"
     assert standins.tokens_issued == 0
@@ -105,8 +116,12 @@ def _api_calls(standins: StandIns) -> list[tuple[str, str, str, dict | None]]:
     alert = standins.add_alert("A1234BC")
     return [
         ("case notes", "GET", standins.case_note_url(note), None),
-        ("case notes", "POST", f"{standins.case_notes_url}/search/case-notes/A1234BC",
-         {"page": 1, "size": 10, "includeSensitive": True}),
+        (
+            "case notes",
+            "POST",
+            f"{standins.case_notes_url}/search/case-notes/A1234BC",
+            {"page": 1, "size": 10, "includeSensitive": True},
+        ),
         ("alerts", "GET", standins.alert_url(alert), None),
         ("alerts", "GET", f"{standins.alerts_url}/prisoners/A1234BC/alerts", None),
     ]
@@ -121,8 +136,10 @@ def test_api_endpoints_need_a_valid_bearer_token(standins: StandIns) -> None:
             response = requests.request(method, url, json=body, headers=bearer(bad), timeout=5)
             assert response.status_code == 401, (method, url)
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        assert requests.request(method, url, json=body, headers=bearer(standins.issue_token()),
-                                timeout=5).status_code == 200
+        assert (
+            requests.request(method, url, json=body, headers=bearer(standins.issue_token()), timeout=5).status_code
+            == 200
+        )
 
 
 def test_api_endpoints_need_their_role(standins: StandIns) -> None:
@@ -145,8 +162,9 @@ def test_rotating_keys_invalidates_earlier_tokens(standins: StandIns, auth) -> N
 
 # --- Case Notes API --------------------------------------------------------------------------------------------------
 def test_case_note_has_the_api_shape(standins: StandIns, auth) -> None:
-    note = standins.add_case_note("a1234bc", type="GEN", sub_type="OSE", location_id=None,
-                                  amendments=[make_amendment(author_user_id=None)])
+    note = standins.add_case_note(
+        "a1234bc", type="GEN", sub_type="OSE", location_id=None, amendments=[make_amendment(author_user_id=None)]
+    )
     response = requests.get(standins.case_note_url(note), headers=auth, timeout=5)
     assert response.status_code == 200
     body = response.json()
@@ -169,8 +187,9 @@ def test_case_note_by_legacy_id_and_lower_case_person(standins: StandIns, auth) 
 
 def test_case_note_of_another_person_is_not_found(standins: StandIns, auth) -> None:
     note = standins.add_case_note("A1234BC")
-    response = requests.get(f"{standins.case_notes_url}/case-notes/B9999ZZ/{note['caseNoteId']}", headers=auth,
-                            timeout=5)
+    response = requests.get(
+        f"{standins.case_notes_url}/case-notes/B9999ZZ/{note['caseNoteId']}", headers=auth, timeout=5
+    )
     assert response.status_code == 404
     # The Case Notes API omits nulls: its 404 holds only these two fields.
     assert response.json() == {"status": 404, "developerMessage": f"Resource with id [{note['caseNoteId']}] not found."}
@@ -211,12 +230,15 @@ def test_search_validates_the_request(standins: StandIns, auth, body) -> None:
 
 def test_search_validation_messages_are_the_api_s(standins: StandIns, auth) -> None:
     assert search(standins, auth, {**VALID, "page": 0}).json() == {
-        "status": 400, "userMessage": "Validation failure: Page number must be at least 1",
-        "developerMessage": "400 BAD_REQUEST Validation failure: Page number must be at least 1"}
+        "status": 400,
+        "userMessage": "Validation failure: Page number must be at least 1",
+        "developerMessage": "400 BAD_REQUEST Validation failure: Page number must be at least 1",
+    }
     assert search(standins, auth, {**VALID, "sort": "text,asc"}).json() == {
         "status": 400,
         "developerMessage": "400 BAD_REQUEST Validation failure: Sort field invalid, please provide one of "
-                            "[occurredAt, createdAt]"}
+        "[occurredAt, createdAt]",
+    }
 
 
 def test_search_sort_defaults_and_directions(standins: StandIns, auth) -> None:
@@ -240,7 +262,10 @@ def test_search_serves_any_page_size_and_echoes_it(standins: StandIns, auth) -> 
     assert len(body["content"]) == 3
     assert body["metadata"] == {"totalElements": 3, "page": 1, "size": 2147483647}
     assert search(standins, auth, {**VALID, "page": 2, "size": 2}).json()["metadata"] == {
-        "totalElements": 3, "page": 2, "size": 2}
+        "totalElements": 3,
+        "page": 2,
+        "size": 2,
+    }
 
 
 def test_equal_sort_keys_come_back_in_no_fixed_order(standins: StandIns, auth) -> None:
@@ -250,11 +275,19 @@ def test_equal_sort_keys_come_back_in_no_fixed_order(standins: StandIns, auth) -
         standins.add_alert(active_from="2025-03-01")
 
     def orders() -> tuple[list[str], list[str]]:
-        notes = [[n["caseNoteId"] for n in search(standins, auth, {**VALID, "size": 100}).json()["content"]]
-                 for _ in range(3)]
-        alerts = [[a["alertUuid"] for a in requests.get(f"{standins.alerts_url}/prisoners/A1234BC/alerts",
-                                                        headers=auth, timeout=5).json()["content"]]
-                  for _ in range(3)]
+        notes = [
+            [n["caseNoteId"] for n in search(standins, auth, {**VALID, "size": 100}).json()["content"]]
+            for _ in range(3)
+        ]
+        alerts = [
+            [
+                a["alertUuid"]
+                for a in requests.get(
+                    f"{standins.alerts_url}/prisoners/A1234BC/alerts", headers=auth, timeout=5
+                ).json()["content"]
+            ]
+            for _ in range(3)
+        ]
         return notes, alerts
 
     standins.set_tie_seed(11)
@@ -266,17 +299,18 @@ def test_equal_sort_keys_come_back_in_no_fixed_order(standins: StandIns, auth) -
 
 
 def test_case_note_times_carry_fractional_seconds_alert_times_do_not(standins: StandIns, auth) -> None:
-    note = standins.add_case_note(created_at=datetime(2025, 4, 22, 13, 17, 53, 120000),
-                                  occurred_at=datetime(2025, 4, 22, 13, 0, 0),
-                                  amendments=[make_amendment(created_at=datetime(2025, 4, 23, 8, 0, 1, 5))])
+    note = standins.add_case_note(
+        created_at=datetime(2025, 4, 22, 13, 17, 53, 120000),
+        occurred_at=datetime(2025, 4, 22, 13, 0, 0),
+        amendments=[make_amendment(created_at=datetime(2025, 4, 23, 8, 0, 1, 5))],
+    )
     body = requests.get(standins.case_note_url(note), headers=auth, timeout=5).json()
     assert body["creationDateTime"] == "2025-04-22T13:17:53.12"  # as Jackson writes a LocalDateTime
     assert body["occurrenceDateTime"] == "2025-04-22T13:00:00"  # no fraction when it is zero
     assert body["amendments"][0]["creationDateTime"] == "2025-04-23T08:00:01.000005"
     assert "." in make_case_note(created_at=datetime(2025, 1, 1, 0, 0, 0, 1))["creationDateTime"]
     alert = standins.add_alert(created_at=datetime(2025, 4, 22, 13, 17, 53, 120000))
-    assert requests.get(standins.alert_url(alert), headers=auth, timeout=5).json()["createdAt"] == \
-        "2025-04-22T13:17:53"
+    assert requests.get(standins.alert_url(alert), headers=auth, timeout=5).json()["createdAt"] == "2025-04-22T13:17:53"
 
 
 def test_search_filters_by_type_sensitivity_and_dates(standins: StandIns, auth) -> None:
@@ -289,20 +323,37 @@ def test_search_filters_by_type_sensitivity_and_dates(standins: StandIns, auth) 
     standins.add_case_note("B9999ZZ", type="KA", sub_type="KS")
     wanted = [{"type": "PRISON", "subTypes": ["RELEASE"]}, {"type": "KA", "subTypes": []}]
 
-    everything = search(standins, auth, {"typeSubTypes": wanted, "includeSensitive": True, "page": 1, "size": 50,
-                                         "sort": "occurredAt,asc"}).json()
+    everything = search(
+        standins,
+        auth,
+        {"typeSubTypes": wanted, "includeSensitive": True, "page": 1, "size": 50, "sort": "occurredAt,asc"},
+    ).json()
     assert [n["caseNoteId"] for n in everything["content"]] == [
-        release["caseNoteId"], ka["caseNoteId"], sensitive["caseNoteId"]]
+        release["caseNoteId"],
+        ka["caseNoteId"],
+        sensitive["caseNoteId"],
+    ]
     assert everything["metadata"] == {"totalElements": 3, "page": 1, "size": 50}
     assert everything["hasCaseNotes"] is True
 
-    no_sensitive = search(standins, auth, {"typeSubTypes": wanted, "includeSensitive": False, "page": 1,
-                                           "size": 50}).json()
+    no_sensitive = search(
+        standins, auth, {"typeSubTypes": wanted, "includeSensitive": False, "page": 1, "size": 50}
+    ).json()
     assert sensitive["caseNoteId"] not in [n["caseNoteId"] for n in no_sensitive["content"]]
     assert [n["caseNoteId"] for n in no_sensitive["content"]] == [ka["caseNoteId"], release["caseNoteId"]]  # desc
 
-    window = search(standins, auth, {"typeSubTypes": wanted, "includeSensitive": True, "page": 1, "size": 50,
-                                     "occurredFrom": day(2), "occurredTo": day(3)}).json()
+    window = search(
+        standins,
+        auth,
+        {
+            "typeSubTypes": wanted,
+            "includeSensitive": True,
+            "page": 1,
+            "size": 50,
+            "occurredFrom": day(2),
+            "occurredTo": day(3),
+        },
+    ).json()
     assert [n["caseNoteId"] for n in window["content"]] == [ka["caseNoteId"]]
 
     nobody = search(standins, auth, VALID, person="C0000CC").json()
@@ -310,16 +361,21 @@ def test_search_filters_by_type_sensitivity_and_dates(standins: StandIns, auth) 
 
 
 def test_search_pages(standins: StandIns, auth) -> None:
-    notes = [standins.add_case_note(type="OMIC", sub_type="COMM", occurred_at=f"2025-03-{d:02d}T09:00:00")
-             for d in range(1, 8)]
-    pages = [search(standins, auth, {"page": p, "size": 3, "sort": "occurredAt,asc", "includeSensitive": True}).json()
-             for p in (1, 2, 3, 4)]
+    notes = [
+        standins.add_case_note(type="OMIC", sub_type="COMM", occurred_at=f"2025-03-{d:02d}T09:00:00")
+        for d in range(1, 8)
+    ]
+    pages = [
+        search(standins, auth, {"page": p, "size": 3, "sort": "occurredAt,asc", "includeSensitive": True}).json()
+        for p in (1, 2, 3, 4)
+    ]
     assert [len(p["content"]) for p in pages] == [3, 3, 1, 0]
     assert all(p["metadata"]["totalElements"] == 7 for p in pages)
     assert [n["caseNoteId"] for p in pages for n in p["content"]] == [n["caseNoteId"] for n in notes]
-    assert standins.search_requests[0] == {"person": "A1234BC", "body": {"page": 1, "size": 3,
-                                                                         "sort": "occurredAt,asc",
-                                                                         "includeSensitive": True}}
+    assert standins.search_requests[0] == {
+        "person": "A1234BC",
+        "body": {"page": 1, "size": 3, "sort": "occurredAt,asc", "includeSensitive": True},
+    }
 
 
 # --- Alerts API ------------------------------------------------------------------------------------------------------
@@ -327,19 +383,29 @@ def test_alert_has_the_api_shape_and_404(standins: StandIns, auth) -> None:
     alert = standins.add_alert("a1234bc", code="VI", created_at="2025-02-28T14:38:30")
     body = requests.get(standins.alert_url(alert), headers=auth, timeout=5).json()
     assert body["prisonNumber"] == "A1234BC"
-    assert body["alertCode"] == {"alertTypeCode": "V", "alertTypeDescription": "Vulnerability", "code": "VI",
-                                 "description": "Victim", "canBeAdministered": True}
+    assert body["alertCode"] == {
+        "alertTypeCode": "V",
+        "alertTypeDescription": "Vulnerability",
+        "code": "VI",
+        "description": "Victim",
+        "canBeAdministered": True,
+    }
     assert body["isActive"] is True and body["activeTo"] is None  # nulls kept for alerts
     assert body["createdAt"] == "2025-02-28T14:38:30"
     assert "madeInactiveAt" in body and body["prisonCodeWhenCreated"] == "LEI"
 
-    missing = requests.get(f"{standins.alerts_url}/alerts/01954cfe-9f5a-7ea3-837b-a1770b389c5b", headers=auth,
-                           timeout=5)
+    missing = requests.get(
+        f"{standins.alerts_url}/alerts/01954cfe-9f5a-7ea3-837b-a1770b389c5b", headers=auth, timeout=5
+    )
     assert missing.status_code == 404
     # The Alerts API's ErrorResponse keeps its null fields.
-    assert missing.json() == {"status": 404, "errorCode": None, "userMessage": "Not found: Alert not found",
-                              "developerMessage": "Alert not found with identifier "
-                                                  "01954cfe-9f5a-7ea3-837b-a1770b389c5b", "moreInfo": None}
+    assert missing.json() == {
+        "status": 404,
+        "errorCode": None,
+        "userMessage": "Not found: Alert not found",
+        "developerMessage": "Alert not found with identifier 01954cfe-9f5a-7ea3-837b-a1770b389c5b",
+        "moreInfo": None,
+    }
     bad = requests.get(f"{standins.alerts_url}/alerts/not-a-uuid", headers=auth, timeout=5)
     assert bad.status_code == 400 and bad.json()["userMessage"].startswith("Validation failure")
 
@@ -352,8 +418,19 @@ def test_person_alerts_page_shape_filters_and_paging(standins: StandIns, auth) -
     url = f"{standins.alerts_url}/prisoners/A1234BC/alerts"
 
     everything = requests.get(url, headers=auth, timeout=5).json()
-    assert set(everything) >= {"content", "totalElements", "totalPages", "last", "first", "size", "number",
-                               "numberOfElements", "empty", "pageable", "sort"}
+    assert set(everything) >= {
+        "content",
+        "totalElements",
+        "totalPages",
+        "last",
+        "first",
+        "size",
+        "number",
+        "numberOfElements",
+        "empty",
+        "pageable",
+        "sort",
+    }
     assert everything["totalElements"] == 4 and everything["totalPages"] == 1
     assert everything["last"] is True and everything["first"] is True and everything["empty"] is False
     assert everything["size"] == 2147483647  # one huge page by default
@@ -366,8 +443,7 @@ def test_person_alerts_page_shape_filters_and_paging(standins: StandIns, auth) -
     by_code = requests.get(url, params={"alertCode": "PEEP,XA"}, headers=auth, timeout=5).json()
     assert by_code["totalElements"] == 1
 
-    page = requests.get(url, params={"page": 1, "size": 3, "sort": "activeFrom,ASC"}, headers=auth,
-                        timeout=5).json()
+    page = requests.get(url, params={"page": 1, "size": 3, "sort": "activeFrom,ASC"}, headers=auth, timeout=5).json()
     assert (page["number"], page["size"], page["numberOfElements"], page["totalPages"]) == (1, 3, 1, 2)
     assert page["last"] is True and page["first"] is False
     assert page["content"][0]["alertUuid"] == active[0]["alertUuid"]  # the latest activeFrom comes last
@@ -447,8 +523,13 @@ def test_hang_fault_holds_requests_until_cleared(standins: StandIns, auth) -> No
 
 def test_redirect_fault(standins: StandIns) -> None:
     standins.set_fault("token", status=307, location="http://elsewhere.example/auth/oauth/token")
-    response = requests.post(f"{standins.auth_url}/oauth/token", data={"grant_type": "client_credentials"},
-                             auth=(standins.client_id, standins.client_secret), allow_redirects=False, timeout=5)
+    response = requests.post(
+        f"{standins.auth_url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(standins.client_id, standins.client_secret),
+        allow_redirects=False,
+        timeout=5,
+    )
     assert response.status_code == 307
     assert response.headers["Location"] == "http://elsewhere.example/auth/oauth/token"
 
@@ -460,28 +541,40 @@ def test_fault_malformed_json_and_token_outage(standins: StandIns, auth) -> None
     with pytest.raises(ValueError):
         response.json()
     standins.set_fault("token", status=503)
-    outage = requests.post(f"{standins.auth_url}/oauth/token?grant_type=client_credentials",
-                           auth=(standins.client_id, standins.client_secret), timeout=5)
+    outage = requests.post(
+        f"{standins.auth_url}/oauth/token?grant_type=client_credentials",
+        auth=(standins.client_id, standins.client_secret),
+        timeout=5,
+    )
     assert outage.status_code == 503 and outage.json()["error"] == "server_error"
     assert standins.tokens_issued == 0
 
 
 def test_crafted_answers_are_served_verbatim_after_the_token_check_until_reset(standins: StandIns, auth) -> None:
-    url = f"{standins.case_notes_url}/case-notes/A1234BC/{'x' * 5000}"     # not a UUID: the store cannot hold it
-    body = ('{"caseNoteId": "' + "x" * 5000 + '", "text": "nul \\u0000 and \\ud800", "deep": '
-            + "[" * 5000 + "]" * 5000 + "}")
+    url = f"{standins.case_notes_url}/case-notes/A1234BC/{'x' * 5000}"  # not a UUID: the store cannot hold it
+    body = (
+        '{"caseNoteId": "'
+        + "x" * 5000
+        + '", "text": "nul \\u0000 and \\ud800", "deep": '
+        + "[" * 5000
+        + "]" * 5000
+        + "}"
+    )
     standins.serve(url, body)
     standins.serve("/search/case-notes/A1234BC", '{"content": []}', status=200)
-    assert requests.get(url, timeout=5).status_code == 401                   # still needs a token
+    assert requests.get(url, timeout=5).status_code == 401  # still needs a token
     answer = requests.get(url, headers=auth, timeout=5)
     assert (answer.status_code, answer.text) == (200, body)
     assert search(standins, auth, VALID).text == '{"content": []}'
-    admin = requests.put(f"{standins.alerts_url}/__admin/answers", timeout=5,
-                         json={"path": "/alerts/not-a-uuid", "body": "[1]", "status": 200})
+    admin = requests.put(
+        f"{standins.alerts_url}/__admin/answers",
+        timeout=5,
+        json={"path": "/alerts/not-a-uuid", "body": "[1]", "status": 200},
+    )
     assert admin.status_code == 200
     assert requests.get(f"{standins.alerts_url}/alerts/not-a-uuid", headers=auth, timeout=5).text == "[1]"
     standins.reset()
-    assert requests.get(url, headers=auth, timeout=5).status_code == 400    # the real route again
+    assert requests.get(url, headers=auth, timeout=5).status_code == 400  # the real route again
 
 
 def test_probabilistic_fault_is_reproducible_with_a_seed(standins: StandIns, auth) -> None:
@@ -574,9 +667,20 @@ def test_store_is_thread_safe_copying_and_can_be_shared() -> None:
 
 def test_cli_prints_urls_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "integration.local.standins", "--auth-port", "0", "--case-notes-port", "0",
-         "--alerts-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "integration.local.standins",
+            "--auth-port",
+            "0",
+            "--case-notes-port",
+            "0",
+            "--alerts-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         lines = dict(process.stdout.readline().strip().split("=", 1) for _ in range(3))

@@ -65,7 +65,7 @@ def backfill_run_messages(delius_sqlite, settings: dict, tags: dict | None = Non
 
 @pytest.mark.parametrize("path", INSTANCE_FILES)
 def test_a_runs_event_log_holds_the_telemetry_records_with_the_shipped_settings(delius_sqlite, path, monkeypatch):
-    monkeypatch.setenv("TELEMETRY_LOG", "run")      # the default writes them to stdout only (the compute log)
+    monkeypatch.setenv("TELEMETRY_LOG", "run")  # the default writes them to stdout only (the compute log)
     tags = {TRIGGER_TAG: "linkage", CAUSE_TAG: "probation-case.prison-identifier.updated"}
     messages = backfill_run_messages(delius_sqlite, python_logs(path), tags=tags)
     migrated = [m for m in messages if m.startswith("CaseNotesMigrated ")]

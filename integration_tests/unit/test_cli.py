@@ -9,9 +9,21 @@ import requests
 from integration.cli import backfill, redrive, webserver
 
 URL = "http://dagster.test:3000"
-WORKSPACE = {"workspaceOrError": {"__typename": "Workspace", "locationEntries": [
-    {"name": "integration", "loadStatus": "LOADED",
-     "locationOrLoadError": {"__typename": "RepositoryLocation", "repositories": [{"name": "__repository__"}]}}]}}
+WORKSPACE = {
+    "workspaceOrError": {
+        "__typename": "Workspace",
+        "locationEntries": [
+            {
+                "name": "integration",
+                "loadStatus": "LOADED",
+                "locationOrLoadError": {
+                    "__typename": "RepositoryLocation",
+                    "repositories": [{"name": "__repository__"}],
+                },
+            }
+        ],
+    }
+}
 
 
 class FakeWebserver:
@@ -24,8 +36,13 @@ class FakeWebserver:
             return Answer({"data": WORKSPACE})
         if "launchRun" in json["query"]:
             self.launched.append(json["variables"]["params"])
-            return Answer({"data": {"launchRun": {"__typename": "LaunchRunSuccess",
-                                                  "run": {"runId": f"run-{len(self.launched)}"}}}})
+            return Answer(
+                {
+                    "data": {
+                        "launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": f"run-{len(self.launched)}"}}
+                    }
+                }
+            )
         if "runOrError" in json["query"]:
             return Answer({"data": {"runOrError": {"__typename": "Run", "status": "SUCCESS"}}})
         raise AssertionError(json["query"])
@@ -74,12 +91,18 @@ def test_redrive_launches_the_redrive_or_peek_job_and_prints_the_run_id(server, 
     assert out[1] == f"peek_dlq_job run run-2 launched: {URL}/runs/run-2"
 
 
-@pytest.mark.parametrize("answer, expected", [
-    (requests.ConnectionError("refused"), "cannot reach the Dagster webserver at"),
-    (Answer("<html>", 404), "answered HTTP 404"),
-    (Answer("<html>"), "did not answer JSON"),
-    (Answer({"errors": [{"message": "Field 'x' not found\nmore"}]}), "the webserver refused the request: Field 'x'"),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        (requests.ConnectionError("refused"), "cannot reach the Dagster webserver at"),
+        (Answer("<html>", 404), "answered HTTP 404"),
+        (Answer("<html>"), "did not answer JSON"),
+        (
+            Answer({"errors": [{"message": "Field 'x' not found\nmore"}]}),
+            "the webserver refused the request: Field 'x'",
+        ),
+    ],
+)
 @pytest.mark.parametrize("command", [backfill.main, redrive.main])
 def test_errors_are_one_line_and_exit_code_2(monkeypatch, capsys, command, answer, expected):
     def post(*_args, **_kwargs):
@@ -102,10 +125,12 @@ def test_a_missing_or_invalid_argument_is_one_line_too(monkeypatch, capsys):
     assert backfill.main(["--url", URL]) == 2
     assert redrive.main(["--url", URL, "--max-messages", "-1"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == ["error: --url 'dagster:3000' is not an http(s) URL of the Dagster webserver",
-                   "error: not NOMS numbers: A1234B, HELLO (a NOMS number is like A1234BC)",
-                   "error: no NOMS numbers given",
-                   "error: --max-messages and --park-after cannot be negative"]
+    assert err == [
+        "error: --url 'dagster:3000' is not an http(s) URL of the Dagster webserver",
+        "error: not NOMS numbers: A1234B, HELLO (a NOMS number is like A1234BC)",
+        "error: no NOMS numbers given",
+        "error: --max-messages and --park-after cannot be negative",
+    ]
 
 
 def test_the_url_defaults_to_dagster_ui_url(monkeypatch):

@@ -68,8 +68,11 @@ def test_the_readme_quotes_each_consumer_default(field):
 def test_the_readme_quotes_the_schedule_defaults():
     rows = table_rows(README, "variable")
     redrive = plain(rows["`DLQ_REDRIVE_CRON`, `DLQ_REDRIVE_PARK_AFTER`, `DLQ_REDRIVE_MAX_MESSAGES`"][-1])
-    assert [p.strip() for p in redrive.split(",")] == [DEFAULT_DLQ_REDRIVE_CRON, str(RedriveConfig().park_after),
-                                                       str(RedriveConfig().max_messages)]
+    assert [p.strip() for p in redrive.split(",")] == [
+        DEFAULT_DLQ_REDRIVE_CRON,
+        str(RedriveConfig().park_after),
+        str(RedriveConfig().max_messages),
+    ]
     assert plain(rows["`RECONCILIATION_CRON`, `RECONCILIATION_<FIELD>`"][-1]) == DEFAULT_RECONCILIATION_CRON
     housekeeping = plain(rows["`HOUSEKEEPING_CRON`, `HOUSEKEEPING_RUN_RETENTION_DAYS`"][-1])
     assert [p.strip() for p in housekeeping.split(",")] == [HOUSEKEEPING_CRON, str(DEFAULT_RETENTION_DAYS)]
@@ -103,16 +106,25 @@ def test_the_operations_guide_quotes_the_run_queue_limits_of_dagster_yaml():
     runs = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]
     limits = {(lim["key"], lim.get("value")): lim["limit"] for lim in runs["tag_concurrency_limits"]}
     sentence = " ".join(re.search(r"`concurrency\.runs`: (.*?)\)\.", OPERATIONS, re.S).group(1).split())
-    quoted = re.match(r"(\w+) runs at most, (\w+) of them event batches, (\w+) backfill, (\w+) operator or scheduled "
-                      r"job, and (\w+) runs of Dagster backfills", sentence)
+    quoted = re.match(
+        r"(\w+) runs at most, (\w+) of them event batches, (\w+) backfill, (\w+) operator or scheduled "
+        r"job, and (\w+) runs of Dagster backfills",
+        sentence,
+    )
     assert quoted, sentence
     assert [WORDS[w] for w in quoted.groups()] == [
-        runs["max_concurrent_runs"], limits[("hmpps/flow", "events")], limits[("hmpps/flow", "backfill")],
-        limits[("hmpps/flow", "operations")], limits[("dagster/backfill", None)]]
+        runs["max_concurrent_runs"],
+        limits[("hmpps/flow", "events")],
+        limits[("hmpps/flow", "backfill")],
+        limits[("hmpps/flow", "operations")],
+        limits[("dagster/backfill", None)],
+    ]
     production = table_rows(OPERATIONS, "piece")["run queue"][0]
     events, backfill = limits[("hmpps/flow", "events")], limits[("hmpps/flow", "backfill")]
-    assert (f"`hmpps/flow: events` {events}, `backfill` {backfill}, `operations` {limits[('hmpps/flow', 'operations')]}"
-            f"; `dagster/backfill` {limits[('dagster/backfill', None)]}") in production
+    assert (
+        f"`hmpps/flow: events` {events}, `backfill` {backfill}, `operations` {limits[('hmpps/flow', 'operations')]}"
+        f"; `dagster/backfill` {limits[('dagster/backfill', None)]}"
+    ) in production
 
 
 def test_the_operations_guide_counts_and_lists_every_schedule_and_sensor():
@@ -129,8 +141,15 @@ def test_the_operations_guide_counts_and_lists_every_schedule_and_sensor():
 def test_the_schedules_page_quotes_the_reconciliation_defaults():
     rows = table_rows(SCHEDULES, "field")
     defaults = ReconciliationConfig()
-    for field in ("window_hours", "grace_minutes", "max_people", "concurrency", "time_budget_seconds", "sweep_days",
-                  "max_repairs"):
+    for field in (
+        "window_hours",
+        "grace_minutes",
+        "max_people",
+        "concurrency",
+        "time_budget_seconds",
+        "sweep_days",
+        "max_repairs",
+    ):
         quoted = rows[f"`{field}`"][-1].split()[0]
         assert number(quoted) == getattr(defaults, field), field
     assert rows["`auto_repair`"][-1] == str(defaults.auto_repair).lower()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -38,7 +38,7 @@ ALERT_CREATED_BODY = json.dumps(
     {
         "Type": "Notification",
         "MessageId": "18a5bc34-ee67-5107-b772-dc0f22c1da7b",
-        "TopicArn": "arn:aws:sns:eu-west-2:754256621582:cloud-platform-Digital-Prison-Services-f221e27fcfcf78f6ab4f4c3cc165eee7",
+        "TopicArn": "arn:aws:sns:eu-west-2:754256621582:cloud-platform-Digital-Prison-Services-f221e27fcfcf78f6ab4f4c3cc165eee7",  # noqa: E501
         "Message": ALERT_CREATED_MESSAGE,
         "Timestamp": "2025-02-28T14:38:30.300Z",
         "SignatureVersion": "1",
@@ -73,7 +73,7 @@ CASE_NOTE_CREATED_EVENT = {
 
 ALERT_INACTIVE_MESSAGE = (
     '{"eventType":"person.alert.inactive","additionalInformation":{"alertUuid":"62c811b1-f3f2-432f-abbd-ca06b9190d4d",'
-    '"alertCode":"OVI","source":"DPS"},"version":1,"description":"An alert has been made inactive in the alerts service",'
+    '"alertCode":"OVI","source":"DPS"},"version":1,"description":"An alert has been made inactive in the alerts service",'  # noqa: E501
     '"occurredAt":"2025-02-28T14:38:30.224174387Z","detailUrl":"http://localhost:8080/alerts/'
     '62c811b1-f3f2-432f-abbd-ca06b9190d4d","personReference":{"identifiers":[{"type":"NOMS","value":"AA0001A"}]}}'
 )
@@ -134,7 +134,7 @@ def test_parses_the_upstream_alert_created_notification():
         "traceparent": "00-b525e7a9b05de2c11a64ff93a0ef292b-f8f18e48747b11fd-01",
     }
     # nanoseconds truncated to microseconds, Z = UTC
-    assert event.occurred_at == datetime(2025, 2, 28, 14, 38, 30, 224174, tzinfo=timezone.utc)
+    assert event.occurred_at == datetime(2025, 2, 28, 14, 38, 30, 224174, tzinfo=UTC)
     assert event.ignore_reason() is None
 
 
@@ -412,8 +412,12 @@ def test_raw_delivery_body_is_the_domain_event():
 
 def test_message_already_an_object_is_tolerated():
     body = json.dumps(
-        {"Type": "Notification", "MessageId": "m-2", "Message": CASE_NOTE_CREATED_EVENT,
-         "MessageAttributes": {"eventType": {"Type": "String", "Value": "person.case-note.created"}}}
+        {
+            "Type": "Notification",
+            "MessageId": "m-2",
+            "Message": CASE_NOTE_CREATED_EVENT,
+            "MessageAttributes": {"eventType": {"Type": "String", "Value": "person.case-note.created"}},
+        }
     )
     event = parse_sqs_body(body)
     assert event.event_type == "person.case-note.created"
@@ -447,15 +451,17 @@ def test_sns_message_id_beats_sqs_message_id():
 
 def test_unknown_fields_are_ignored():
     message = CASE_NOTE_CREATED_EVENT | {"publishedAt": "2022-10-18T08:19:20+01:00", "somethingNew": {"a": [1]}}
-    event = parse_sqs_body(sns_body(message, {"eventType": "person.case-note.created", "noTracing": "true"},
-                                    Extra="field"))
+    event = parse_sqs_body(
+        sns_body(message, {"eventType": "person.case-note.created", "noTracing": "true"}, Extra="field")
+    )
     assert event.event_type == "person.case-note.created"
     assert event.attributes["noTracing"] == "true"
 
 
 def test_legacy_id_as_string_is_kept_as_given():
-    message = CASE_NOTE_CREATED_EVENT | {"additionalInformation": {"id": "u", "legacyId": "-2222", "type": "KA",
-                                                                    "subType": "KS"}}
+    message = CASE_NOTE_CREATED_EVENT | {
+        "additionalInformation": {"id": "u", "legacyId": "-2222", "type": "KA", "subType": "KS"}
+    }
     event = parse_sqs_body(sns_body(message))
     assert event.additional_information["legacyId"] == "-2222"
     assert event.case_note_type == "KA"
@@ -481,10 +487,16 @@ def test_non_string_attribute_values_are_dropped_but_event_type_must_be_a_string
 @pytest.mark.parametrize(
     "occurred_at, expected",
     [
-        ("2024-09-23T09:31:58.58471645+01:00", datetime(2024, 9, 23, 9, 31, 58, 584716, tzinfo=timezone(timedelta(hours=1)))),
-        ("2025-02-28T14:38:30.224174387Z", datetime(2025, 2, 28, 14, 38, 30, 224174, tzinfo=timezone.utc)),
-        ("2025-02-28T14:38:30Z", datetime(2025, 2, 28, 14, 38, 30, tzinfo=timezone.utc)),
-        ("2025-02-28T14:38:30.1-05:30", datetime(2025, 2, 28, 14, 38, 30, 100000, tzinfo=timezone(-timedelta(hours=5, minutes=30)))),
+        (
+            "2024-09-23T09:31:58.58471645+01:00",
+            datetime(2024, 9, 23, 9, 31, 58, 584716, tzinfo=timezone(timedelta(hours=1))),
+        ),
+        ("2025-02-28T14:38:30.224174387Z", datetime(2025, 2, 28, 14, 38, 30, 224174, tzinfo=UTC)),
+        ("2025-02-28T14:38:30Z", datetime(2025, 2, 28, 14, 38, 30, tzinfo=UTC)),
+        (
+            "2025-02-28T14:38:30.1-05:30",
+            datetime(2025, 2, 28, 14, 38, 30, 100000, tzinfo=timezone(-timedelta(hours=5, minutes=30))),
+        ),
         ("not a date", None),
         ("2025-13-01T00:00:00Z", None),
         ("2025-02-28", None),
@@ -505,14 +517,21 @@ def test_occurred_at_parsing(occurred_at, expected):
 def test_occurred_at_without_offset_is_london_time():
     event = parse_sqs_body(sns_body({"eventType": "x", "occurredAt": "2024-07-01T10:00:00"}))
     assert event.occurred_at.tzinfo is not None
-    assert event.occurred_at.astimezone(timezone.utc) == datetime(2024, 7, 1, 9, 0, tzinfo=timezone.utc)
+    assert event.occurred_at.astimezone(UTC) == datetime(2024, 7, 1, 9, 0, tzinfo=UTC)
 
 
 def test_identifier_entries_of_the_wrong_shape_are_skipped():
     message = {
         "eventType": LINKAGE_EVENT_TYPE,
-        "personReference": {"identifiers": ["A1", None, {"type": "NOMS"}, {"type": "NOMS", "value": "  "},
-                                            {"type": "noms", "value": "c3333cc"}]},
+        "personReference": {
+            "identifiers": [
+                "A1",
+                None,
+                {"type": "NOMS"},
+                {"type": "NOMS", "value": "  "},
+                {"type": "noms", "value": "c3333cc"},
+            ]
+        },
     }
     event = parse_sqs_body(sns_body(message))
     assert event.noms_number == "C3333CC"
@@ -546,8 +565,12 @@ SECRET = "Prisoner said something confidential"
         (json.dumps({"eventType": ""}), "no event type"),
         (json.dumps({"eventType": 17}), "eventType is not a string"),
         (
-            json.dumps({"Message": json.dumps({"eventType": "x"}),
-                        "MessageAttributes": {"eventType": {"Type": "String", "Value": 5}}}),
+            json.dumps(
+                {
+                    "Message": json.dumps({"eventType": "x"}),
+                    "MessageAttributes": {"eventType": {"Type": "String", "Value": 5}},
+                }
+            ),
             "eventType attribute is not a string",
         ),
     ],
@@ -586,7 +609,7 @@ def test_bytes_body_is_accepted():
         json.dumps(CASE_NOTE_CREATED_EVENT),  # raw delivery
         json.dumps({"Message": CASE_NOTE_CREATED_EVENT}),  # object Message
         sns_body(LINKAGE_EVENT, {"eventType": LINKAGE_EVENT_TYPE}),
-        sns_body({"eventType": "x", "text": "caf\u00e9 \U0001F600"}, {"eventType": "x", "note": "\u00e9"}),
+        sns_body({"eventType": "x", "text": "caf\u00e9 \U0001f600"}, {"eventType": "x", "note": "\u00e9"}),
     ],
 )
 def test_envelope_body_round_trips(body):
@@ -631,11 +654,18 @@ MOVED_MESSAGE = {
     "occurredAt": "2025-05-02T10:11:12.123456+01:00",
     "eventType": "person.case-note.moved",
     "detailUrl": "https://case-notes-api.hmpps.service.justice.gov.uk/case-notes/B2222BB/"
-                 "0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b",
+    "0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b",
     "description": "A case note has been moved",
-    "additionalInformation": {"id": "0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b", "legacyId": 123456789, "type": "KA",
-                              "subType": "KS", "source": "NOMIS", "syncToNomis": True, "systemGenerated": False,
-                              "previousNomsNumber": "A1111AA"},
+    "additionalInformation": {
+        "id": "0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b",
+        "legacyId": 123456789,
+        "type": "KA",
+        "subType": "KS",
+        "source": "NOMIS",
+        "syncToNomis": True,
+        "systemGenerated": False,
+        "previousNomsNumber": "A1111AA",
+    },
     "personReference": {"identifiers": [{"type": "NOMS", "value": "B2222BB"}]},
     "version": 1,
 }
@@ -643,7 +673,7 @@ UPDATED_MESSAGE = {
     "version": 1,
     "eventType": "probation-case.prison-identifier.updated",
     "description": "A prisoner identifier has been updated following a merge. This been reflected on the probation "
-                   "case.",
+    "case.",
     "personReference": {"identifiers": [{"type": "CRN", "value": "X123456"}, {"type": "NOMS", "value": "B2222BB"}]},
     "additionalInformation": {"previousNomsNumber": "A1111AA"},
     "occurredAt": "2025-05-02T10:11:13.5+01:00",
@@ -651,8 +681,9 @@ UPDATED_MESSAGE = {
 
 
 def test_a_moved_case_note_event_is_a_case_note_event_for_the_new_holder():
-    event = parse_sqs_body(sns_body(MOVED_MESSAGE, {"eventType": "person.case-note.moved", "type": "KA",
-                                                    "subType": "KS"}))
+    event = parse_sqs_body(
+        sns_body(MOVED_MESSAGE, {"eventType": "person.case-note.moved", "type": "KA", "subType": "KS"})
+    )
     assert event.kind is EventKind.CASE_NOTE and event.ignore_reason() is None
     assert event.noms_number == "B2222BB" and event.previous_noms_number == "A1111AA"
     assert event.detail_url.endswith("/case-notes/B2222BB/0192c4f8-3e3c-7d8e-9a5b-1c2d3e4f5a6b")
@@ -660,10 +691,11 @@ def test_a_moved_case_note_event_is_a_case_note_event_for_the_new_holder():
 
 
 def test_a_moved_case_note_of_no_interest_is_skipped_by_the_same_type_filter():
-    message = {**MOVED_MESSAGE, "additionalInformation": {**MOVED_MESSAGE["additionalInformation"], "type": "GEN",
-                                                          "subType": "HIS"}}
-    event = parse_sqs_body(sns_body(message, {"eventType": "person.case-note.moved", "type": "GEN",
-                                              "subType": "HIS"}))
+    message = {
+        **MOVED_MESSAGE,
+        "additionalInformation": {**MOVED_MESSAGE["additionalInformation"], "type": "GEN", "subType": "HIS"},
+    }
+    event = parse_sqs_body(sns_body(message, {"eventType": "person.case-note.moved", "type": "GEN", "subType": "HIS"}))
     assert event.ignore_reason() == "case note type not of interest: GEN HIS"
 
 

@@ -1,15 +1,17 @@
-"""Unit tests of ``core/records.py``, ``core/rules.py`` and ``core/times.py``: parsing source records, filters, drafts, notes and descriptions (§3.2-§6.3)."""
+"""Unit tests of ``core/records.py``, ``core/rules.py`` and ``core/times.py``.
+
+Parsing source records, filters, drafts, notes and descriptions (§3.2-§6.3).
+"""
 
 from __future__ import annotations
 
 import copy
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from integration.core.records import Alert, Amendment, CaseNote, InvalidSourceRecord
-from integration.core.times import NotADateTime, format_delius_datetime, to_london
 from integration.core.rules import (
     ALERT_URN_PREFIX,
     CASE_NOTE_URN_PREFIX,
@@ -35,6 +37,7 @@ from integration.core.rules import (
     parse_staff_name,
     truncate_utf8,
 )
+from integration.core.times import NotADateTime, format_delius_datetime, to_london
 
 UNK_LINE = (
     "Establishment details were not available when this contact was created. "
@@ -107,8 +110,12 @@ ALERT_JSON = {
 ACTIVE_ALERT_JSON = {
     "alertUuid": "11111111-9f5a-7ea3-837b-a1770b389c5b",
     "prisonNumber": "aa0001a",
-    "alertCode": {"alertTypeCode": "AT", "alertTypeDescription": "Description of AT", "code": "AST",
-                  "description": "Description of AST"},
+    "alertCode": {
+        "alertTypeCode": "AT",
+        "alertTypeDescription": "Description of AT",
+        "code": "AST",
+        "description": "Description of AST",
+    },
     "description": "User entered some text about the alert",
     "activeFrom": "2025-02-27",
     "activeTo": None,
@@ -212,7 +219,7 @@ def test_to_london_strings(value, expected):
 
 
 def test_to_london_datetimes():
-    assert to_london(datetime(2022, 7, 20, 11, 25, 20, tzinfo=timezone.utc)) == datetime(2022, 7, 20, 12, 25, 20)
+    assert to_london(datetime(2022, 7, 20, 11, 25, 20, tzinfo=UTC)) == datetime(2022, 7, 20, 12, 25, 20)
     assert to_london(datetime(2022, 7, 20, 12, 25, 20, tzinfo=ZoneInfo("Europe/London"))) == datetime(
         2022, 7, 20, 12, 25, 20
     )
@@ -256,7 +263,7 @@ def test_format_delius_datetime():
     assert format_delius_datetime(datetime(2024, 1, 2, 3, 4, 5)) == "02/01/2024 03:04:05"
     assert format_delius_datetime(datetime(999, 1, 2, 3, 4, 5)) == "02/01/0999 03:04:05"
     # aware values are shown in London time
-    assert format_delius_datetime(datetime(2022, 7, 20, 11, 25, 20, tzinfo=timezone.utc)) == "20/07/2022 12:25:20"
+    assert format_delius_datetime(datetime(2022, 7, 20, 11, 25, 20, tzinfo=UTC)) == "20/07/2022 12:25:20"
 
 
 def test_data_cleanse_notes():
@@ -307,13 +314,13 @@ def test_parse_staff_name_truncates_each_part_to_35_characters():
 @pytest.mark.parametrize(
     "display_name, expected",
     [
-        ("Mary Ann Smith", ("Mary Ann", "Smith")),          # split at the last space (§5.3)
+        ("Mary Ann Smith", ("Mary Ann", "Smith")),  # split at the last space (§5.3)
         ("John Paul Smith", ("John Paul", "Smith")),
         ("Some Name", ("Some", "Name")),
         ("  Mary \t Ann   Smith  ", ("Mary Ann", "Smith")),  # whitespace runs count as one space
         ("bob", ("bob", "bob")),
         ("  bob  ", ("bob", "bob")),
-        ("Smith, Mary", ("Mary", "Smith")),                 # comma form as for case notes
+        ("Smith, Mary", ("Mary", "Smith")),  # comma form as for case notes
         ("Smith,Mary Ann", ("Mary Ann", "Smith")),
         ("Van Der Berg, Anna Maria", ("Anna Maria", "Van Der Berg")),
         ("Smith,", ("Smith", "Smith")),
@@ -338,7 +345,7 @@ def test_parse_alert_staff_name_truncates_each_part_to_35_characters():
     forename, surname = parse_alert_staff_name("A" * 20 + " " + "C" * 20 + " " + "B" * 50)
     assert forename == "A" * 20 + " " + "C" * 14
     assert surname == "B" * 35
-    assert parse_alert_staff_name("A" * 34 + " " + "C" + " Smith") == ("A" * 34, "Smith")   # no trailing space
+    assert parse_alert_staff_name("A" * 34 + " " + "C" + " Smith") == ("A" * 34, "Smith")  # no trailing space
     assert parse_alert_staff_name("X" * 60) == ("X" * 35, "X" * 35)
 
 
@@ -358,8 +365,11 @@ def test_case_note_from_the_upstream_example():
         text="This is an existing case note",
         location_id="LEI",
         legacy_id=11111,
-        amendments=(Amendment(created=datetime(2022, 7, 20, 12, 25, 20), author_name="Mickey Mouse",
-                              text="Some Additional Text"),),
+        amendments=(
+            Amendment(
+                created=datetime(2022, 7, 20, 12, 25, 20), author_name="Mickey Mouse", text="Some Additional Text"
+            ),
+        ),
     )
 
 
@@ -513,8 +523,10 @@ def test_numeric_case_note_id_is_a_string():
         ({"locationId": "ZZG"}, REASON_TEST_INSTITUTION),
         ({"locationId": "ZZGHI"}, REASON_TEST_INSTITUTION),
         ({"locationId": "ZZGXYZ"}, REASON_TEST_INSTITUTION),
-        ({"text": "Alert Security. Do not share with offender and OCG Nominal - Do not share made active."},
-         REASON_OCG),
+        (
+            {"text": "Alert Security. Do not share with offender and OCG Nominal - Do not share made active."},
+            REASON_OCG,
+        ),
         ({"text": "prefix Do not share with offender and OCG Nominal suffix"}, REASON_OCG),
         # first match wins
         ({"text": "  ", "locationId": "TRN"}, REASON_BLANK_TEXT),
@@ -595,10 +607,16 @@ def test_draft_amendments_in_order_and_latest_time_is_system_time():
         note(
             text="HELLO",
             amendments=[
-                {"creationDateTime": "2019-04-02T22:21:20", "authorName": "Another Author",
-                 "additionalNoteText": "another amendment"},
-                {"creationDateTime": "2019-03-01T22:21:20", "authorName": "some user",
-                 "additionalNoteText": "some amendment"},
+                {
+                    "creationDateTime": "2019-04-02T22:21:20",
+                    "authorName": "Another Author",
+                    "additionalNoteText": "another amendment",
+                },
+                {
+                    "creationDateTime": "2019-03-01T22:21:20",
+                    "authorName": "some user",
+                    "additionalNoteText": "some amendment",
+                },
                 {"authorName": "No Date", "additionalNoteText": "undated"},
             ],
         )
@@ -620,8 +638,11 @@ def test_draft_amendments_without_times_use_creation_time():
 
 def test_draft_amendment_time_in_winter_offset():
     result = draft_from_case_note(
-        note(amendments=[{"creationDateTime": "2022-12-20T11:25:20.987654321Z", "authorName": "M M",
-                          "additionalNoteText": "t"}])
+        note(
+            amendments=[
+                {"creationDateTime": "2022-12-20T11:25:20.987654321Z", "authorName": "M M", "additionalNoteText": "t"}
+            ]
+        )
     )
     assert "[M M updated the case notes on 20/12/2022 11:25:20]" in result.content
     assert result.system_datetime == datetime(2022, 12, 20, 11, 25, 20, 987654)
@@ -702,14 +723,22 @@ def test_alert_minimal_and_misspelt_fields_are_tolerated():
         ({"prisonNumber": None}, "alert has no prisonNumber"),
         ({"alertCode": _DELETE}, "alert has no alertCode"),
         ({"alertCode": "AST"}, "alert has no alertCode"),
-        ({"alertCode": {"alertTypeDescription": "d", "code": "c", "description": "d"}},
-         "alert alertCode has no alertTypeCode"),
-        ({"alertCode": {"alertTypeCode": "t", "code": "c", "description": "d"}},
-         "alert alertCode has no alertTypeDescription"),
-        ({"alertCode": {"alertTypeCode": "t", "alertTypeDescription": "d", "description": "d"}},
-         "alert alertCode has no code"),
-        ({"alertCode": {"alertTypeCode": "t", "alertTypeDescription": "d", "code": "c"}},
-         "alert alertCode has no description"),
+        (
+            {"alertCode": {"alertTypeDescription": "d", "code": "c", "description": "d"}},
+            "alert alertCode has no alertTypeCode",
+        ),
+        (
+            {"alertCode": {"alertTypeCode": "t", "code": "c", "description": "d"}},
+            "alert alertCode has no alertTypeDescription",
+        ),
+        (
+            {"alertCode": {"alertTypeCode": "t", "alertTypeDescription": "d", "description": "d"}},
+            "alert alertCode has no code",
+        ),
+        (
+            {"alertCode": {"alertTypeCode": "t", "alertTypeDescription": "d", "code": "c"}},
+            "alert alertCode has no description",
+        ),
         ({"activeFrom": _DELETE}, "alert has no activeFrom"),
         ({"activeFrom": "2025-02-27T10:00:00"}, "alert has an invalid activeFrom"),
         ({"activeFrom": "2025-02-30"}, "alert has an invalid activeFrom"),
@@ -735,8 +764,14 @@ def test_alert_not_an_object():
 
 def test_alert_ignore_reason():
     docgm = Alert.from_api(
-        alert_json(alertCode={"alertTypeCode": "D", "alertTypeDescription": "Security", "code": "DOCGM",
-                              "description": "OCG Nominal - Do not share"})
+        alert_json(
+            alertCode={
+                "alertTypeCode": "D",
+                "alertTypeDescription": "Security",
+                "code": "DOCGM",
+                "description": "OCG Nominal - Do not share",
+            }
+        )
     )
     assert alert_ignore_reason(docgm) == "OCG nominal alert (DOCGM)"
     assert alert_ignore_reason(Alert.from_api(ALERT_JSON)) is None
@@ -798,7 +833,7 @@ def test_alert_contact_time_uses_the_latest_of_three_times():
     )
     assert result.contact_datetime == datetime(2025, 2, 27, 7, 0, 0)
     assert result.system_datetime == datetime(2025, 3, 2, 7, 0, 0)
-    assert (result.staff_forename, result.staff_surname) == ("Mary Ann", "Jones")   # alerts: split at the last space
+    assert (result.staff_forename, result.staff_surname) == ("Mary Ann", "Jones")  # alerts: split at the last space
 
 
 def test_alert_contact_time_active_to_last_set_wins():
@@ -832,8 +867,9 @@ def test_alert_staff_falls_back_to_creator_and_unknown():
 def test_alert_staff_name_is_split_at_the_last_space():
     result = draft_from_alert(Alert.from_api(alert_json(ALERT_JSON, lastModifiedByDisplayName="Mary Ann Smith")))
     assert (result.staff_forename, result.staff_surname) == ("Mary Ann", "Smith")
-    result = draft_from_alert(Alert.from_api(alert_json(ALERT_JSON, lastModifiedByDisplayName=None,
-                                                        createdByDisplayName="John Paul Jones")))
+    result = draft_from_alert(
+        Alert.from_api(alert_json(ALERT_JSON, lastModifiedByDisplayName=None, createdByDisplayName="John Paul Jones"))
+    )
     assert (result.staff_forename, result.staff_surname) == ("John Paul", "Jones")
     result = draft_from_alert(Alert.from_api(alert_json(ALERT_JSON, lastModifiedByDisplayName="Smith, Mary Ann")))
     assert (result.staff_forename, result.staff_surname) == ("Mary Ann", "Smith")
@@ -913,7 +949,7 @@ def test_truncate_utf8_fits():
     assert truncate_utf8("short") == "short"
     exactly = "a" * 200
     assert truncate_utf8(exactly) == exactly
-    four_byte = "\U0001F600" * 50  # exactly 200 bytes
+    four_byte = "\U0001f600" * 50  # exactly 200 bytes
     assert truncate_utf8(four_byte) == four_byte
 
 
@@ -924,7 +960,7 @@ def test_truncate_utf8_fits():
         ("a" * 1000, "a" * 198, 200),
         ("\u00e9" * 101, "\u00e9" * 99, 200),  # 2-byte chars: 198 bytes kept
         ("\u20ac" * 70, "\u20ac" * 66, 200),  # 3-byte chars: 198 bytes kept
-        ("\U0001F600" * 51, "\U0001F600" * 49, 198),  # 4-byte chars: 196 bytes, a 50th would reach 200
+        ("\U0001f600" * 51, "\U0001f600" * 49, 198),  # 4-byte chars: 196 bytes, a 50th would reach 200
         ("a" + "\u20ac" * 70, "a" + "\u20ac" * 65, 198),
         ("ab" + "\u20ac" * 70, "ab" + "\u20ac" * 65, 199),
     ],
@@ -952,8 +988,12 @@ def test_description_for_alerts():
 
 
 def test_alert_description_truncated_to_200_bytes_with_multibyte_characters():
-    long_code = {"alertTypeCode": "AT", "alertTypeDescription": "Caf\u00e9 \u00e9l\u00e8ve " * 10,
-                 "code": "AST", "description": "\u20ac" * 60}
+    long_code = {
+        "alertTypeCode": "AT",
+        "alertTypeDescription": "Caf\u00e9 \u00e9l\u00e8ve " * 10,
+        "code": "AST",
+        "description": "\u20ac" * 60,
+    }
     result = draft_from_alert(Alert.from_api(alert_json(alertCode=long_code)))
     description = contact_description(result, "CNT2")
     full = "NOMIS " + result.alert_description
@@ -968,13 +1008,19 @@ def test_alert_description_truncated_to_200_bytes_with_multibyte_characters():
     "content, expected",
     [
         ("Case note summary from Accommodation BCST2 report\n\ntext", "BCST case note for Accommodation"),
-        ("Case note summary from Attitudes, thinking and behaviour BCST2 report",
-         "BCST case note for Attitudes, thinking and behaviour"),
-        ("Case note summary from Children, families and communities BCST2 report",
-         "BCST case note for Children, families and community"),
+        (
+            "Case note summary from Attitudes, thinking and behaviour BCST2 report",
+            "BCST case note for Attitudes, thinking and behaviour",
+        ),
+        (
+            "Case note summary from Children, families and communities BCST2 report",
+            "BCST case note for Children, families and community",
+        ),
         ("Case note summary from Drugs and alcohol Pre-release report", "BCST case note for Drugs and alcohol"),
-        ("Case note summary from Education, skills and work BCST2 report",
-         "BCST case note for Education, skills and work"),
+        (
+            "Case note summary from Education, skills and work BCST2 report",
+            "BCST case note for Education, skills and work",
+        ),
         ("Case note summary from Finance and ID Pre-release report", "BCST case note for Finance and ID"),
         ("Case note summary from Health BCST2 report", "BCST case note for Health"),
         ("Intro line\nCase note summary from health BCST2 report", "BCST case note for Health"),
@@ -1013,8 +1059,12 @@ def test_description_for_default_type_and_others():
 
 def test_case_note_draft_end_to_end_for_bcst():
     result = draft_from_case_note(
-        note(type="RESET", subType="BCST", text="Case note summary from Finance and ID BCST2 report\n\nDetail",
-             amendments=[])
+        note(
+            type="RESET",
+            subType="BCST",
+            text="Case note summary from Finance and ID BCST2 report\n\nDetail",
+            amendments=[],
+        )
     )
     assert result.notes == "RESET BCST\nCase note summary from Finance and ID BCST2 report\n\nDetail"
     assert contact_description(result, "BCSP2") == "BCST case note for Finance and ID"

@@ -307,7 +307,7 @@ def test_a_setup_that_fails_is_logged_and_the_lines_still_go_out(monkeypatch, ca
 
 
 def test_telemetry_log_stdout_writes_the_lines_to_standard_output_instead_of_the_logger(monkeypatch, capsys, caplog):
-    monkeypatch.delenv("TELEMETRY_LOG", raising=False)     # the default
+    monkeypatch.delenv("TELEMETRY_LOG", raising=False)  # the default
     with caplog.at_level(logging.INFO, logger="integration.telemetry"):
         adapter.emit([TelemetryRecord("CaseNoteNotFound", {"detailUrl": "https://c/n"})])
     assert capsys.readouterr().out == "CaseNoteNotFound detailUrl=https://c/n\n"

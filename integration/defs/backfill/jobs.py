@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import dagster as dg
 from pydantic import Field
 
-from ..pods import BACKFILL_RESOURCES, pod_tags
 from ...constants import BACKFILL_JOB, BACKFILL_OP, FLOW_BACKFILL, FLOW_TAG, NOMS_PARTITIONS, PEOPLE_TAG, TRIGGER_TAG
 from ...core.events import is_noms_number
 from ...resources import DeliusDatabase, SourceApiResource
+from ..pods import BACKFILL_RESOURCES, pod_tags
 from .assets import LINKED_PERSON_CONTACTS, backfill, backfill_cause
 
 MAX_PEOPLE_PER_RUN = 100
@@ -27,7 +27,8 @@ PEOPLE_IN_TAG = 5
 
 class BackfillConfig(dg.Config):
     noms_numbers: list[str] = Field(
-        default=[], description="NOMS numbers of the people to backfill, e.g. [A1234BC, B2345CD] (at most 100).")
+        default=[], description="NOMS numbers of the people to backfill, e.g. [A1234BC, B2345CD] (at most 100)."
+    )
 
 
 def noms_numbers_of(values: Sequence[str]) -> list[str]:
@@ -38,18 +39,25 @@ def noms_numbers_of(values: Sequence[str]) -> list[str]:
     if invalid:
         raise dg.Failure(description=f"not NOMS numbers: {', '.join(invalid[:10])} (a NOMS number is like A1234BC)")
     if not keys:
-        raise dg.Failure(description=f"no NOMS numbers: put them in ops.{BACKFILL_OP}.config.noms_numbers, "
-                                     "e.g. [A1234BC]")
+        raise dg.Failure(
+            description=f"no NOMS numbers: put them in ops.{BACKFILL_OP}.config.noms_numbers, e.g. [A1234BC]"
+        )
     if len(keys) > MAX_PEOPLE_PER_RUN:
-        raise dg.Failure(description=f"{len(keys)} NOMS numbers: at most {MAX_PEOPLE_PER_RUN} per run "
-                                     "(python -m integration.cli.backfill splits a longer list into runs)")
+        raise dg.Failure(
+            description=f"{len(keys)} NOMS numbers: at most {MAX_PEOPLE_PER_RUN} per run "
+            "(python -m integration.cli.backfill splits a longer list into runs)"
+        )
     return keys
 
 
-@dg.op(name=BACKFILL_OP, description="Add each person's linked_person_contacts partition, merge every case note of "
-                                     "interest and alert into Delius, check one contact each.")
-def backfill_people_op(context: dg.OpExecutionContext, config: BackfillConfig, delius: DeliusDatabase,
-                       source_api: SourceApiResource) -> None:
+@dg.op(
+    name=BACKFILL_OP,
+    description="Add each person's linked_person_contacts partition, merge every case note of "
+    "interest and alert into Delius, check one contact each.",
+)
+def backfill_people_op(
+    context: dg.OpExecutionContext, config: BackfillConfig, delius: DeliusDatabase, source_api: SourceApiResource
+) -> None:
     keys = noms_numbers_of(config.noms_numbers)
     # Whoever launched the run (the launchpad sets no such tag), Runs can be filtered by the person.
     people = backfill_tags(keys, "")[PEOPLE_TAG]
@@ -66,8 +74,11 @@ def backfill_people_op(context: dg.OpExecutionContext, config: BackfillConfig, d
             outcome = done.value
             break
     # An op may report an asset check's result (Dagster stores it like an asset's own; its annotation omits it).
-    context.log_event(dg.AssetCheckEvaluation(  # type: ignore[arg-type]
-        asset_key=dg.AssetKey(LINKED_PERSON_CONTACTS), **outcome.check))
+    context.log_event(
+        dg.AssetCheckEvaluation(  # type: ignore[arg-type]
+            asset_key=dg.AssetKey(LINKED_PERSON_CONTACTS), **outcome.check
+        )
+    )
     outcome.raise_if_failed()
 
 
@@ -81,18 +92,23 @@ def backfill_tags(noms_numbers: Sequence[str], trigger: str) -> dict[str, str]:
     return {TRIGGER_TAG: trigger, PEOPLE_TAG: people}
 
 
-def backfill_request(noms_numbers: Sequence[str], *, run_key: str, trigger: str,
-                     tags: dict[str, str] | None = None) -> dg.RunRequest:
+def backfill_request(
+    noms_numbers: Sequence[str], *, run_key: str, trigger: str, tags: dict[str, str] | None = None
+) -> dg.RunRequest:
     """A ``noms_backfill_job`` run for these people, as the sensors request it."""
-    return dg.RunRequest(run_key=run_key, job_name=BACKFILL_JOB, run_config=backfill_run_config(noms_numbers),
-                         tags={**backfill_tags(noms_numbers, trigger), **(tags or {})})
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=BACKFILL_JOB,
+        run_config=backfill_run_config(noms_numbers),
+        tags={**backfill_tags(noms_numbers, trigger), **(tags or {})},
+    )
 
 
 @dg.job(
     name=BACKFILL_JOB,
     tags={FLOW_TAG: FLOW_BACKFILL, TRIGGER_TAG: "ui", "dagster/max_runtime": "3600", **pod_tags(BACKFILL_RESOURCES)},
     description="Backfills the contacts of the people whose NOMS numbers are in its config (Launchpad: "
-                "ops.backfill_people.config.noms_numbers: [A1234BC]); one linked_person_contacts partition each.",
+    "ops.backfill_people.config.noms_numbers: [A1234BC]); one linked_person_contacts partition each.",
 )
 def noms_backfill_job():
     backfill_people_op()

@@ -12,22 +12,23 @@ delius_contacts = dg.AssetSpec(
     group_name="delius",
     kinds={"postgres"},
     description="NDelius CONTACT rows made from prison case notes and alerts. Delius owns the table; "
-                "prison_events_job reports what it wrote as materializations (counts per batch). Per hour and per "
-                "day: delius_contacts_per_hour, delius_contacts_per_day.",
+    "prison_events_job reports what it wrote as materializations (counts per batch). Per hour and per "
+    "day: delius_contacts_per_hour, delius_contacts_per_day.",
 )
 
-_ROLLUP = ("Counts created, updated, moved, unchanged, skipped, failed, events (their sum) and reports (how many "
-           "delius_contacts reports were added up), and what backfills wrote (created_by_backfill, "
-           "updated_by_backfill, moved_by_backfill, people_backfilled). Reported by contacts_rollup_sensor; "
-           "Metadata -> Plots shows them over time. Counts only.")
+_ROLLUP = (
+    "Counts created, updated, moved, unchanged, skipped, failed, events (their sum) and reports (how many "
+    "delius_contacts reports were added up), and what backfills wrote (created_by_backfill, "
+    "updated_by_backfill, moved_by_backfill, people_backfilled). Reported by contacts_rollup_sensor; "
+    "Metadata -> Plots shows them over time. Counts only."
+)
 
 contacts_per_hour = dg.AssetSpec(
     key=CONTACTS_PER_HOUR,
     group_name="delius",
     deps=[DELIUS_CONTACTS],
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3), warn_window=timedelta(hours=2)),
-    description="Contacts written per clock hour (Europe/London), one report a few minutes after each hour. "
-                + _ROLLUP,
+    description="Contacts written per clock hour (Europe/London), one report a few minutes after each hour. " + _ROLLUP,
 )
 
 contacts_per_day = dg.AssetSpec(

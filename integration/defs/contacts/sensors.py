@@ -26,8 +26,8 @@ PAGE = 1000
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After each hour and each day (Europe/London), reports the contacts created, updated, moved, "
-                "unchanged, skipped and failed in it (summed from the delius_contacts reports) as "
-                "delius_contacts_per_hour and delius_contacts_per_day, which the UI plots over time. Launches no runs.",
+    "unchanged, skipped and failed in it (summed from the delius_contacts reports) as "
+    "delius_contacts_per_hour and delius_contacts_per_day, which the UI plots over time. Launches no runs.",
 )
 def contacts_rollup_sensor(context: dg.SensorEvaluationContext):
     cursor = _load_cursor(context.cursor)
@@ -40,8 +40,13 @@ def contacts_rollup_sensor(context: dg.SensorEvaluationContext):
     if not events:
         return dg.SkipReason("no hour or day has ended since the last report")
     for event in events:
-        context.log.info(kv("contacts_rollup", window=event.description,
-                            **{k: v.value for k, v in event.metadata.items() if k in ("events", "created", "failed")}))
+        context.log.info(
+            kv(
+                "contacts_rollup",
+                window=event.description,
+                **{k: v.value for k, v in event.metadata.items() if k in ("events", "created", "failed")},
+            )
+        )
     return dg.SensorResult(asset_events=events, cursor=json.dumps(cursor))
 
 
@@ -59,9 +64,12 @@ def _metadata(instance: dg.DagsterInstance, asset: str, window: Window):
     cursor = None
     while True:
         result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_timestamp=window.start,
-                                  before_timestamp=window.end),
-            limit=PAGE, cursor=cursor)
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(asset), after_timestamp=window.start, before_timestamp=window.end
+            ),
+            limit=PAGE,
+            cursor=cursor,
+        )
         for record in result.records:
             if record.asset_materialization is not None:
                 yield record.asset_materialization.metadata
@@ -75,5 +83,8 @@ def _load_cursor(raw: str | None) -> dict[str, Any]:
         value = json.loads(raw) if raw else {}
     except ValueError:
         value = {}
-    return {k: float(v) for k, v in value.items() if k in (HOUR, DAY) and isinstance(v, (int, float))} \
-        if isinstance(value, dict) else {}
+    return (
+        {k: float(v) for k, v in value.items() if k in (HOUR, DAY) and isinstance(v, (int, float))}
+        if isinstance(value, dict)
+        else {}
+    )

@@ -14,7 +14,7 @@ from .jobs import redrive_dlq_job
     monitored_jobs=[redrive_dlq_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After each DLQ redrive (scheduled or by hand): tags the run with the number of parked messages "
-                f"({PARKED_TAG}) and posts its counts to NOTIFY_WEBHOOK_URL when it moved or parked anything.",
+    f"({PARKED_TAG}) and posts its counts to NOTIFY_WEBHOOK_URL when it moved or parked anything.",
 )
 def dlq_redrive_report_sensor(context: dg.RunStatusSensorContext, notifier: Notifier):
     run = context.dagster_run
@@ -25,8 +25,10 @@ def dlq_redrive_report_sensor(context: dg.RunStatusSensorContext, notifier: Noti
         context.instance.add_run_tags(run.run_id, {PARKED_TAG: str(counts["parked"])})
     if not any(counts.values()):
         return dg.SkipReason("the dead-letter queue was empty")
-    notifier.post(redrive_message(run.run_id, counts["moved"], counts["parked"], counts["failed"],
-                                  notifier.run_link(run.run_id)), context.log)
+    notifier.post(
+        redrive_message(run.run_id, counts["moved"], counts["parked"], counts["failed"], notifier.run_link(run.run_id)),
+        context.log,
+    )
     return None
 
 
@@ -36,6 +38,7 @@ def redrive_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, int] 
         event = record.dagster_event
         if event.step_key == REDRIVE_OP:
             metadata = event.event_specific_data.metadata
-            return {name: int(metadata[name].value) if name in metadata else 0
-                    for name in ("moved", "parked", "failed")}
+            return {
+                name: int(metadata[name].value) if name in metadata else 0 for name in ("moved", "parked", "failed")
+            }
     return None

@@ -76,8 +76,7 @@ class _Hooks:
     def paused(self) -> bool:
         return sensor_stopped(self.instance)
 
-    def hand_over_linkage(self, message: QueueMessage, noms_number: str, visible_until: float,
-                          event_type: str) -> None:
+    def hand_over_linkage(self, message: QueueMessage, noms_number: str, visible_until: float, event_type: str) -> None:
         if noms_number not in self.partitions:
             if not self.instance.has_dynamic_partition(NOMS_PARTITIONS, noms_number):
                 self.instance.add_dynamic_partitions(NOMS_PARTITIONS, [noms_number])

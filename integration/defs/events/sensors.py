@@ -140,8 +140,9 @@ def prison_events_sensor(context: dg.SensorEvaluationContext, **_invoked_with: A
     )
 
 
-def _result(context: dg.SensorEvaluationContext, requests: list[dg.RunRequest], cursor: str,
-            reason: str) -> dg.SensorResult:
+def _result(
+    context: dg.SensorEvaluationContext, requests: list[dg.RunRequest], cursor: str, reason: str
+) -> dg.SensorResult:
     if not requests:
         return dg.SensorResult(skip_reason=reason, cursor=cursor)
     return dg.SensorResult(run_requests=requests, cursor=cursor)

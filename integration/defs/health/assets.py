@@ -30,9 +30,9 @@ EVENTS_QUEUE_SPEC = dg.AssetSpec(
     kinds={"sqs"},
     freshness_policy=FRESHNESS,
     description="The SQS queue of HMPPS domain events that prison_events_sensor consumes, and its dead-letter queue. "
-                "Reported every minute by queue_health_sensor: status (healthy, stalled, paused, DLQ not empty, old "
-                "messages), depth (visible, in flight, delayed), DLQ depth, estimated oldest-message age and the "
-                "consumer's state. Green when healthy, red while an ERROR check fails. See docs/operations.md §2.",
+    "Reported every minute by queue_health_sensor: status (healthy, stalled, paused, DLQ not empty, old "
+    "messages), depth (visible, in flight, delayed), DLQ depth, estimated oldest-message age and the "
+    "consumer's state. Green when healthy, red while an ERROR check fails. See docs/operations.md §2.",
 )
 
 
@@ -47,8 +47,7 @@ EVENTS_QUEUE_SPEC = dg.AssetSpec(
 def events_queue(context: dg.AssetExecutionContext):
     instance = context.instance
     backlog_since, observed_at = latest_backlog_since(instance)
-    report = evaluate(instance, context.resources.events_queue.queue(), backlog_since=backlog_since,
-                      since=observed_at)
+    report = evaluate(instance, context.resources.events_queue.queue(), backlog_since=backlog_since, since=observed_at)
     context.log.info(report.log_line())
     if EVENTS_QUEUE_KEY in context.selected_asset_keys:
         yield dg.MaterializeResult(asset_key=EVENTS_QUEUE_KEY, metadata=report_metadata(report))

@@ -11,21 +11,31 @@ import dagster as dg
 
 from ... import settings
 from ...constants import BACKFILL_JOB, DELIUS_CONTACTS, EVENTS_JOB, EVENTS_QUEUE, EVENTS_SENSOR, TRIGGER_TAG
-from ...core.health import (CONSUMER_IS_ALIVE, CheckOutcome, ConsumerActivity, HealthReport, HealthSettings,
-                            ages_at_receipt, assess, next_backlog_since, status_of)
+from ...core.health import (
+    CONSUMER_IS_ALIVE,
+    CheckOutcome,
+    ConsumerActivity,
+    HealthReport,
+    HealthSettings,
+    ages_at_receipt,
+    assess,
+    next_backlog_since,
+    status_of,
+)
 from ...core.messages import QueueDepth
 from ...core.ports import EventsQueue
 
 EVENTS_QUEUE_KEY = dg.AssetKey(EVENTS_QUEUE)
 PENDING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
 FINISHED_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
-MAX_RUNS_SCANNED = 200          # consumer reports read per evaluation at most
+MAX_RUNS_SCANNED = 200  # consumer reports read per evaluation at most
 
 
 def health_settings() -> HealthSettings:
     """``HEALTH_STALL_SECONDS``, ``HEALTH_MAX_MESSAGE_AGE_SECONDS``, ``HEALTH_HEARTBEAT_SECONDS`` (read each time)."""
-    return settings.load(HealthSettings, "HEALTH_", minimums={"stall_seconds": 1, "max_message_age_seconds": 1,
-                                                             "heartbeat_seconds": 0})
+    return settings.load(
+        HealthSettings, "HEALTH_", minimums={"stall_seconds": 1, "max_message_age_seconds": 1, "heartbeat_seconds": 0}
+    )
 
 
 def consumer_activity(instance: dg.DagsterInstance, *, since: float) -> ConsumerActivity:
@@ -35,24 +45,31 @@ def consumer_activity(instance: dg.DagsterInstance, *, since: float) -> Consumer
     status, tick_at, tick_error = _sensor_state(instance)
     latest = instance.fetch_materializations(dg.AssetKey(DELIUS_CONTACTS), limit=1).records
     linkage = instance.get_run_records(dg.RunsFilter(job_name=BACKFILL_JOB, tags={TRIGGER_TAG: "linkage"}), limit=1)
-    finished = instance.get_run_records(dg.RunsFilter(job_name=EVENTS_JOB, statuses=FINISHED_STATUSES),
-                                        limit=1)
+    finished = instance.get_run_records(dg.RunsFilter(job_name=EVENTS_JOB, statuses=FINISHED_STATUSES), limit=1)
     received = [r.create_timestamp.timestamp() for r in linkage]
-    received += [t for t in (_number(r.asset_materialization.metadata.get("last_received_at"))
-                             for r in latest if r.asset_materialization) if t is not None]
+    received += [
+        t
+        for t in (
+            _number(r.asset_materialization.metadata.get("last_received_at")) for r in latest if r.asset_materialization
+        )
+        if t is not None
+    ]
     processed = [r.end_time for r in finished if r.end_time] + [r.timestamp for r in latest]
     recent = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(DELIUS_CONTACTS), after_timestamp=since),
-        limit=MAX_RUNS_SCANNED).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(DELIUS_CONTACTS), after_timestamp=since), limit=MAX_RUNS_SCANNED
+    ).records
     reports = [dict(r.asset_materialization.metadata) for r in recent if r.asset_materialization]
     ages = list(ages_at_receipt(reports))
     return ConsumerActivity(
-        sensor_status=status, last_tick_at=tick_at, last_tick_error=tick_error,
+        sensor_status=status,
+        last_tick_at=tick_at,
+        last_tick_error=tick_error,
         last_received_at=max(received) if received else None,
         last_processed_at=max(processed) if processed else None,
         runs_waiting=instance.get_runs_count(dg.RunsFilter(job_name=EVENTS_JOB, statuses=PENDING_STATUSES)),
         oldest_age_at_receipt=max(ages) if ages else None,
-        received_since=sum(int(_number(m.get("events")) or 0) for m in reports))
+        received_since=sum(int(_number(m.get("events")) or 0) for m in reports),
+    )
 
 
 def _number(entry: Any) -> float | None:
@@ -64,8 +81,11 @@ def _sensor_state(instance: dg.DagsterInstance) -> tuple[str, float | None, str 
     """(running | stopped | unknown, time of the latest tick, error class of the latest tick if it failed)."""
     from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType, TickStatus
 
-    states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-              if s.instigator_name == EVENTS_SENSOR]
+    states = [
+        s
+        for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        if s.instigator_name == EVENTS_SENSOR
+    ]
     if not states:
         return "unknown", None, None
     running = [s for s in states if s.status is not InstigatorStatus.STOPPED]
@@ -85,13 +105,26 @@ def read_depths(queue: EventsQueue) -> tuple[QueueDepth, QueueDepth]:
     return queue.depth(), queue.dlq_depth()
 
 
-def evaluate(instance: dg.DagsterInstance, queue: EventsQueue, *, backlog_since: float | None, since: float,
-             settings: HealthSettings | None = None, now: float | None = None) -> HealthReport:
+def evaluate(
+    instance: dg.DagsterInstance,
+    queue: EventsQueue,
+    *,
+    backlog_since: float | None,
+    since: float,
+    settings: HealthSettings | None = None,
+    now: float | None = None,
+) -> HealthReport:
     now = time.time() if now is None else now
     depth, dlq = read_depths(queue)
     activity = consumer_activity(instance, since=since)
-    return assess(depth, dlq, activity, settings or health_settings(), now=now,
-                  backlog_since=next_backlog_since(backlog_since, depth, now))
+    return assess(
+        depth,
+        dlq,
+        activity,
+        settings or health_settings(),
+        now=now,
+        backlog_since=next_backlog_since(backlog_since, depth, now),
+    )
 
 
 def latest_backlog_since(instance: dg.DagsterInstance) -> tuple[float | None, float]:
@@ -106,22 +139,37 @@ def latest_backlog_since(instance: dg.DagsterInstance) -> tuple[float | None, fl
 
 
 def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(asset_key=EVENTS_QUEUE_KEY, check_name=outcome.name, passed=outcome.passed,
-                               severity=dg.AssetCheckSeverity(outcome.severity), description=outcome.description,
-                               metadata=outcome.metadata)
+    return dg.AssetCheckResult(
+        asset_key=EVENTS_QUEUE_KEY,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity(outcome.severity),
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
 
 
 def check_evaluation(outcome: CheckOutcome) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(asset_key=EVENTS_QUEUE_KEY, check_name=outcome.name, passed=outcome.passed,
-                                   severity=dg.AssetCheckSeverity(outcome.severity), description=outcome.description,
-                                   metadata=outcome.metadata)
+    return dg.AssetCheckEvaluation(
+        asset_key=EVENTS_QUEUE_KEY,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity(outcome.severity),
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
 
 
 def cannot_read_queue(error: BaseException) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
-        asset_key=EVENTS_QUEUE_KEY, check_name=CONSUMER_IS_ALIVE, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        asset_key=EVENTS_QUEUE_KEY,
+        check_name=CONSUMER_IS_ALIVE,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
         description=f"the queue's attributes could not be read ({type(error).__name__}): the consumer cannot read "
-                    "it either", metadata={"error": type(error).__name__})
+        "it either",
+        metadata={"error": type(error).__name__},
+    )
 
 
 def report_metadata(report: HealthReport) -> dict[str, Any]:

@@ -32,8 +32,8 @@ def _interval_seconds() -> int:
     minimum_interval_seconds=_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reports events_queue (status, depths, oldest-message age, consumer state) as a materialization "
-                "and its checks dlq_is_empty, consumer_is_alive and oldest_message_age_ok. Launches no runs and never "
-                "receives from the queues.",
+    "and its checks dlq_is_empty, consumer_is_alive and oldest_message_age_ok. Launches no runs and never "
+    "receives from the queues.",
 )
 def queue_health_sensor(context: dg.SensorEvaluationContext, events_queue: EventsQueueResource):
     thresholds = health_settings()
@@ -41,19 +41,31 @@ def queue_health_sensor(context: dg.SensorEvaluationContext, events_queue: Event
     cursor = _load_cursor(context.cursor)
     since = cursor.get("at") or now - 2 * _interval_seconds()
     try:
-        report = evaluate(context.instance, events_queue.queue(), backlog_since=cursor.get("backlog_since"),
-                          since=since, settings=thresholds, now=now)
-    except Exception as exc:   # SQS unreachable: say so on the check, keep the previous report
+        report = evaluate(
+            context.instance,
+            events_queue.queue(),
+            backlog_since=cursor.get("backlog_since"),
+            since=since,
+            settings=thresholds,
+            now=now,
+        )
+    except Exception as exc:  # noqa: BLE001 - SQS unreachable: say so on the check, keep the previous report
         context.log.warning(kv("queue_health", error=type(exc).__name__))
-        return dg.SensorResult(asset_events=[cannot_read_queue(exc)],
-                               skip_reason=f"queue attributes could not be read ({type(exc).__name__})",
-                               cursor=json.dumps({**cursor, "at": now}))
+        return dg.SensorResult(
+            asset_events=[cannot_read_queue(exc)],
+            skip_reason=f"queue attributes could not be read ({type(exc).__name__})",
+            cursor=json.dumps({**cursor, "at": now}),
+        )
     reporting = what_to_report(report, cursor, thresholds)
     events: list = [check_evaluation(outcome) for outcome in reporting.checks]
     if reporting.observation:
         # First, so that the checks after it count for it (the UI shows checks against the latest materialization).
-        events.insert(0, dg.AssetMaterialization(asset_key=EVENTS_QUEUE_KEY, description=status_of(report),
-                                                 metadata=report_metadata(report)))
+        events.insert(
+            0,
+            dg.AssetMaterialization(
+                asset_key=EVENTS_QUEUE_KEY, description=status_of(report), metadata=report_metadata(report)
+            ),
+        )
     cursor = reporting.cursor
     context.log.info(report.log_line(reported=len(events)))
     return dg.SensorResult(asset_events=events, skip_reason=report.summary(), cursor=json.dumps(cursor))

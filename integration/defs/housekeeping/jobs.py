@@ -25,7 +25,7 @@ Settings (environment, read when the schedule ticks; the cron when the code loca
 """
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -35,28 +35,33 @@ from ...constants import FLOW_OPERATIONS, FLOW_TAG, HOUSEKEEPING_JOB, HOUSEKEEPI
 from ...core.logfmt import kv
 
 DEFAULT_RETENTION_DAYS = 30
-MIN_RETENTION_DAYS = 14          # the longest SQS MessageRetentionPeriod: see the module docstring
+MIN_RETENTION_DAYS = 14  # the longest SQS MessageRetentionPeriod: see the module docstring
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 def utc_now() -> datetime:
     """The clock (tests move it)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RunHousekeepingConfig(dg.Config):
     older_than_days: int = DEFAULT_RETENTION_DAYS
     chunk_size: int = 200
     max_runs: int = 20_000
-    dry_run: bool = False     # count what would be deleted, delete nothing
+    dry_run: bool = False  # count what would be deleted, delete nothing
 
 
-@dg.op(name=HOUSEKEEPING_OP, description="Delete finished runs (and their event logs) older than older_than_days, in chunks; counts as "
-                   "metadata. Never touches queued or in-progress runs.")
+@dg.op(
+    name=HOUSEKEEPING_OP,
+    description="Delete finished runs (and their event logs) older than older_than_days, in chunks; counts as "
+    "metadata. Never touches queued or in-progress runs.",
+)
 def delete_old_runs(context: dg.OpExecutionContext, config: RunHousekeepingConfig) -> dict:
     if config.older_than_days < MIN_RETENTION_DAYS:
-        raise dg.Failure(description=f"older_than_days={config.older_than_days} is below {MIN_RETENTION_DAYS}: runs "
-                                     "must outlive the SQS message retention (deleting a run frees its run_key)")
+        raise dg.Failure(
+            description=f"older_than_days={config.older_than_days} is below {MIN_RETENTION_DAYS}: runs "
+            "must outlive the SQS message retention (deleting a run frees its run_key)"
+        )
     if config.chunk_size < 1 or config.max_runs < 1:
         raise dg.Failure(description="chunk_size and max_runs must be at least 1")
     instance = context.instance
@@ -80,14 +85,23 @@ def delete_old_runs(context: dg.OpExecutionContext, config: RunHousekeepingConfi
                 by_status[run.status.value] += 1
                 by_job[run.job_name] += 1
             chunks += 1
-            context.log.info(kv("housekeeping_chunk", chunk=chunks, deleted=len(records),
-                                deleted_so_far=sum(by_status.values())))
+            context.log.info(
+                kv("housekeeping_chunk", chunk=chunks, deleted=len(records), deleted_so_far=sum(by_status.values()))
+            )
         would = 0
     remaining = instance.get_runs_count(older)
     deleted = sum(by_status.values())
-    context.log.info(kv("housekeeping", deleted=deleted, cutoff_utc=cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        chunks=chunks, remaining_older=remaining, dry_run=config.dry_run,
-                        **({"would_delete": would} if config.dry_run else {})))
+    context.log.info(
+        kv(
+            "housekeeping",
+            deleted=deleted,
+            cutoff_utc=cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            chunks=chunks,
+            remaining_older=remaining,
+            dry_run=config.dry_run,
+            **({"would_delete": would} if config.dry_run else {}),
+        )
+    )
     metadata = {
         "cutoff_utc": dg.MetadataValue.text(cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")),
         "older_than_days": dg.MetadataValue.int(config.older_than_days),
@@ -104,8 +118,12 @@ def delete_old_runs(context: dg.OpExecutionContext, config: RunHousekeepingConfi
     return {"deleted": deleted, "remaining_older": remaining, "chunks": chunks}
 
 
-@dg.job(name=HOUSEKEEPING_JOB, description="Delete finished runs older than the retention age (HOUSEKEEPING_RUN_RETENTION_DAYS, default 30 "
-                    "days, at least 14: longer than SQS keeps a message). Runs nightly; safe to run by hand.",
-        executor_def=dg.in_process_executor, tags={FLOW_TAG: FLOW_OPERATIONS, **pod_tags(OPERATIONS_RESOURCES)})
+@dg.job(
+    name=HOUSEKEEPING_JOB,
+    description="Delete finished runs older than the retention age (HOUSEKEEPING_RUN_RETENTION_DAYS, default 30 "
+    "days, at least 14: longer than SQS keeps a message). Runs nightly; safe to run by hand.",
+    executor_def=dg.in_process_executor,
+    tags={FLOW_TAG: FLOW_OPERATIONS, **pod_tags(OPERATIONS_RESOURCES)},
+)
 def run_housekeeping_job():
     delete_old_runs()

@@ -18,6 +18,7 @@ DEFAULT_CRON = "45 3 * * *"
     description="Nightly: delete finished runs older than HOUSEKEEPING_RUN_RETENTION_DAYS (default 30, at least 14).",
 )
 def run_housekeeping_schedule(context: dg.ScheduleEvaluationContext):
-    config = settings.load(RunHousekeepingConfig, "HOUSEKEEPING_",
-                           names={"older_than_days": "HOUSEKEEPING_RUN_RETENTION_DAYS"})
+    config = settings.load(
+        RunHousekeepingConfig, "HOUSEKEEPING_", names={"older_than_days": "HOUSEKEEPING_RUN_RETENTION_DAYS"}
+    )
     return dg.RunRequest(run_config=dg.RunConfig(ops={HOUSEKEEPING_OP: config}), tags={TRIGGER_TAG: "schedule"})

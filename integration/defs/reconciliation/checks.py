@@ -6,8 +6,9 @@ and when repair is on, ``reconciliation_repair_sensor`` requests a ``noms_backfi
 from ``RECONCILIATION_<FIELD>`` variables (settings.py), shown in the run's config; see docs/schedules.md.
 """
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -21,53 +22,71 @@ from ..backfill.partitions import noms_partitions
 
 CHECK_NAME = RECONCILIATION_CHECK
 CHECK_OP = f"{DELIUS_CONTACTS}_{CHECK_NAME}"
-RUNS_PAGE = 500                  # runs (or reports) read at a time (every one of the window is read)
+RUNS_PAGE = 500  # runs (or reports) read at a time (every one of the window is read)
 PEOPLE_SHOWN = 100
 
 
 class ReconciliationConfig(dg.Config):
-    window_hours: int = 48          # people whose prison records changed this recently are checked
-    grace_minutes: int = 60         # items changed more recently than this are not judged (events on their way)
-    max_people: int = 2000          # people checked per run
-    concurrency: int = 4            # people fetched from the APIs at once
+    window_hours: int = 48  # people whose prison records changed this recently are checked
+    grace_minutes: int = 60  # items changed more recently than this are not judged (events on their way)
+    max_people: int = 2000  # people checked per run
+    concurrency: int = 4  # people fetched from the APIs at once
     time_budget_seconds: int = 1800  # no new batch of people after this
-    sweep_days: int = 0             # also check 1/sweep_days of all linked people each run (0 = off)
-    auto_repair: bool = False       # request a backfill for every person with missing or stale contacts
-    max_repairs: int = 200          # backfills requested per run at most
-    noms_numbers: list[str] = []    # check these people too (operator's choice), first
+    sweep_days: int = 0  # also check 1/sweep_days of all linked people each run (0 = off)
+    auto_repair: bool = False  # request a backfill for every person with missing or stale contacts
+    max_repairs: int = 200  # backfills requested per run at most
+    noms_numbers: list[str] = []  # check these people too (operator's choice), first
 
 
 @dg.asset_check(
     asset=DELIUS_CONTACTS,
     name=CHECK_NAME,
     description="The contacts of people whose prison records changed recently match their case notes of interest "
-                "and alerts: fails when any is missing (ERROR) or older than its source (WARN). See "
-                "docs/schedules.md.",
+    "and alerts: fails when any is missing (ERROR) or older than its source (WARN). See "
+    "docs/schedules.md.",
 )
-def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext, config: ReconciliationConfig,
-                                         delius: DeliusDatabase, source_api: SourceApiResource,
-                                         notifier: Notifier) -> dg.AssetCheckResult:
+def delius_contacts_match_prison_records(
+    context: dg.AssetCheckExecutionContext,
+    config: ReconciliationConfig,
+    delius: DeliusDatabase,
+    source_api: SourceApiResource,
+    notifier: Notifier,
+) -> dg.AssetCheckResult:
     engine = delius.store().engine
-    since = datetime.now(timezone.utc) - timedelta(hours=config.window_hours)
+    since = datetime.now(UTC) - timedelta(hours=config.window_hours)
     from_runs, runs_scanned = people_in_recent_runs(context.instance, since)
-    sources = {"requested": config.noms_numbers,
-               **from_runs,
-               "delius_recent": rec.people_with_recent_contacts(engine, since.astimezone(LONDON).replace(tzinfo=None)),
-               "sweep": rec.people_in_sweep(engine, config.sweep_days, london_now().date())}
+    sources = {
+        "requested": config.noms_numbers,
+        **from_runs,
+        "delius_recent": rec.people_with_recent_contacts(engine, since.astimezone(LONDON).replace(tzinfo=None)),
+        "sweep": rec.people_in_sweep(engine, config.sweep_days, london_now().date()),
+    }
     linked = rec.linked_people(engine, set().union(*sources.values()))
     selection = rec.choose_people(sources, linked, config.max_people)
-    context.log.info(kv("reconciliation_selection", people=len(selection.people),
-                        over_max_people=selection.over_limit,
-                        **{f"from_{name}": count for name, count in selection.by_source.items()},
-                        **{f"runs_scanned_{name}": count for name, count in runs_scanned.items()}))
-    report = rec.reconcile_people(selection.people, source_api.client(), engine, rec.Limits(
-        concurrency=config.concurrency, time_budget_seconds=config.time_budget_seconds,
-        grace_minutes=config.grace_minutes))
+    context.log.info(
+        kv(
+            "reconciliation_selection",
+            people=len(selection.people),
+            over_max_people=selection.over_limit,
+            **{f"from_{name}": count for name, count in selection.by_source.items()},
+            **{f"runs_scanned_{name}": count for name, count in runs_scanned.items()},
+        )
+    )
+    report = rec.reconcile_people(
+        selection.people,
+        source_api.client(),
+        engine,
+        rec.Limits(
+            concurrency=config.concurrency,
+            time_budget_seconds=config.time_budget_seconds,
+            grace_minutes=config.grace_minutes,
+        ),
+    )
     report.not_checked += selection.over_limit
     counts = report.counts()
 
     to_repair = [c.noms_number for c in report.needing_repair]
-    if to_repair:   # so that the backfill can be launched for them (by the repair sensor or from the UI)
+    if to_repair:  # so that the backfill can be launched for them (by the repair sensor or from the UI)
         context.instance.add_dynamic_partitions(noms_partitions.name, to_repair)
     repair_requested = config.auto_repair and bool(to_repair)
     if not to_repair:
@@ -76,11 +95,21 @@ def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext,
         repair = f"backfill requested for {min(len(to_repair), config.max_repairs)} people"
     else:
         repair = f"off: launch noms_backfill_job for the {len(to_repair)} people in this run's metadata"
-    context.log.info(kv("reconciliation", **counts, stopped=report.stopped,
-                        repair="requested" if repair_requested else ("none" if not to_repair else "off"),
-                        repairs=min(len(to_repair), config.max_repairs) if repair_requested else 0))
-    notifier.post(reconciliation_message(context.run.run_id, counts, repair, report.stopped,
-                                         notifier.run_link(context.run.run_id)), context.log)
+    context.log.info(
+        kv(
+            "reconciliation",
+            **counts,
+            stopped=report.stopped,
+            repair="requested" if repair_requested else ("none" if not to_repair else "off"),
+            repairs=min(len(to_repair), config.max_repairs) if repair_requested else 0,
+        )
+    )
+    notifier.post(
+        reconciliation_message(
+            context.run.run_id, counts, repair, report.stopped, notifier.run_link(context.run.run_id)
+        ),
+        context.log,
+    )
 
     problems = counts["missing"] or counts["stale"] or counts["people_with_errors"]
     return dg.AssetCheckResult(
@@ -95,11 +124,13 @@ def delius_contacts_match_prison_records(context: dg.AssetCheckExecutionContext,
             "seconds": dg.MetadataValue.float(report.seconds),
             "repair": dg.MetadataValue.text(repair),
             "repair_requested": dg.MetadataValue.bool(repair_requested),
-            "people_to_repair": dg.MetadataValue.json(to_repair[:config.max_repairs] if repair_requested
-                                                      else to_repair),
+            "people_to_repair": dg.MetadataValue.json(
+                to_repair[: config.max_repairs] if repair_requested else to_repair
+            ),
             "people": people_table(report),
             "missing_urns": dg.MetadataValue.json([urn for c in report.needing_repair for urn in c.missing][:100]),
-        })
+        },
+    )
 
 
 def runs_since(instance: dg.DagsterInstance, job_name: str, since: datetime) -> Iterator[dg.DagsterRun]:
@@ -108,8 +139,7 @@ def runs_since(instance: dg.DagsterInstance, job_name: str, since: datetime) -> 
     to its start."""
     cursor = None
     while True:
-        page = instance.get_runs(dg.RunsFilter(job_name=job_name, created_after=since), cursor=cursor,
-                                 limit=RUNS_PAGE)
+        page = instance.get_runs(dg.RunsFilter(job_name=job_name, created_after=since), cursor=cursor, limit=RUNS_PAGE)
         yield from page
         if len(page) < RUNS_PAGE:
             return
@@ -123,7 +153,9 @@ def reports_since(instance: dg.DagsterInstance, since: datetime) -> Iterator[Any
     while True:
         result = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(DELIUS_CONTACTS), after_timestamp=since.timestamp()),
-            limit=RUNS_PAGE, cursor=cursor)
+            limit=RUNS_PAGE,
+            cursor=cursor,
+        )
         yield from result.records
         if not result.has_more or not result.records:
             return
@@ -142,8 +174,7 @@ def people_in_reports(metadata: Any) -> tuple[set[str], set[str]]:
     return failed, seen
 
 
-def people_in_recent_runs(instance: dg.DagsterInstance,
-                          since: datetime) -> tuple[dict[str, set[str]], dict[str, int]]:
+def people_in_recent_runs(instance: dg.DagsterInstance, since: datetime) -> tuple[dict[str, set[str]], dict[str, int]]:
     """People the integration heard about since ``since`` (run storage and event log, no API calls): from the outcome
     tables of the ``delius_contacts`` reports of ``prison_events_job`` runs (failed events first) and the partitions
     of ``noms_backfill_job`` runs; and how many runs of each job were read (all of the window's)."""
@@ -176,25 +207,45 @@ def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]
     if not (start and end):
         return []
     try:
-        return noms_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end),
-                                                           dynamic_partitions_store=instance)
-    except Exception:   # a partition deleted since: the range cannot be resolved any more
+        return noms_partitions.get_partition_keys_in_range(
+            dg.PartitionKeyRange(start, end), dynamic_partitions_store=instance
+        )
+    except Exception:  # noqa: BLE001 - a partition deleted since: the range cannot be resolved any more
         return []
 
 
 def people_table(report: rec.ReconciliationReport) -> dg.MetadataValue:
     """The people with something wrong (repair first, then errors): ids and counts only."""
     rows = report.needing_repair + report.errors
-    columns = [("noms_number", "string"), ("items", "int"), ("missing", "int"), ("stale", "int"),
-               ("soft_deleted", "int"), ("unreadable", "int"), ("error", "string")]
+    columns = [
+        ("noms_number", "string"),
+        ("items", "int"),
+        ("missing", "int"),
+        ("stale", "int"),
+        ("soft_deleted", "int"),
+        ("unreadable", "int"),
+        ("error", "string"),
+    ]
     return dg.MetadataValue.table(
-        records=[dg.TableRecord({"noms_number": c.noms_number, "items": c.items, "missing": len(c.missing),
-                                 "stale": len(c.stale), "soft_deleted": c.soft_deleted, "unreadable": c.unreadable,
-                                 "error": c.error or ""}) for c in rows[:PEOPLE_SHOWN]],
-        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]))
+        records=[
+            dg.TableRecord(
+                {
+                    "noms_number": c.noms_number,
+                    "items": c.items,
+                    "missing": len(c.missing),
+                    "stale": len(c.stale),
+                    "soft_deleted": c.soft_deleted,
+                    "unreadable": c.unreadable,
+                    "error": c.error or "",
+                }
+            )
+            for c in rows[:PEOPLE_SHOWN]
+        ],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]),
+    )
 
 
-def check_metadata(instance: dg.DagsterInstance, run_id: str) -> Optional[dict]:
+def check_metadata(instance: dg.DagsterInstance, run_id: str) -> dict | None:
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
         if evaluation.check_name == CHECK_NAME:

@@ -12,5 +12,5 @@ reconciliation_job = dg.define_asset_job(
     selection=dg.AssetSelection.checks(delius_contacts_match_prison_records),
     tags={FLOW_TAG: FLOW_OPERATIONS, "dagster/max_runtime": "3600", **pod_tags(OPERATIONS_RESOURCES)},
     description="Compares the Delius contacts of recently changed people with their prison records "
-                "(check delius_contacts / matches_prison_records).",
+    "(check delius_contacts / matches_prison_records).",
 )

@@ -7,7 +7,7 @@ from ...constants import RECONCILIATION_SCHEDULE, TIMEZONE, TRIGGER_TAG
 from .checks import CHECK_OP, ReconciliationConfig
 from .jobs import reconciliation_job
 
-DEFAULT_RECONCILIATION_CRON = "0 2 * * *"       # every night 02:00 London time
+DEFAULT_RECONCILIATION_CRON = "0 2 * * *"  # every night 02:00 London time
 
 
 @dg.schedule(
@@ -17,7 +17,7 @@ DEFAULT_RECONCILIATION_CRON = "0 2 * * *"       # every night 02:00 London time
     job=reconciliation_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly reconciliation (02:00 London time unless RECONCILIATION_CRON says otherwise). Settings "
-                "come from RECONCILIATION_<FIELD> variables, e.g. RECONCILIATION_AUTO_REPAIR=true.",
+    "come from RECONCILIATION_<FIELD> variables, e.g. RECONCILIATION_AUTO_REPAIR=true.",
 )
 def reconciliation_schedule(context: dg.ScheduleEvaluationContext):
     config = settings.load(ReconciliationConfig, "RECONCILIATION_")

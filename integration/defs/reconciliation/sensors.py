@@ -15,9 +15,9 @@ from .jobs import reconciliation_job
     monitored_jobs=[reconciliation_job],
     request_job=noms_backfill_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,   # not the 30 s default: each tick opens the instance (docs/performance.md)
+    minimum_interval_seconds=60,  # not the 30 s default: each tick opens the instance (docs/performance.md)
     description="Requests a noms_backfill_job run for each person a reconciliation run asked to repair "
-                "(auto_repair). Does nothing for runs with auto_repair off.",
+    "(auto_repair). Does nothing for runs with auto_repair off.",
 )
 def reconciliation_repair_sensor(context: dg.RunStatusSensorContext):
     run_id = context.dagster_run.run_id
@@ -26,6 +26,9 @@ def reconciliation_repair_sensor(context: dg.RunStatusSensorContext):
         return dg.SkipReason("repair not requested by this reconciliation")
     people = list(metadata["people_to_repair"].value)
     context.log.info(kv("reconciliation_repair", reconciliation_run=run_id, backfills_requested=len(people)))
-    return [backfill_request([noms], run_key=f"repair-{run_id}-{noms}", trigger="reconciliation",
-                             tags={RECONCILIATION_RUN_TAG: run_id})
-            for noms in people]
+    return [
+        backfill_request(
+            [noms], run_key=f"repair-{run_id}-{noms}", trigger="reconciliation", tags={RECONCILIATION_RUN_TAG: run_id}
+        )
+        for noms in people
+    ]

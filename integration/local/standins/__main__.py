@@ -25,9 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expires-in", type=int, default=DEFAULT_EXPIRES_IN, help="token lifetime in seconds")
     args = parser.parse_args(argv)
 
-    standins = StandIns.start(args.host, args.auth_port, args.case_notes_port, args.alerts_port,
-                              client_id=args.client_id, client_secret=args.client_secret,
-                              expires_in=args.expires_in)
+    standins = StandIns.start(
+        args.host,
+        args.auth_port,
+        args.case_notes_port,
+        args.alerts_port,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        expires_in=args.expires_in,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for name, url in standins.urls().items():

@@ -25,8 +25,9 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -39,9 +40,15 @@ MAX_INT = 2147483647
 ALERT_NOT_FOUND = "Alert not found"
 # The Alerts API sorts on its entity's attributes (the JSON name where it differs): anything else fails the query.
 ALERT_SORT_FIELDS: dict[str, str] = {
-    "id": "alertUuid", "prisonNumber": "prisonNumber", "description": "description", "authorisedBy": "authorisedBy",
-    "activeFrom": "activeFrom", "activeTo": "activeTo", "createdAt": "createdAt",
-    "prisonCodeWhenCreated": "prisonCodeWhenCreated", "lastModifiedAt": "lastModifiedAt",
+    "id": "alertUuid",
+    "prisonNumber": "prisonNumber",
+    "description": "description",
+    "authorisedBy": "authorisedBy",
+    "activeFrom": "activeFrom",
+    "activeTo": "activeTo",
+    "createdAt": "createdAt",
+    "prisonCodeWhenCreated": "prisonCodeWhenCreated",
+    "lastModifiedAt": "lastModifiedAt",
 }
 CASE_NOTE_SORT_FIELDS = {"occurredAt": "occurrenceDateTime", "createdAt": "creationDateTime"}
 MALFORMED_BODY = '{"content": [{"caseNoteId": "0ec15f8b-6b57'
@@ -111,11 +118,13 @@ class Backend:
 
 
 # --- responses ---------------------------------------------------------------------------------------------------
-def error_response(status: int, user_message: str, developer_message: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, user_message: str, developer_message: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     """An HMPPS ``ErrorResponse`` with both messages (401s, the admin API and injected faults)."""
-    response = jsonify({"status": status, "userMessage": user_message,
-                        "developerMessage": developer_message or user_message})
+    response = jsonify(
+        {"status": status, "userMessage": user_message, "developerMessage": developer_message or user_message}
+    )
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -135,8 +144,15 @@ def case_notes_error(status: int, developer_message: str, user_message: str | No
 
 def alerts_error(status: int, user_message: str, developer_message: str) -> Response:
     """The Alerts API's ``ErrorResponse``: every field, nulls included."""
-    response = jsonify({"status": status, "errorCode": None, "userMessage": user_message,
-                        "developerMessage": developer_message, "moreInfo": None})
+    response = jsonify(
+        {
+            "status": status,
+            "errorCode": None,
+            "userMessage": user_message,
+            "developerMessage": developer_message,
+            "moreInfo": None,
+        }
+    )
     response.status_code = status
     return response
 
@@ -154,8 +170,9 @@ def _fault_response(route: str, applied: Applied) -> Response:
     elif applied.body is not None:
         response = Response(applied.body, status=status, mimetype="application/json")
     elif route == "token":
-        response = oauth_error(status, "server_error" if status >= 500 else "invalid_request",
-                               f"Injected fault: HTTP {status}")
+        response = oauth_error(
+            status, "server_error" if status >= 500 else "invalid_request", f"Injected fault: HTTP {status}"
+        )
     else:
         response = error_response(status, f"Injected fault: HTTP {status}")
     if applied.retry_after is not None:
@@ -165,33 +182,38 @@ def _fault_response(route: str, applied: Applied) -> Response:
     return response
 
 
-def _bearer_check(backend: Backend, roles: frozenset[str],
-                  forbidden: Callable[[], Response] | None = None) -> Response | None:
+def _bearer_check(
+    backend: Backend, roles: frozenset[str], forbidden: Callable[[], Response] | None = None
+) -> Response | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return error_response(401, "Unauthorised: full authentication is required",
-                              headers={"WWW-Authenticate": "Bearer"})
+        return error_response(
+            401, "Unauthorised: full authentication is required", headers={"WWW-Authenticate": "Bearer"}
+        )
     try:
         claims = backend.issuer.verify(token.strip())
     except InvalidToken as exc:
-        return error_response(401, f"Unauthorised: {exc}",
-                              headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'})
+        return error_response(
+            401,
+            f"Unauthorised: {exc}",
+            headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'},
+        )
     authorities = claims.get("authorities") or []
     if not roles.intersection(authorities):
         return forbidden() if forbidden else error_response(403, "Access denied: the token lacks the role")
     return None
 
 
-def endpoint(backend: Backend, route: str, roles: frozenset[str] | None = None,
-             forbidden: Callable[[], Response] | None = None) -> Callable:
+def endpoint(
+    backend: Backend, route: str, roles: frozenset[str] | None = None, forbidden: Callable[[], Response] | None = None
+) -> Callable:
     """Log the request, apply any fault for ``route``, check the bearer token when ``roles`` is given."""
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
-            entry = backend.log.start(route, request.method, request.path,
-                                      request.query_string.decode("latin-1"))
+            entry = backend.log.start(route, request.method, request.path, request.query_string.decode("latin-1"))
             status = 500
             try:
                 applied = backend.faults.take(route)
@@ -351,8 +373,16 @@ def _parse_search(body: Any) -> dict[str, Any]:
         constraint_errors.append("Page number must be at least 1")
     if size < 1:
         constraint_errors.append("Page size must be at least 1")
-    return {"page": page, "size": size, "sort": sort, "include_sensitive": include_sensitive, "filters": filters,
-            "occurred_from": occurred_from, "occurred_to": occurred_to, "constraint_errors": constraint_errors}
+    return {
+        "page": page,
+        "size": size,
+        "sort": sort,
+        "include_sensitive": include_sensitive,
+        "filters": filters,
+        "occurred_from": occurred_from,
+        "occurred_to": occurred_to,
+        "constraint_errors": constraint_errors,
+    }
 
 
 def _matches_types(note: dict[str, Any], filters: dict[str, set[str]]) -> bool:
@@ -405,10 +435,10 @@ def create_case_notes_app(backend: Backend) -> Flask:
             note
             for note in visible
             if _matches_types(note, params["filters"])
-            and (params["occurred_from"] is None
-                 or _time_key(note.get("occurrenceDateTime")) >= params["occurred_from"])
-            and (params["occurred_to"] is None
-                 or _time_key(note.get("occurrenceDateTime")) <= params["occurred_to"])
+            and (
+                params["occurred_from"] is None or _time_key(note.get("occurrenceDateTime")) >= params["occurred_from"]
+            )
+            and (params["occurred_to"] is None or _time_key(note.get("occurrenceDateTime")) <= params["occurred_to"])
         ]
         key = CASE_NOTE_SORT_FIELDS[field]
         backend.shuffle_ties(selected)  # one sort key and no tie-breaker: equal keys in no fixed order
@@ -416,7 +446,7 @@ def create_case_notes_app(backend: Backend) -> Flask:
         start = (params["page"] - 1) * params["size"]
         return jsonify(
             {
-                "content": selected[start:start + params["size"]],
+                "content": selected[start : start + params["size"]],
                 "metadata": {"totalElements": len(selected), "page": params["page"], "size": params["size"]},
                 # whether the person has any case note the caller may see, whatever the type filter
                 "hasCaseNotes": bool(visible),
@@ -486,20 +516,23 @@ def _sort_object(sorted_: bool) -> dict[str, bool]:
 
 def create_alerts_app(backend: Backend) -> Flask:
     app = _new_app("alerts-api-standin", backend)
-    forbidden = functools.partial(alerts_error, 403, "Authentication problem. Check token and roles - Access Denied",
-                                  "Access Denied")
+    forbidden = functools.partial(
+        alerts_error, 403, "Authentication problem. Check token and roles - Access Denied", "Access Denied"
+    )
 
     @app.get("/alerts/<alert_uuid>")
     @endpoint(backend, "get_alert", ALERTS_ROLES, forbidden)
     def get_alert(alert_uuid: str) -> Response:
         if not _is_uuid(alert_uuid):
-            return alerts_error(400, "Validation failure: Parameter alertUuid must be of type java.util.UUID",
-                                f"Method parameter 'alertUuid': Failed to convert value of type 'java.lang.String' "
-                                f"to required type 'java.util.UUID'")
+            return alerts_error(
+                400,
+                "Validation failure: Parameter alertUuid must be of type java.util.UUID",
+                "Method parameter 'alertUuid': Failed to convert value of type 'java.lang.String' "
+                "to required type 'java.util.UUID'",
+            )
         alert = backend.store.get_alert(alert_uuid)
         if alert is None:
-            return alerts_error(404, f"Not found: {ALERT_NOT_FOUND}",
-                                f"Alert not found with identifier {alert_uuid}")
+            return alerts_error(404, f"Not found: {ALERT_NOT_FOUND}", f"Alert not found with identifier {alert_uuid}")
         return jsonify(alert)
 
     @app.get("/prisoners/<prison_number>/alerts")
@@ -509,19 +542,25 @@ def create_alerts_app(backend: Backend) -> Flask:
         is_active: bool | None = None
         if is_active_raw not in (None, ""):
             if is_active_raw.lower() not in ("true", "false"):
-                return alerts_error(400, "Validation failure: Parameter isActive must be of type java.lang.Boolean",
-                                    f"Method parameter 'isActive': Failed to convert value of type "
-                                    f"'java.lang.String' to required type 'java.lang.Boolean'")
+                return alerts_error(
+                    400,
+                    "Validation failure: Parameter isActive must be of type java.lang.Boolean",
+                    "Method parameter 'isActive': Failed to convert value of type "
+                    "'java.lang.String' to required type 'java.lang.Boolean'",
+                )
             is_active = is_active_raw.lower() == "true"
         codes, types = _csv_args("alertCode"), _csv_args("alertType")
         try:
-            from_start = date.fromisoformat(request.args["activeFromStart"]) \
-                if request.args.get("activeFromStart") else None
-            from_end = date.fromisoformat(request.args["activeFromEnd"]) \
-                if request.args.get("activeFromEnd") else None
+            from_start = (
+                date.fromisoformat(request.args["activeFromStart"]) if request.args.get("activeFromStart") else None
+            )
+            from_end = date.fromisoformat(request.args["activeFromEnd"]) if request.args.get("activeFromEnd") else None
         except ValueError:
-            return alerts_error(400, "Validation failure: Parameter activeFromStart/activeFromEnd must be of type "
-                                     "java.time.LocalDate", "Failed to convert a date parameter")
+            return alerts_error(
+                400,
+                "Validation failure: Parameter activeFromStart/activeFromEnd must be of type java.time.LocalDate",
+                "Failed to convert a date parameter",
+            )
         search = (request.args.get("search") or "").strip().lower()
         page = _pageable_arg("page", 0)
         size = _pageable_arg("size", MAX_INT)
@@ -535,21 +574,30 @@ def create_alerts_app(backend: Backend) -> Flask:
             and (not types or (a.get("alertCode") or {}).get("alertTypeCode") in types)
             and (from_start is None or _active_from(a) >= from_start)
             and (from_end is None or _active_from(a) <= from_end)
-            and (not search or search in (a.get("description") or "").lower()
-                 or search in (a.get("authorisedBy") or "").lower())
+            and (
+                not search
+                or search in (a.get("description") or "").lower()
+                or search in (a.get("authorisedBy") or "").lower()
+            )
         ]
         try:
             alerts = _sort_alerts(backend, alerts, sorts)
         except _SortFailure as exc:  # the real query fails, and its catch-all handler answers 500
             return alerts_error(500, f"Unexpected error: {exc}", str(exc))
         total = len(alerts)
-        content = alerts[page * size:(page + 1) * size]
+        content = alerts[page * size : (page + 1) * size]
         total_pages = math.ceil(total / size) if total else 0
         return jsonify(
             {
                 "content": content,
-                "pageable": {"pageNumber": page, "pageSize": size, "sort": _sort_object(True),
-                             "offset": page * size, "paged": True, "unpaged": False},
+                "pageable": {
+                    "pageNumber": page,
+                    "pageSize": size,
+                    "sort": _sort_object(True),
+                    "offset": page * size,
+                    "paged": True,
+                    "unpaged": False,
+                },
                 "last": page >= total_pages - 1,
                 "totalPages": total_pages,
                 "totalElements": total,
@@ -659,8 +707,14 @@ def admin_blueprint(backend: Backend) -> Blueprint:
         if set(data) - allowed:
             raise _Invalid(f"unknown auth settings: {sorted(set(data) - allowed)}")
         settings = backend.issuer.configure(**data)
-        return jsonify({"client_id": settings.client_id, "expires_in": settings.expires_in,
-                        "authorities": list(settings.authorities), "scope": list(settings.scope)})
+        return jsonify(
+            {
+                "client_id": settings.client_id,
+                "expires_in": settings.expires_in,
+                "authorities": list(settings.authorities),
+                "scope": list(settings.scope),
+            }
+        )
 
     @admin.post("/auth/rotate-keys")
     def rotate_keys() -> Response:
@@ -689,8 +743,9 @@ def admin_blueprint(backend: Backend) -> Blueprint:
     def move_case_notes() -> Response:
         """Body ``{"fromPersonIdentifier", "toPersonIdentifier", "caseNoteIds"?}``, the Case Notes API's move."""
         data = body_json()
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k)
-                                                 for k in ("fromPersonIdentifier", "toPersonIdentifier")):
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(k), str) and data.get(k) for k in ("fromPersonIdentifier", "toPersonIdentifier")
+        ):
             raise _Invalid("fromPersonIdentifier and toPersonIdentifier are required")
         ids = data.get("caseNoteIds")
         if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):

@@ -60,9 +60,19 @@ class Fault:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Fault":
-        allowed = {"status", "times", "latency_ms", "malformed", "probability", "seed", "retry_after", "body", "hang",
-                   "location"}
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        allowed = {
+            "status",
+            "times",
+            "latency_ms",
+            "malformed",
+            "probability",
+            "seed",
+            "retry_after",
+            "body",
+            "hang",
+            "location",
+        }
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
@@ -149,8 +159,15 @@ class FaultRegistry:
                 fault.times -= 1
                 if fault.times <= 0:
                     del self._faults[key]
-            return Applied(fault.latency_ms, fault.status, fault.malformed, fault.retry_after, fault.body, fault.hang,
-                           fault.location)
+            return Applied(
+                fault.latency_ms,
+                fault.status,
+                fault.malformed,
+                fault.retry_after,
+                fault.body,
+                fault.hang,
+                fault.location,
+            )
 
 
 class RequestLog:
@@ -161,8 +178,15 @@ class RequestLog:
         self._entries: list[dict[str, Any]] = []
 
     def start(self, route: str, method: str, path: str, query: str) -> dict[str, Any]:
-        entry = {"route": route, "method": method, "path": path, "query": query, "status": None,
-                 "at": time.time(), "durationMs": None}
+        entry = {
+            "route": route,
+            "method": method,
+            "path": path,
+            "query": query,
+            "status": None,
+            "at": time.time(),
+            "durationMs": None,
+        }
         with self._lock:
             self._entries.append(entry)
         return entry

@@ -43,8 +43,9 @@ class _Served:
 
 def _serve(name: str, app: Flask, host: str, port: int) -> _Served:
     server = make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name=f"standin-{name}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"standin-{name}", daemon=True
+    )
     thread.start()
     return _Served(name, server, thread)
 
@@ -80,10 +81,13 @@ class StandIns:
         expires_in: int = DEFAULT_EXPIRES_IN,
         authorities: list[str] | tuple[str, ...] = DEFAULT_AUTHORITIES,
         tie_seed: int | None = None,
-    ) -> "StandIns":
+    ) -> StandIns:
         """``tie_seed`` seeds the order in which equal sort keys come back (``None``: a different order each run)."""
-        issuer = TokenIssuer(AuthSettings(client_id=client_id, client_secret=client_secret,
-                                          expires_in=expires_in, authorities=tuple(authorities)))
+        issuer = TokenIssuer(
+            AuthSettings(
+                client_id=client_id, client_secret=client_secret, expires_in=expires_in, authorities=tuple(authorities)
+            )
+        )
         backend = Backend(store if store is not None else SourceStore(), issuer, tie_seed)
         served: dict[str, _Served] = {}
         try:
@@ -112,7 +116,7 @@ class StandIns:
             served.server.server_close()
             served.thread.join(timeout=5)
 
-    def __enter__(self) -> "StandIns":
+    def __enter__(self) -> StandIns:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -183,9 +187,21 @@ class StandIns:
 
         ``hang``: hold each matching request unanswered until the fault is cleared or the stand-ins are reset or
         stopped (a hung upstream); ``location``: a ``Location`` header, with a 3xx ``status`` a redirect."""
-        return self.faults.set(route, Fault(status=status, times=times, latency_ms=latency_ms, malformed=malformed,
-                                            probability=probability, seed=seed, retry_after=retry_after, body=body,
-                                            hang=hang, location=location))
+        return self.faults.set(
+            route,
+            Fault(
+                status=status,
+                times=times,
+                latency_ms=latency_ms,
+                malformed=malformed,
+                probability=probability,
+                seed=seed,
+                retry_after=retry_after,
+                body=body,
+                hang=hang,
+                location=location,
+            ),
+        )
 
     def clear_faults(self, route: str | None = None) -> None:
         """Remove the fault of ``route`` (or all), and answer every request a hang is holding."""
@@ -230,8 +246,9 @@ class StandIns:
         authorities: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         """Change what the token endpoint accepts and issues from now on (``reset()`` restores the start values)."""
-        self._backend.issuer.configure(client_id=client_id, client_secret=client_secret, expires_in=expires_in,
-                                       authorities=authorities)
+        self._backend.issuer.configure(
+            client_id=client_id, client_secret=client_secret, expires_in=expires_in, authorities=authorities
+        )
 
     def issue_token(self, *, authorities: list[str] | None = None, expires_in: int | None = None) -> str:
         """A signed access token straight from the issuer (not counted in ``tokens_issued``), e.g. expired ones."""
@@ -243,8 +260,14 @@ class StandIns:
 
     def urls(self) -> dict[str, str]:
         """The configuration variables (README.md, "Configuration") that point the project at these stand-ins."""
-        return {"HMPPS_AUTH_URL": self.auth_url, "CASE_NOTES_API_URL": self.case_notes_url,
-                "ALERTS_API_URL": self.alerts_url}
+        return {
+            "HMPPS_AUTH_URL": self.auth_url,
+            "CASE_NOTES_API_URL": self.case_notes_url,
+            "ALERTS_API_URL": self.alerts_url,
+        }
 
     def __repr__(self) -> str:
-        return f"StandIns(auth_url={self.auth_url!r}, case_notes_url={self.case_notes_url!r}, alerts_url={self.alerts_url!r})"
+        return (
+            f"StandIns(auth_url={self.auth_url!r}, case_notes_url={self.case_notes_url!r}, "
+            f"alerts_url={self.alerts_url!r})"
+        )

@@ -14,8 +14,9 @@ import itertools
 import random
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
@@ -254,9 +255,13 @@ def make_alert(
     return alert
 
 
-def deactivate_alert(alert: dict[str, Any], *, by: str = "JSMITH_GEN", by_display_name: str = "John Smith",
-                     when: datetime | None = None) -> dict[str, Any]:
-    """A copy of ``alert`` made inactive today, as the Alerts API records it (activeTo, madeInactive*, lastModified*)."""
+def deactivate_alert(
+    alert: dict[str, Any], *, by: str = "JSMITH_GEN", by_display_name: str = "John Smith", when: datetime | None = None
+) -> dict[str, Any]:
+    """A copy of ``alert`` made inactive today, as the Alerts API records it.
+
+    (activeTo, madeInactive*, lastModified*)
+    """
     when = when or london_now()
     updated = copy.deepcopy(alert)
     stamp = format_local(when)
@@ -346,8 +351,9 @@ class SourceStore:
                 self._legacy_index.pop(note["legacyId"], None)
             return note is not None
 
-    def move_case_notes(self, from_person: str, to_person: str,
-                        case_note_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def move_case_notes(
+        self, from_person: str, to_person: str, case_note_ids: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Move case notes of ``from_person`` (all of them, or those of ``case_note_ids``) to ``to_person``, as the
         Case Notes API does on a move or a merge of prison records: same id, legacy id, creation time, text and
         amendments; only ``offenderIdentifier`` changes, so the note is served under the new NOMS number (and 404

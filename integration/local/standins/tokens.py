@@ -57,13 +57,19 @@ class _KeyPair:
     private_key: rsa.RSAPrivateKey = field(repr=False)
 
     @classmethod
-    def generate(cls) -> "_KeyPair":
+    def generate(cls) -> _KeyPair:
         return cls(kid=secrets.token_hex(8), private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
     def jwk(self) -> dict[str, Any]:
         numbers = self.private_key.public_key().public_numbers()
-        return {"kty": "RSA", "e": _b64url_uint(numbers.e), "use": "sig", "kid": self.kid, "alg": "RS256",
-                "n": _b64url_uint(numbers.n)}
+        return {
+            "kty": "RSA",
+            "e": _b64url_uint(numbers.e),
+            "use": "sig",
+            "kid": self.kid,
+            "alg": "RS256",
+            "n": _b64url_uint(numbers.n),
+        }
 
 
 class InvalidToken(Exception):
