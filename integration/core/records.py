@@ -39,7 +39,7 @@ class Amendment:
 
 @dataclass(frozen=True)
 class CaseNote:
-    """The fields of the Case Notes API `CaseNote` the integration uses (upstream-apis §2.2)."""
+    """The fields of the Case Notes API `CaseNote` the integration uses (docs/upstream-apis.md §2.2)."""
 
     case_note_id: str  # UUID (`caseNoteId`, alias `id`)
     offender_identifier: str  # NOMS number, upper-cased
@@ -106,7 +106,7 @@ class CaseNote:
 
 @dataclass(frozen=True)
 class Alert:
-    """The fields of the Alerts API `Alert` the integration uses (upstream-apis §3.1)."""
+    """The fields of the Alerts API `Alert` the integration uses (docs/upstream-apis.md §3.1)."""
 
     alert_uuid: str
     prison_number: str  # upper-cased
@@ -127,7 +127,7 @@ class Alert:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Alert:
-        """Parse Alerts API JSON (upstream-apis §3.1). Unknown fields are ignored, optional ones may be missing.
+        """Parse Alerts API JSON (docs/upstream-apis.md §3.1). Unknown fields are ignored, optional ones may be missing.
 
         Required: ``alertUuid``, ``prisonNumber`` (at most 7 ASCII letters and digits), ``alertCode`` with
         ``alertTypeCode``, ``alertTypeDescription``, ``code`` and ``description``, ``activeFrom`` (``yyyy-MM-dd``),

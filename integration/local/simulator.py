@@ -87,7 +87,7 @@ class Simulator:
     the stand-ins' base URLs (for ``detailUrl``). ``engine`` (the Delius database) is needed for linkage events;
     without it no linkage happens. ``rate`` is logical events per second for ``run``. ``poison_rate`` is the chance
     per step of a poison message instead (0 = never). ``max_queue_depth`` pauses ``run`` while the queue holds
-    that many messages (moto slows down with depth, design.md §8).
+    that many messages (moto slows down with depth, docs/dagster-notes.md §8).
     """
 
     def __init__(

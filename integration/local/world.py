@@ -1,7 +1,7 @@
 """A generated, deterministic "world" for the local stack and tests: prisoners, Delius records, case notes, alerts.
 
 ``generate_world(seed=..., people=300)`` builds, from the seed alone (plus the ``as_of`` date the dates count back
-from), a realistic mix (design.md §6):
+from), a realistic mix (the local stack of README.md):
 
 * people in the prisons of ``DEFAULT_PRISONS`` (a handful at ``UNK``), with NOMS numbers like ``A1234BC``;
 * about 70 % of them known to Delius (CRN like ``X123456``): custodial events (a few with two, a few with a
@@ -9,7 +9,7 @@ from), a realistic mix (design.md §6):
   region team; a few of those are "unlinked": the offender exists with ``noms_number`` NULL until a linkage event
   (``probation-case.prison-identifier.added``) sets it;
 * the rest are only known to the prison (most prisoners are not on probation);
-* case notes of every kind: the types of interest (reference-behaviour §3.1), types the consumer must drop, notes the
+* case notes of every kind: the types of interest (docs/rules.md §3.1), types the consumer must drop, notes the
   content filters must drop (§3.2: blank text, ``TRN``, ``ZZGHI``, the OCG sentence), amendments, sensitive notes;
 * alerts: active, inactive (``activeTo`` in the past, ``isActive`` false), a few DOCGM (OCG nominal).
 
@@ -55,7 +55,7 @@ OCG_SENTENCE = "Do not share with offender and OCG Nominal"
 TEST_ESTABLISHMENT = "ZZGHI"
 IN_TRANSIT = "TRN"
 
-# (type, subType): weight. Types of interest per reference-behaviour §3.1 (newest version).
+# (type, subType): weight. Types of interest per docs/rules.md §3.1 (newest version).
 TYPES_OF_INTEREST: dict[tuple[str, str], int] = {
     ("PRISON", "RELEASE"): 3,
     ("TRANSFER", "FROMTOL"): 5,
@@ -75,7 +75,7 @@ NOT_OF_INTEREST_SNS: dict[tuple[str, str], int] = {
     ("ALERT", "ACTIVE"): 2,
     ("ALERT", "INACTIVE"): 1,
 }
-# The case-note `type` values the production SNS filter policy lets through (upstream-apis §1.4).
+# The case-note `type` values the production SNS filter policy lets through (docs/upstream-apis.md §1.4).
 SNS_FILTER_TYPES = frozenset({"PRISON", "TRANSFER", "GEN", "ALERT", "RESET", "OMIC", "OMIC_OPD", "KA"})
 # Types the SNS filter never lets through (they exist in the Case Notes API all the same).
 NOT_SUBSCRIBED: dict[tuple[str, str], int] = {
@@ -251,7 +251,7 @@ AGREED = (
 )
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 
-# BCST pathway words the description rule recognises (reference-behaviour §5.5), with a fake summary each.
+# BCST pathway words the description rule recognises (docs/rules.md §5.5), with a fake summary each.
 BCST_PATHWAYS = {
     "Accommodation": "no fixed address on release; referral made to the local housing options team",
     "Attitudes, thinking and behaviour": "completed the first two sessions of the Thinking Skills course",

@@ -1,5 +1,5 @@
-"""The operator's contract (design.md §3): ``dagster-daemon run -w workspace.yaml`` started in a project root with only
-the variables of design.md §1 set consumes the queue unattended and writes the contacts.
+"""The operator's contract (docs/operations.md §9): ``dagster-daemon run -w workspace.yaml`` started in a project
+root with only the configuration variables of README.md set consumes the queue unattended and writes the contacts.
 
 Everything is real and out of process: moto's SQS server over HTTP, the stand-ins over HTTP, PostgreSQL, and the
 Dagster daemon with its code server and run workers.
@@ -56,7 +56,8 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
     sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody="{not json")
     sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=ev.linkage_event("A3000BB", "X300002"))
 
-    # Only the design.md §1 variables: no DAGSTER_HOME (the project root's dagster.yaml is found by the package).
+    # Only the README's configuration variables: no DAGSTER_HOME (the project root's dagster.yaml is found by the
+    # package).
     env = project_env(
         delius_url=delius_pg.url.render_as_string(hide_password=False),
         queue_url=sqs.queue_url,

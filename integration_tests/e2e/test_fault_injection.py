@@ -17,7 +17,7 @@ while it suffers, in this order:
 
 then faults off, the queue drained, the operator's redrive of the dead-letter queue (``redrive_dlq_job``), and the
 system left to go quiet. The expected Delius state is computed here from the stand-ins' final records with the
-documented rules (reference-behaviour §3, §5) -- not with the project's code: per case note of interest, not filtered,
+documented rules (docs/rules.md §3, §5) -- not with the project's code: per case note of interest, not filtered,
 of a person in Delius, and per alert (not DOCGM) of a person in Delius, exactly one contact with the item's URN whose
 notes are the latest version's (amendments included). Checked: nothing lost, nothing duplicated, no stale overwrite,
 nothing unexpected, and exactly the poison messages in the DLQ, each with its ``hmpps-failure-reason``. The active
@@ -68,7 +68,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.sqs, pytest.
 SEED = int(os.environ.get("FAULT_SEED", "5"))
 CASE_NOTE_URN = "urn:uk:gov:hmpps:prison-case-note:"
 ALERT_URN = "urn:uk:gov:hmpps:prisoner-alert:"
-# Case-note types this suite generates, and which of them the service takes (reference-behaviour §3.1).
+# Case-note types this suite generates, and which of them the service takes (docs/rules.md §3.1).
 OF_INTEREST = [
     ("KA", "KS"),
     ("GEN", "OSE"),
@@ -133,7 +133,7 @@ def _stamp(value: datetime) -> str:
 
 
 def expected_case_note_notes(note: dict) -> str:
-    """reference-behaviour §5.2/§5.4, written out independently: "{type} {subType}", newline, text, then per
+    """docs/rules.md §5.2/§5.4, written out independently: "{type} {subType}", newline, text, then per
     amendment "\\n[{author} updated the case notes on dd/MM/yyyy HH:mm:ss]\\n{text}"."""
     text = note.get("text", "")
     for amendment in note.get("amendments", []):

@@ -4,9 +4,9 @@
 SQS server as a subprocess, the stand-ins as a subprocess (seeded and faulted through ``/__admin/``), a TCP proxy that
 can take the Delius database away, and the ``/proc`` walking needed to find (and SIGKILL) a run worker.
 
-Every process is started with ``start_new_session=True`` and stopped by process group (design.md §8: Dagster ignores
-SIGTERM from a script without job control otherwise). Callers stop everything in ``finally`` blocks; the classes are
-context managers for that.
+Every process is started with ``start_new_session=True`` and stopped by process group
+(docs/dagster-notes.md §8: Dagster ignores SIGTERM from a script without job control otherwise). Callers stop
+everything in ``finally`` blocks; the classes are context managers for that.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def project_env(
     dagster_home: Path | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Only the design.md §1 variables (plus PATH, local AWS credentials, DAGSTER_HOME and ``extra``)."""
+    """Only the configuration variables of README.md (plus PATH, local AWS credentials, DAGSTER_HOME and ``extra``)."""
     env = {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -298,7 +298,8 @@ class SqsServer:
             args = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         else:
             module = find_fauxqs(self.fauxqs_dir)
-            # Its own CLI listens on every interface (design.md §8): a few lines of Node bind it to 127.0.0.1.
+            # Its own CLI listens on every interface (docs/dagster-notes.md §8): a few lines of Node bind it to
+            # 127.0.0.1.
             self._script = Path(os.environ.get("TMPDIR", "/tmp")) / f"fauxqs-{os.getpid()}-{self.port}.mjs"
             self._script.write_text(
                 f"import {{ buildApp }} from {json.dumps(str(module))};\n"

@@ -89,7 +89,7 @@ def test_event_mix_over_sqs(loaded, sqs) -> None:
     client = RecordingClient(sqs.client, published_after_the_change)
     sim = simulator(world, store, client, sqs.queue_url, engine=engine, seed=1)
     results, received = [], []
-    for _ in range(4):  # keep moto's queue shallow (design.md §8)
+    for _ in range(4):  # keep moto's queue shallow (docs/dagster-notes.md §8)
         results += [sim.step() for _ in range(60)]
         received += sqs.drain(sqs.queue_url)
 

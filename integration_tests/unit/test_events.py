@@ -25,7 +25,7 @@ from integration.core.events import (
 from integration.core.intake import plan_intake
 from integration.core.messages import QueueMessage
 
-# --- payloads (upstream-apis §1.3, §1.5) --------------------------------------------------------------------------
+# --- payloads (docs/upstream-apis.md §1.3, §1.5) ----------------------------------------------------------------------
 
 ALERT_CREATED_MESSAGE = (
     '{"eventType":"person.alert.created","additionalInformation":{"alertUuid":"01954cfe-9f5a-7ea3-837b-a1770b389c5b",'

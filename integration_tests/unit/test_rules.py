@@ -44,7 +44,7 @@ UNK_LINE = (
     "Please refer to throughcare history for location details if required."
 )
 
-# upstream-apis §2.2 (amendment time given with an offset, as the reference fixtures do)
+# docs/upstream-apis.md §2.2 (amendment time given with an offset, as the reference fixtures do)
 CASE_NOTE_JSON = {
     "caseNoteId": "0ec15f8b-6b57-471f-b02a-c89169a6a3e5",
     "offenderIdentifier": "AA0001A",
@@ -76,7 +76,7 @@ CASE_NOTE_JSON = {
     ],
 }
 
-# upstream-apis §3.1 (reference fixture get-updated-alert.json plus the newer nullable fields)
+# docs/upstream-apis.md §3.1 (reference fixture get-updated-alert.json plus the newer nullable fields)
 ALERT_JSON = {
     "alertUuid": "01954cfe-9f5a-7ea3-837b-a1770b389c5b",
     "prisonNumber": "AA0001A",
