@@ -21,7 +21,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .core.logfmt import kv
 
@@ -32,6 +32,10 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+@overload
+def text(name: str, default: str) -> str: ...
+@overload
+def text(name: str, default: str | None = None) -> str | None: ...
 def text(name: str, default: str | None = None) -> str | None:
     """The variable's value, stripped; ``default`` when it is unset or blank."""
     value = (os.environ.get(name) or "").strip()

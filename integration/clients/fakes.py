@@ -250,7 +250,7 @@ class FakeEventsQueue:
         queue_url: str | None = None,
     ) -> list[QueueMessage]:
         now = self._clock()
-        taken = []
+        taken: list[QueueMessage] = []
         with self._lock:
             for held in self._queues[queue_url or self.queue_url].values():
                 if len(taken) >= max(1, min(10, max_messages)):

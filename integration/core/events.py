@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from .times import LONDON, NotADateTime, parse_iso
 
@@ -280,7 +280,7 @@ def _clip(value: str) -> str:
     return value if len(value) <= _MAX_REASON_TOKEN else value[:_MAX_REASON_TOKEN] + "..."
 
 
-def _present(value: Any) -> bool:
+def _present(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 

@@ -88,7 +88,9 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
     (never deleted) and reported with the reason.
     The DLQ counts as empty after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new.
     """
-    moved, parked, failed = [], [], []
+    moved: list[str] = []
+    parked: list[dict] = []
+    failed: list[dict] = []
     held: list[tuple[str, str]] = []  # parked messages stay invisible until the end, then are released
     seen: set[str] = set()
     empty = 0
