@@ -443,6 +443,7 @@ class Simulator:
         self._others.remove(person)
         self._matchable.append(person)
         booking = f"{rng.randint(10_000, 99_999)}{rng.choice('ABCDEFGH')}"
+        assert person.crn is not None  # _unlinked holds only people in Delius
         body = event_factory.linkage_event(
             person.noms_number, person.crn, booking_number=booking, message_id=self._message_id()
         )

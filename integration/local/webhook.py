@@ -62,6 +62,7 @@ class WebhookStandIn:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address: typeshed also allows bytes (AF_UNIX)
         return f"http://{host}:{port}/webhook"
 
     def clear(self) -> None:

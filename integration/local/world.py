@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
@@ -327,7 +327,7 @@ AMENDMENTS = (
     "Update: the referral has been accepted.",
     "Added after speaking to the wing officer: no further concerns.",
 )
-ALERT_TEXTS = {
+ALERT_TEXTS: dict[str, tuple[str, ...]] = {
     "HA": (
         "ACCT opened after concerns raised by wing staff. Observations set at one an hour.",
         "ACCT opened on arrival following first night screening.",
@@ -457,8 +457,9 @@ class World:
             seeded = conn.execute(select(func.count()).select_from(m.r_disposal_type)).scalar_one()
             if not seeded:
                 raise RuntimeError("the Delius reference data is not seeded: run seed_reference_data first")
-            counts = Counter()
+            counts: Counter[str] = Counter()
             for person in self.delius_people:
+                assert person.crn is not None  # delius_people are those with a CRN
                 ids = add_person(
                     conn,
                     person.crn,
@@ -732,14 +733,15 @@ class RecordFactory:
         created: datetime,
         active_to: date | None = None,
         inactive_at: datetime | None = None,
-        description: str | None | bool = True,
+        description: str | Literal[True] | None = True,
     ) -> dict[str, Any]:
         """An alert (API JSON). ``inactive_at``: made inactive then (``activeTo`` = that day, ``isActive`` false).
         ``description=True`` picks a text, ``None`` sends a null description."""
         staff = self.staff(person.prison)
         type_code, type_description, code_description = ALERT_TABLE[code]
         if description is True:
-            description = self.rng.choice(ALERT_TEXTS.get(code, ("Alert added on review.",)))
+            picked: str = self.rng.choice(ALERT_TEXTS.get(code, ("Alert added on review.",)))  # str, not the union
+            description = picked
         alert = make_alert(
             person.noms_number,
             code=code,
@@ -911,7 +913,7 @@ def _world_alert(
 ) -> dict[str, Any]:
     start = as_of - timedelta(days=rng.randint(1, 700))
     created = min(factory.time_on(start), now - timedelta(minutes=5))
-    description: str | None | bool = None if rng.random() < 0.02 else True
+    description: str | Literal[True] | None = None if rng.random() < 0.02 else True
     if active is None:
         active = rng.random() >= 0.2
     if active:

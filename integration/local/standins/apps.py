@@ -30,6 +30,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from .faults import Applied, Fault, FaultRegistry, RequestLog
@@ -252,6 +253,7 @@ def _json_errors(app: Flask) -> None:
 
 def _new_app(name: str, backend: Backend) -> Flask:
     app = Flask(name)
+    assert isinstance(app.json, DefaultJSONProvider)  # Flask's default provider, the one with sort_keys
     app.json.sort_keys = False  # keep the APIs' field order
     _json_errors(app)
     app.register_blueprint(admin_blueprint(backend))
