@@ -27,16 +27,18 @@ def run_failure_notification_sensor(context: dg.RunFailureSensorContext, notifie
     )
     if not should_notify_failure(recent):
         return dg.SkipReason(f"{recent} failures of {run.job_name} in the last hour: not notifying every one")
-    steps = [
-        step_failure_summary(
-            event.step_key,
-            event.step_failure_data.error,
-            event.step_failure_data.user_failure_data.description
-            if event.step_failure_data.user_failure_data
-            else None,
+    steps = []
+    for event in context.get_step_failure_events():
+        assert event.step_key is not None  # a step failure event names its step
+        steps.append(
+            step_failure_summary(
+                event.step_key,
+                event.step_failure_data.error,
+                event.step_failure_data.user_failure_data.description
+                if event.step_failure_data.user_failure_data
+                else None,
+            )
         )
-        for event in context.get_step_failure_events()
-    ]
     reason = (context.failure_event.message or "run failed").splitlines()[0]
     notifier.post(
         failure_message(run.job_name, run.run_id, reason, steps, recent, notifier.run_link(run.run_id)), context.log

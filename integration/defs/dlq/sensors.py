@@ -1,5 +1,7 @@
 """After each DLQ redrive: tag the run with its parked messages and post its counts."""
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from ...constants import PARKED_TAG, REDRIVE_OP, REDRIVE_REPORT_SENSOR
@@ -36,9 +38,18 @@ def redrive_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, int] 
     """moved / parked / failed, from the output metadata of the run's redrive step."""
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT):
         event = record.dagster_event
+        assert event is not None  # of_type: records of Dagster events only
         if event.step_key == REDRIVE_OP:
-            metadata = event.event_specific_data.metadata
-            return {
-                name: int(metadata[name].value) if name in metadata else 0 for name in ("moved", "parked", "failed")
-            }
+            metadata = event.step_output_data.metadata
+            return {name: _count(metadata, name) for name in ("moved", "parked", "failed")}
     return None
+
+
+def _count(metadata: Mapping[str, dg.MetadataValue], name: str) -> int:
+    """A count in the redrive step's output metadata (the op writes ints); 0 when absent."""
+    if name not in metadata:
+        return 0
+    value = metadata[name].value
+    if not isinstance(value, int | float | str):
+        raise TypeError(f"{name} is not a number: {type(value).__name__}")
+    return int(value)
