@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -96,7 +96,7 @@ class BatchReport:
         return [o for o in self.outcomes if o.action == Action.FAILED.value]
 
     @property
-    def dispositions(self) -> dict[str, int]:
+    def dispositions(self) -> dict[str | None, int]:
         return dict(Counter(o.disposition for o in self.outcomes))
 
     @property
@@ -125,7 +125,7 @@ def process_batch(
     """``emit`` receives the reference's telemetry records of each chunk once its merge has committed
     (``core/telemetry.py``)."""
     started = time.monotonic()
-    seconds = Counter()
+    seconds: defaultdict[str, float] = defaultdict(float)
     keeper = _LeaseKeeper(queue, events, settings)
     keeper.extend_expiring()
     keeper.start()
