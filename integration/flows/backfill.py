@@ -103,7 +103,10 @@ class BackfillReport:
     def first_failure(self) -> str | None:
         """§8.7: the first failure other than offender-not-found fails the backfill (after every item was tried)."""
         failure = next(iter(self.failures), None)
-        return f"{failure.kind} {clip(failure.source_id, 60)}: {failure.outcome.reason}" if failure else None
+        if failure is None:
+            return None
+        assert failure.outcome is not None  # failures are items with a FAILED outcome
+        return f"{failure.kind} {clip(failure.source_id, 60)}: {failure.outcome.reason}"
 
     @property
     def urns_of_interest(self) -> set[str]:
@@ -179,7 +182,7 @@ def backfill_people(
     planned = time.monotonic()
     for start in range(0, len(to_merge), merge_chunk):
         chunk = to_merge[start : start + merge_chunk]
-        for item, outcome in zip(chunk, store.merge([i.draft for i in chunk], data_cleanse_required=False)):
+        for item, outcome in zip(chunk, store.merge([_draft(i) for i in chunk], data_cleanse_required=False)):
             item.outcome = outcome
     seconds = {
         "fetch": round(fetched - started, 3),
@@ -231,8 +234,8 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
         {
             "pos": range(len(drafts)),
             "urn": [i.urn for i in drafts],
-            "noms": [i.draft.noms_number for i in drafts],
-            "incoming": pd.to_datetime([i.draft.system_datetime.replace(microsecond=0) for i in drafts]),
+            "noms": [_draft(i).noms_number for i in drafts],
+            "incoming": pd.to_datetime([_draft(i).system_datetime.replace(microsecond=0) for i in drafts]),
         }
     )
     rows = queries.people_contacts(store.engine, {r.noms_number for r in reports if r.refused is None})
@@ -248,10 +251,17 @@ def plan_changes(reports: Sequence[BackfillReport], store: DeliusStore) -> list[
     for pos, item in enumerate(drafts):
         item.planned = planned[pos]
         if pos in unchanged:
+            assert item.urn is not None  # _item always sets it
             item.outcome = MergeOutcome(item.urn, Action.UNCHANGED, "already up to date")
         else:
             to_merge.append(item)
     return to_merge
+
+
+def _draft(item: Item) -> rules.ContactDraft:
+    """The draft of an item planned or merged: only items with a draft are."""
+    assert item.draft is not None
+    return item.draft
 
 
 def case_note_item(raw: dict) -> Item:
