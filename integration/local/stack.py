@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from sqlalchemy import Engine
 
 from integration.delius.engine import create_delius_engine
 from integration.delius.reference_data import SERVICE_USERNAME, seed_reference_data
@@ -220,9 +221,11 @@ class LocalStack:
         self.store = SourceStore()
         self.standins: StandIns | None = None
         self.simulator: Simulator | None = None
-        self.engine = None
-        self.queue_url = self.dlq_url = self.sqs_endpoint = None
-        self.sqs_client = None
+        self.engine: Engine | None = None
+        self.queue_url: str | None = None
+        self.dlq_url: str | None = None
+        self.sqs_endpoint: str | None = None
+        self.sqs_client: Any = None
         self.db_path = options.state / "delius.db"
         self.session = 0
         self.seed: int = DEFAULT_SEED
@@ -321,6 +324,8 @@ class LocalStack:
         o = self.options
         if o.rate <= 0:
             return
+        # started before the simulator, in start()
+        assert self.world is not None and self.standins is not None and self.queue_url is not None
         self.simulator = Simulator(
             self.world,
             self.store,
@@ -344,6 +349,8 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """The configuration variables (README's configuration table) that point the project at this stack."""
         s = self.standins
+        assert s is not None, "the stack is not started"
+        assert self.queue_url is not None and self.dlq_url is not None and self.sqs_endpoint is not None
         return {
             "DELIUS_DATABASE_URL": self.database_url,
             "EVENTS_QUEUE_URL": self.queue_url,
@@ -516,6 +523,7 @@ class LocalStack:
     # --- reporting --------------------------------------------------------------------------------------------
     def banner(self) -> str:
         o, s, w = self.options, self.standins, self.world
+        assert s is not None and w is not None, "the stack is not started"
         summary = w.summary()
         sim = (
             f"{o.rate:g} events/s, poison {o.poison_rate:.2%} of events, seed {self.seed}, session {self.session}"
