@@ -164,7 +164,8 @@ def reports_since(instance: dg.DagsterInstance, since: datetime) -> Iterator[Any
 
 def people_in_reports(metadata: Any) -> tuple[set[str], set[str]]:
     """(NOMS numbers of failed events, of the others) in one report's outcome table."""
-    failed, seen = set(), set()
+    failed: set[str] = set()
+    seen: set[str] = set()
     table = metadata.get("outcomes") if metadata else None
     for record in getattr(getattr(table, "value", None), "records", None) or []:
         data = record.data
@@ -247,7 +248,8 @@ def people_table(report: rec.ReconciliationReport) -> dg.MetadataValue:
 
 def check_metadata(instance: dg.DagsterInstance, run_id: str) -> dict | None:
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = record.dagster_event.event_specific_data
+        assert record.dagster_event is not None  # of_type: records of Dagster events only
+        evaluation = record.dagster_event.asset_check_evaluation_data
         if evaluation.check_name == CHECK_NAME:
             return dict(evaluation.metadata)
     return None
