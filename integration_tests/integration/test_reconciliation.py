@@ -218,6 +218,19 @@ def test_every_report_and_run_of_the_window_is_read_page_by_page_and_older_ones_
         assert sources["event_runs"] == set(people[8:]) and scanned["prison_events_job"] == 1
 
 
+def test_a_multi_partition_backfill_run_names_every_person_of_its_range():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("noms_number", ["A9100AA", "A9100BB", "A9100CC", "A9100DD"])
+        run = dg.DagsterRun(
+            job_name="noms_backfill_job",
+            run_id=make_new_run_id(),
+            tags={"dagster/asset_partition_range_start": "A9100AA", "dagster/asset_partition_range_end": "A9100CC"},
+        )
+        assert reconciliation_checks.partitions_of(instance, run) == ["A9100AA", "A9100BB", "A9100CC"]
+        instance.delete_dynamic_partition("noms_number", "A9100CC")  # deleted since: the range cannot be resolved
+        assert reconciliation_checks.partitions_of(instance, run) == []
+
+
 # ----------------------------------------------------------------------------------------------- bounded driver
 
 

@@ -208,9 +208,8 @@ def partitions_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]
     if not (start and end):
         return []
     try:
-        return noms_partitions.get_partition_keys_in_range(
-            dg.PartitionKeyRange(start, end), dynamic_partitions_store=instance
-        )
+        with dg.partition_loading_context(dynamic_partitions_store=instance):  # the dynamic keys are the instance's
+            return list(noms_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
     except Exception:  # noqa: BLE001 - a partition deleted since: the range cannot be resolved any more
         return []
 
