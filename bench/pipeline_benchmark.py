@@ -269,6 +269,7 @@ def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, en
             for message in messages:
                 event = json.loads(json.loads(message["Body"])["Message"])
                 note = api.get_case_note(event["detailUrl"])
+                assert note is not None, f"bare loop: no case note at {event['detailUrl']}"
                 when = datetime.fromisoformat(note["creationDateTime"])
                 rows.append(
                     {
@@ -300,6 +301,7 @@ def run_bare(args, sqs: SqsServer, queue_url: str, standins: StandInsProcess, en
         feeder.join(timeout=10)
         api.close()
     assert count_contacts(engine) - before == len(notes), "bare loop: contact count mismatch"
+    assert feeder.first_send is not None and first_contact is not None, "bare loop: no events"
     elapsed = done - feeder.first_send
     return {
         "events": len(notes),
@@ -405,6 +407,7 @@ def run_pipeline(
         wait_until(lambda: not active_runs(home), 180, "the last runs to finish", interval=1)
     finally:
         daemon.stop()
+    assert feeder.first_send is not None and first_contact is not None and last_contact is not None, "no events"
     elapsed = last_contact - feeder.first_send
     result = {
         "events": len(notes),
@@ -446,7 +449,8 @@ def run_statistics(home: Path) -> dict:
     def mean(xs):
         return round(statistics.mean(xs), 2) if xs else None
 
-    sizes, waits, starts, durations, reports, statuses = [], [], [], [], [], {}
+    sizes, waits, starts, durations, reports = [], [], [], [], []
+    statuses: dict[str, int] = {}
     phases: dict[str, float] = {}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.get_run_records(dg.RunsFilter(job_name="prison_events_job"))
@@ -465,11 +469,15 @@ def run_statistics(home: Path) -> dict:
                     continue
                 first.setdefault(event.event_type_value, entry.timestamp)
                 if event.event_type_value == "ASSET_MATERIALIZATION":
-                    metadata = event.event_specific_data.materialization.metadata
+                    metadata = event.step_materialization_data.materialization.metadata
                     chunks += 1
-                    events += metadata["events"].value if "events" in metadata else 0
+                    count = metadata["events"].value if "events" in metadata else 0
+                    assert isinstance(count, int), "a chunk report's events is a count"
+                    events += count
                     seconds = metadata.get("seconds")
-                    for key, value in (seconds.value if seconds else {}).items():
+                    phase_seconds = seconds.value if seconds else {}
+                    assert isinstance(phase_seconds, dict), "a chunk report's seconds is a JSON object"
+                    for key, value in phase_seconds.items():
                         phases[key] = phases.get(key, 0.0) + float(value)
             sizes.append(events)
             reports.append(chunks)
@@ -684,7 +692,7 @@ def run_steady(
         "cpu_s_per_hour_idle": round((cpu2 - cpu1) / idle_hours, 1),
         "cpu_s_per_hour_idle_after_consumer_exit": (
             round((cpu2 - quiet_cpu) * 3600 / (t2 - quiet_at), 1)
-            if quiet_at is not None and t2 - quiet_at > 10
+            if quiet_at is not None and quiet_cpu is not None and t2 - quiet_at > 10
             else None
         ),
         "consumer_exited_after_idle_s": round(quiet_at - t1, 1) if quiet_at is not None else None,
