@@ -138,7 +138,6 @@ class Feeder(threading.Thread):
         self.client, self.queue_url, self.bodies = client, queue_url, bodies
         self.low, self.high, self.metric = low, high, metric
         self.first_send: float | None = None
-        self.last_send: float | None = None
         self.sent = 0
         self.depths: list[int] = []
         self.error: BaseException | None = None
@@ -170,7 +169,6 @@ class Feeder(threading.Thread):
                     )
                     self.sent += len(chunk)
                     room -= len(chunk)
-                self.last_send = time.monotonic()
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
 

@@ -42,7 +42,6 @@ FLOW_TAG = "hmpps/flow"
 FLOW_EVENTS, FLOW_BACKFILL, FLOW_OPERATIONS = "events", "backfill", "operations"
 TRIGGER_TAG = "hmpps/trigger"  # linkage | ui | cli | schedule | reconciliation
 PEOPLE_TAG = "hmpps/people"  # NOMS numbers a backfill run holds (up to a few; else their count)
-EVENTS_TAG = "hmpps/events"  # messages a batch run holds (runs of the earlier protocol)
 CONSUMER_UNTIL_TAG = "hmpps/consumer-until"  # when a consumer run plans to exit (epoch seconds)
 FAILURE_TAG = "hmpps/failure"  # why a run failed, in short (ids and counts only)
 DEAD_LETTERED_TAG = "hmpps/dead-lettered"  # events a consumer run dead-lettered for their data (a warning)

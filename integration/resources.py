@@ -15,7 +15,6 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from . import settings
-from .clients.fakes import FakeSourceApi
 from .clients.hmpps import HmppsSourceApi, parse_deadline
 from .clients.http import DEFAULT_DEADLINE
 from .clients.sqs import SqsEventsQueue, sqs_client
@@ -73,7 +72,7 @@ class EventsQueueResource(dg.ConfigurableResource):
 
 
 class SourceApiResource(dg.ConfigurableResource, ABC):
-    """Case notes and alerts: the real HMPPS APIs (``HmppsApis``), or an in-memory fake (``FakeApis``)."""
+    """Case notes and alerts: the real HMPPS APIs (``HmppsApis``)."""
 
     @abstractmethod
     def client(self) -> SourceApi: ...
@@ -124,23 +123,6 @@ def api_deadline() -> float:
             kv("invalid_setting", setting="HMPPS_API_DEADLINE_SECONDS", value=raw[:100], using=DEFAULT_DEADLINE)
         )
         return DEFAULT_DEADLINE
-
-
-class FakeApis(SourceApiResource):
-    """A ``FakeSourceApi`` held in memory: for tests that run ops and assets in process (``FakeApis.serving``)."""
-
-    _fake: FakeSourceApi | None = PrivateAttr(default=None)
-
-    @classmethod
-    def serving(cls, fake: FakeSourceApi) -> FakeApis:
-        resource = cls()
-        resource._fake = fake
-        return resource
-
-    def client(self) -> SourceApi:
-        if self._fake is None:
-            raise RuntimeError("FakeApis needs a FakeSourceApi: build it with FakeApis.serving(fake)")
-        return self._fake
 
 
 class ConsumerSettings(dg.ConfigurableResource):

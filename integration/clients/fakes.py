@@ -93,10 +93,6 @@ class FakeSourceApi(SourceApi):
             self.alerts_by_person.setdefault(person, []).append(stored)
         return url
 
-    def remove_case_note(self, case_note_id: str) -> None:
-        with self._lock:
-            self._remove_case_note(case_note_id)
-
     def remove_alert(self, alert_uuid: str) -> None:
         with self._lock:
             self._remove_alert(alert_uuid)

@@ -55,10 +55,6 @@ class Deadline:
     def remaining(self) -> float:
         return self.expires_at - self._clock()
 
-    @property
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
 
 class HangBreaker:
     """Counts fetches of one upstream that ran out of time in a row; at ``threshold``, calls fail fast
@@ -81,14 +77,12 @@ class HangBreaker:
         self._lock = threading.Lock()
         self._timeouts_in_a_row = 0
         self._open_until = 0.0
-        self.skipped = 0  # calls refused while open, for tests and metrics
 
     def check(self) -> None:
         if self.threshold <= 0:
             return
         with self._lock:
             if self._clock() < self._open_until:
-                self.skipped += 1
                 raise UpstreamError(
                     f"{self.name} not called: its last {self._timeouts_in_a_row} fetches timed out "
                     f"(paused for {self.cooldown:g} s)"

@@ -152,14 +152,6 @@ class SqsEventsQueue:
             self._dlq_url = self.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
         return self._dlq_url
 
-    def max_receive_count(self) -> int | None:
-        attrs = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])[
-            "Attributes"
-        ]
-        if "RedrivePolicy" not in attrs:
-            return None
-        return int(json.loads(attrs["RedrivePolicy"])["maxReceiveCount"])
-
     def dead_letter(
         self, message: QueueMessage, reason: str, *, failed_by: str | None = None, body: str | None = None
     ) -> None:

@@ -34,7 +34,6 @@ from .messages import QueueDepth
 DLQ_IS_EMPTY = "dlq_is_empty"
 CONSUMER_IS_ALIVE = "consumer_is_alive"
 OLDEST_MESSAGE_AGE_OK = "oldest_message_age_ok"
-CHECK_NAMES = (DLQ_IS_EMPTY, CONSUMER_IS_ALIVE, OLDEST_MESSAGE_AGE_OK)
 # Named in the checks' texts so that an operator knows what to look at (constants.py names the same objects).
 CONSUMER_SENSOR = "prison_events_sensor"
 PEEK_JOB, REDRIVE_JOB = "peek_dlq_job", "redrive_dlq_job"

@@ -83,10 +83,6 @@ def split_evenly(items: list, max_size: int) -> list[list]:
     return batches
 
 
-def batch_run_key(batch: Sequence[QueueMessage]) -> str:
-    return "events-" + _digest(m.receipt_handle for m in batch)
-
-
 def _digest(parts: Iterable[str]) -> str:
     h = hashlib.sha1()
     for part in parts:

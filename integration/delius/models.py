@@ -247,6 +247,3 @@ contact = Table(
     Column("last_updated_user_id", BigInteger, ForeignKey("user_.user_id"), nullable=False),
     Column("row_version", Integer, nullable=False),
 )
-
-# Tables the integration writes (least privilege in production: see deploy/README.md, "Running against NDelius").
-WRITTEN_TABLES = ("contact", "staff", "staff_team", "audited_interaction")

@@ -420,10 +420,6 @@ class World:
     def prison_only_people(self) -> list[Person]:
         return [p for p in self.people if not p.in_delius]
 
-    @property
-    def max_legacy_id(self) -> int:
-        return max((n["legacyId"] for n in self.case_notes), default=0)
-
     def summary(self) -> dict[str, Any]:
         """Counts only (no identifiers, no text)."""
         kinds = Counter(note_kind(n) for n in self.case_notes)
