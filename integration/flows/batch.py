@@ -428,7 +428,6 @@ class _LeaseKeeper:
         self.queue, self.events, self.settings = queue, events, settings
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-        self._extended_at: float | None = None
         self._lock = threading.Lock()
         self._held = {e.message_id: e.receipt_handle for e in events}
 
@@ -449,7 +448,6 @@ class _LeaseKeeper:
             lost = self.queue.change_visibility(expiring, self.settings.visibility_timeout)
             if lost:
                 log.info(kv("leases_expired", count=len(lost), then="may be processed twice (harmless)"))
-        self._extended_at = now
 
     def start(self) -> None:
         self._thread.start()
