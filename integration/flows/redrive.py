@@ -107,7 +107,9 @@ def redrive(
     The DLQ counts as empty after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new.
     """
     started_ms = int(clock() * 1000)
-    moved, parked, failed = [], [], []
+    moved: list[str] = []
+    parked: list[dict] = []
+    failed: list[dict] = []
     newer: list[str] = []
     held: list[tuple[str, str]] = []  # parked and newer messages stay invisible until the end, then are released
     seen: set[str] = set()

@@ -1,6 +1,8 @@
 """Operator jobs for the dead-letter queue: ``redrive_dlq_job`` (move messages back, park repeat offenders) and
 ``peek_dlq_job`` (ids, event types and reasons, never message text). The work is in flows/redrive.py."""
 
+from typing import Any
+
 import dagster as dg
 
 from integration.defs.pods import OPERATIONS_RESOURCES, pod_tags
@@ -66,7 +68,7 @@ def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, 
         )
     )
     never_readable = sum(1 for row in result["parked"] if str(row.get("redrive", "")).startswith(NEVER_READABLE))
-    metadata = {
+    metadata: dict[str, Any] = {
         "dlq_before": before,
         "moved": len(result["moved"]),
         "parked": len(result["parked"]),
