@@ -79,6 +79,11 @@ class ChunkReport:
     def dispositions(self) -> dict[str, int]:
         return dict(Counter(o.disposition or "-" for o in self.outcomes))
 
+    @property
+    def replaced_characters(self) -> int:
+        """NUL and lone surrogates replaced (core/text.py) in the records of the chunk before Delius saw them."""
+        return sum(o.replaced_characters for o in self.outcomes)
+
 
 class ConsumerHooks(Protocol):
     def paused(self) -> bool: ...

@@ -6,6 +6,7 @@ No Dagster here: the jobs and the weekday schedule are in ``defs/dlq/``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..core.events import PoisonMessage, parse_sqs_body, unreadable_reason
@@ -80,18 +81,37 @@ def receive_dlq(queue: EventsQueue, max_messages: int, visibility_timeout: int) 
     return queue.receive_dlq(max_messages, wait_seconds=DLQ_WAIT_SECONDS, visibility_timeout=visibility_timeout)
 
 
-def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int = 3, log: Any = None) -> dict:
+def arrived_after(message: QueueMessage, started_ms: int) -> bool:
+    """True when ``message`` reached the DLQ after a redrive that began at ``started_ms`` (epoch milliseconds): its
+    ``SentTimestamp`` (set by SQS when the message was sent to the DLQ) is later. Such a message was dead-lettered
+    while the redrive ran, typically by a consumer failing a message this redrive had just moved back; moving it
+    again would redrive one failure twice in one run. A message without a ``SentTimestamp`` counts as older."""
+    return message.sent_timestamp_ms is not None and message.sent_timestamp_ms > started_ms
+
+
+def redrive(
+    queue: EventsQueue,
+    *,
+    max_messages: int = 10_000,
+    park_after: int = 3,
+    log: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> dict:
     """Move dead-lettered messages back to the main queue (send, then delete), counting redrives on each message.
 
+    Only messages that were in the DLQ when the redrive began are moved (:func:`arrived_after`): those dead-lettered
+    while it runs are left in the DLQ, untouched, for the next redrive, and counted as ``newer``.
     At most ``max_messages`` are moved (0 = no limit): each receive asks for no more than are still allowed.
     Messages redriven ``park_after`` times already, and messages that can never be read, are parked: left in the DLQ
     (never deleted) and reported with the reason.
     The DLQ counts as empty after ``EMPTY_RECEIVES_TO_STOP`` receives in a row bring nothing new.
     """
+    started_ms = int(clock() * 1000)
     moved: list[str] = []
     parked: list[dict] = []
     failed: list[dict] = []
-    held: list[tuple[str, str]] = []  # parked messages stay invisible until the end, then are released
+    newer: list[str] = []
+    held: list[tuple[str, str]] = []  # parked and newer messages stay invisible until the end, then are released
     seen: set[str] = set()
     empty = 0
     while not max_messages or len(moved) < max_messages:
@@ -107,6 +127,10 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
         empty = 0
         for message in fresh:
             seen.add(message.message_id)
+            if arrived_after(message, started_ms):
+                newer.append(message.message_id)
+                held.append((message.message_id, message.receipt_handle))
+                continue
             if verdict(message, park_after) is not None:
                 parked.append(describe(message, park_after))
                 held.append((message.message_id, message.receipt_handle))
@@ -127,7 +151,7 @@ def redrive(queue: EventsQueue, *, max_messages: int = 10_000, park_after: int =
                     log.warning(kv("redrive_failed", sqs_message_id=message.message_id, error=type(exc).__name__))
     if held:
         queue.change_visibility(held, 0, queue_url=queue.dlq_url)
-    return {"moved": moved, "parked": parked, "failed": failed}
+    return {"moved": moved, "parked": parked, "failed": failed, "newer": newer}
 
 
 def peek(queue: EventsQueue, max_messages: int = 50, park_after: int = 3) -> list[dict]:

@@ -200,6 +200,19 @@ def test_a_consumer_run_processes_the_queue_dead_letters_poison_and_hands_over_l
     assert sqs.depth() == 1 and visible(sqs) == 0
 
 
+def test_a_chunk_report_says_how_many_characters_no_database_stores_were_replaced(instance, sqs, standins, delius_pg):
+    add_person(delius_pg, "X100001", "A1000AA")
+    for text in ("clean", "nul\x00here", "lone \ud800 surrogate and \x00"):
+        note = standins.add_case_note("A1000AA", type="KA", sub_type="KS", text=text)
+        send(sqs, ev.case_note_event_for(note, case_notes_url=standins.case_notes_url))
+
+    result = consume(instance, sqs, standins, delius_pg)
+
+    assert result.success
+    assert sum(r.metadata["created"].value for r in reports(result)) == 3
+    assert sum(r.metadata["replaced_characters"].value for r in reports(result)) == 3
+
+
 def test_the_sensor_backfills_a_handed_over_linkage_message_and_deletes_it_once_the_run_exists(
     instance, sqs, standins, delius_pg
 ):

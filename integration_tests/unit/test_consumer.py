@@ -230,6 +230,21 @@ def test_a_consumer_works_until_idle_dead_letters_poison_hands_over_linkage_and_
     assert result.data_failures and not result.needs_action
 
 
+def test_the_chunk_reports_count_the_characters_replaced_in_their_records(world):
+    source, queue, _ = world
+    for text in ("nul\x00here", "lone \ud800 surrogate and \x00"):
+        note = make_case_note("A1000AA", type="KA", sub_type="KS", text=text)
+        source.add_case_note(note)
+        queue.send(ev.case_note_event_for(note, case_notes_url=source.case_notes_url))
+    hooks = Hooks()
+
+    consume(queue, source=source, store=Store(), hooks=hooks, settings=SETTINGS)
+
+    outcomes = [o for chunk in hooks.reports for o in chunk.outcomes]
+    assert sorted(o.replaced_characters for o in outcomes) == [0] * 6 + [1, 2]
+    assert sum(chunk.replaced_characters for chunk in hooks.reports) == 3
+
+
 def test_a_consumer_paused_before_it_starts_receives_nothing(world):
     source, queue, _ = world
     result = consume(queue, source=source, store=Store(), hooks=Hooks(paused=True), settings=SETTINGS)

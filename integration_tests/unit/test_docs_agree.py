@@ -154,3 +154,33 @@ def test_the_schedules_page_quotes_the_reconciliation_defaults():
         assert number(quoted) == getattr(defaults, field), field
     assert rows["`auto_repair`"][-1] == str(defaults.auto_repair).lower()
     assert plain(rows["cron"][-1]) == DEFAULT_RECONCILIATION_CRON
+
+
+def test_the_budgets_in_the_decisions_quote_the_constants_of_the_code():
+    from integration.core import notices, telemetry, text
+    from integration.core.messages import MAX_ATTRIBUTE_LENGTH
+    from integration.defs.backfill import assets as backfill_assets
+    from integration.defs.backfill import jobs as backfill_jobs
+    from integration.defs.events import jobs as events_jobs
+    from integration.flows import batch
+
+    decisions = (ROOT / "docs" / "decisions.md").read_text(encoding="utf-8")
+    section = decisions.split("## Budgets", 1)[1].split("\n## ", 1)[0]
+    quoted = {name: int(number(value)) for name, value in re.findall(r"`([A-Z_]+)` = ([\d,]+)", section)}
+    assert quoted == {
+        "MAX_PEOPLE_PER_RUN": backfill_jobs.MAX_PEOPLE_PER_RUN,
+        "PEOPLE_IN_TAG": backfill_jobs.PEOPLE_IN_TAG,
+        "MAX_CELL": events_jobs.MAX_CELL,
+        "CLIP": text.CLIP,
+        "MAX_TAG": events_jobs.MAX_TAG,
+        "REASON_LIMIT": batch.REASON_LIMIT,
+        "MAX_ATTRIBUTE_LENGTH": MAX_ATTRIBUTE_LENGTH,
+        "_MAX_VALUE": telemetry._MAX_VALUE,
+        "MAX_REASON_CHARS": notices.MAX_REASON_CHARS,
+        "PREVIEW_ROWS": backfill_assets.PREVIEW_ROWS,
+    }
+    settings = {f"CONSUMER_{name.upper()}": value for name, value in CONSUMER_FIELDS.items()}
+    consumer = re.findall(r"`(2 × )?(CONSUMER_[A-Z_]+)`\s+\(([\d,]+)\)", section)
+    assert sorted(name for _, name, _ in consumer) == ["CONSUMER_MAX_BATCH"] * 2 + ["CONSUMER_REPORT_EVENTS"]
+    for twice, name, value in consumer:
+        assert int(number(value)) == (2 if twice else 1) * settings[name], name

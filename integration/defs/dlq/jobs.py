@@ -64,6 +64,7 @@ def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, 
             dlq_visible_before=before,
             max_messages=config.max_messages,
             park_after=config.park_after,
+            left_newer=len(result["newer"]),
         )
     )
     never_readable = sum(1 for row in result["parked"] if str(row.get("redrive", "")).startswith(NEVER_READABLE))
@@ -73,6 +74,7 @@ def redrive_dead_letters(context: dg.OpExecutionContext, config: RedriveConfig, 
         "parked": len(result["parked"]),
         "parked_never_readable": never_readable,
         "failed": len(result["failed"]),
+        "left_newer": len(result["newer"]),
         "parked_messages": dlq_table(result["parked"]),
         "moved_ids": dg.MetadataValue.json(result["moved"][:200]),
     }

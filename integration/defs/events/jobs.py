@@ -7,7 +7,8 @@ stopped (consumption paused); the sensor starts the next (docs/queue-protocol.md
 
 * one ``delius_contacts`` materialization per chunk of outcomes (at most ``CONSUMER_REPORT_EVENTS`` events, at least
   every ``CONSUMER_REPORT_SECONDS``), with int counts ``created, updated, moved, unchanged, skipped, failed`` (and
-  ``linkage``), the chunk's outcome table (ids, event type, action, reason, disposition: never text) and logfmt lines;
+  ``linkage``), ``replaced_characters`` (NUL and lone surrogates replaced in its records), the chunk's outcome
+  table (ids, event type, action, reason, disposition: never text) and logfmt lines;
 * linkage events as ``linked_person_contacts`` observations of their partition (message id, receipt handle, lease
   end), which the sensor turns into backfill runs;
 * red means act: the run fails only when it could not do its job (events left for retry or dead-lettered for an
@@ -122,10 +123,12 @@ class _Hooks:
         self.totals.update(counts)
         self.reports += 1
         phases = {f"{k}_s": v for k, v in chunk.seconds.items()}
-        self.context.log.info(kv("chunk", events=len(rows), **counts, **phases))
+        replaced = chunk.replaced_characters
+        self.context.log.info(kv("chunk", events=len(rows), **counts, replaced_characters=replaced, **phases))
         metadata: dict[str, Any] = {
             "events": dg.MetadataValue.int(len(rows)),
             **{action: dg.MetadataValue.int(n) for action, n in counts.items()},
+            "replaced_characters": dg.MetadataValue.int(replaced),
             "dispositions": dg.MetadataValue.json({_cap(k, 60): v for k, v in chunk.dispositions.items()}),
             "seconds": dg.MetadataValue.json(chunk.seconds),
             "outcomes": outcome_table(rows),
