@@ -136,6 +136,7 @@ class ConsumerSettings(dg.ConfigurableResource):
     receivers: int = 2  # receive calls in parallel per run (each long-polls, 10 messages a call)
     wait_seconds: int = 2  # long poll of one receive call
     max_batch: int = 1000  # messages routed and processed together at most
+    max_batch_bytes: int = 32 * 1024 * 1024  # ... and characters of their bodies at most (the buffer: twice this)
     visibility_timeout: int = 300  # the lease on a received message, extended while its run works
     max_attempts: int = 3  # deliveries before a retryable failure is dead-lettered
     retry_delays: str = "10,60,300"  # seconds before retry 1, 2, 3...
@@ -180,6 +181,7 @@ class ConsumerSettings(dg.ConfigurableResource):
             receivers=s.receivers,
             wait_seconds=min(20, s.wait_seconds),
             max_batch=s.max_batch,
+            max_batch_bytes=s.max_batch_bytes,
             linkage_visibility_timeout=min(43200, s.linkage_visibility_timeout),
             report_events=s.report_events,
             report_seconds=s.report_seconds,
@@ -199,6 +201,7 @@ MINIMUMS = {
     "receivers": 1,
     "wait_seconds": 0,
     "max_batch": 1,
+    "max_batch_bytes": 262144,  # one SQS message at its largest
     "merge_chunk": 1,
     "visibility_timeout": 1,
     "max_attempts": 1,

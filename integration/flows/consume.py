@@ -5,9 +5,11 @@ consumption paused, hand a linkage message to the sensor, report a chunk of outc
 nothing are in docs/queue-protocol.md.
 
 * ``receivers`` threads long-poll the queue (``wait_seconds``), 10 messages a call, into a bounded buffer: they
-  receive only while the buffer holds less than ``2 x max_batch``, so a backlog waits on the queue, where waiting
-  costs no receive counts, and nothing received waits long enough for its lease to matter;
-* the main thread takes what the buffer holds (up to ``max_batch``; as soon as one message is there, so a trickle
+  receive only while the buffer holds less than ``2 x max_batch`` messages and ``2 x max_batch_bytes`` characters
+  of bodies, so a backlog waits on the queue, where waiting costs no receive counts, nothing received waits long
+  enough for its lease to matter, and a burst of the largest messages cannot exhaust the worker's memory;
+* the main thread takes what the buffer holds (up to ``max_batch`` messages and ``max_batch_bytes``, at least one;
+  as soon as one message is there, so a trickle
   waits for nothing) and routes it (core/intake.py): unreadable messages go to the dead-letter queue at once with the
   reason; linkage events are handed to the queue sensor (``hand_over_linkage``), which requests their backfill and
   deletes them once the run exists; the rest go through ``flows.batch.process_batch`` (concurrent fetches, a merge
@@ -54,6 +56,7 @@ class ConsumeSettings:
     receivers: int = 2  # receive calls in parallel
     wait_seconds: int = 2  # long poll of each receive call
     max_batch: int = 1000  # messages routed and processed together at most
+    max_batch_bytes: int = 32 * 1024 * 1024  # ... and their bodies' characters at most (the buffer holds twice this)
     linkage_visibility_timeout: int = 3600  # lease given to a linkage message handed to the sensor
     report_events: int = 500  # outcomes per report at most
     report_seconds: float = 30.0  # a report at least this often while outcomes wait
@@ -141,6 +144,8 @@ class _Receivers:
         self.queue, self.settings, self.clock = queue, settings, clock
         self.buffer: queue_module.Queue[QueueMessage] = queue_module.Queue()
         self.room = max(10, 2 * settings.max_batch)
+        self.room_bytes = 2 * settings.max_batch_bytes
+        self.buffered_bytes = 0  # characters of the bodies in the buffer (under _lock)
         self.last_received = clock()
         self.received = 0
         self.errors: Counter = Counter()
@@ -164,7 +169,7 @@ class _Receivers:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self.buffer.qsize() + 10 > self.room:
+            if self.buffer.qsize() + 10 > self.room or self.buffered_bytes >= self.room_bytes:
                 self._stop.wait(0.05)
                 continue
             try:
@@ -183,21 +188,28 @@ class _Receivers:
                 with self._lock:
                     self.received += len(messages)
                     self.last_received = self.clock()
+                    self.buffered_bytes += sum(len(m.body) for m in messages)
                 for message in messages:
                     self.buffer.put(message)
 
     def take(self, limit: int, wait: float) -> list[QueueMessage]:
-        """Up to ``limit`` buffered messages, waiting at most ``wait`` seconds for the first."""
+        """Up to ``limit`` buffered messages and ``max_batch_bytes`` characters of bodies (at least one message),
+        waiting at most ``wait`` seconds for the first."""
         try:
             first = self.buffer.get(timeout=wait) if wait > 0 else self.buffer.get_nowait()
         except queue_module.Empty:
             return []
         taken = [first]
-        while len(taken) < limit:
+        size = len(first.body)
+        while len(taken) < limit and size < self.settings.max_batch_bytes:
             try:
-                taken.append(self.buffer.get_nowait())
+                message = self.buffer.get_nowait()
             except queue_module.Empty:
                 break
+            taken.append(message)
+            size += len(message.body)
+        with self._lock:
+            self.buffered_bytes -= size
         return taken
 
 

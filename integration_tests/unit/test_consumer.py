@@ -3,6 +3,8 @@ starts a run, when a run stops receiving, what happens to linkage messages in cu
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 
@@ -243,6 +245,34 @@ def test_the_chunk_reports_count_the_characters_replaced_in_their_records(world)
     outcomes = [o for chunk in hooks.reports for o in chunk.outcomes]
     assert sorted(o.replaced_characters for o in outcomes) == [0] * 6 + [1, 2]
     assert sum(chunk.replaced_characters for chunk in hooks.reports) == 3
+
+
+def test_a_batch_holds_at_most_max_batch_bytes_of_bodies_and_nothing_is_left_behind():
+    source, queue = FakeSourceApi(), WaitingQueue()
+    for _ in range(10):
+        note = make_case_note("A1000AA", type="KA", sub_type="KS")
+        source.add_case_note(note)
+        body = json.loads(ev.case_note_event_for(note, case_notes_url=source.case_notes_url))
+        body["Padding"] = "x" * 10_000  # an SNS envelope field the integration does not read
+        queue.send(json.dumps(body))
+    store = BatchesStore()
+    settings = dataclasses.replace(SETTINGS, max_batch_bytes=25_000)
+
+    result = consume(queue, source=source, store=store, hooks=Hooks(), settings=settings)
+
+    assert result.received == 10 and sum(store.batches) == 10
+    assert max(store.batches) <= 3  # a batch stops taking once 25,000 characters are in it
+    assert queue.depth() == QueueDepth(0, 0, 0)
+
+
+class BatchesStore(Store):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def merge(self, drafts):
+        self.batches.append(len(drafts))
+        return super().merge(drafts)
 
 
 def test_a_consumer_paused_before_it_starts_receives_nothing(world):
