@@ -13,18 +13,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from sqlalchemy import delete, select, text
+from sqlalchemy.engine import Engine
 
 from integration.core.times import london_now
 from integration.delius import models as m
-from integration.delius.reference_data import add_person
+from integration.delius.engine import create_delius_engine
+from integration.delius.reference_data import add_person, seed_reference_data
+from integration.delius.schema import create_schema
 from integration.local import event_factory as ev
 from integration.local.standins import make_case_note
+from integration_tests.fixtures.postgres import create_database, drop_database
 from integration_tests.harness.daemon import DaemonProcess, project_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs, pytest.mark.daemon, pytest.mark.slow]
@@ -40,6 +45,21 @@ def project_root(tmp_path) -> Path:
     shutil.copy(ROOT / "workspace.yaml", root)
     shutil.copy(ROOT / "dagster.yaml", root)
     return root
+
+
+@pytest.fixture
+def delius_v2(postgres_admin_url) -> Iterator[Engine]:
+    """A Delius database of this test's own, built from the version 2 DDL and seeded: the test replaces its
+    officer-code function, which the session's shared database must keep."""
+    url = create_database(postgres_admin_url)
+    engine = create_delius_engine(url)
+    try:
+        create_schema(engine)
+        seed_reference_data(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        drop_database(postgres_admin_url, url)
 
 
 def rows(engine, table, **where) -> list[dict]:
@@ -64,11 +84,11 @@ def all_finished(project_root: Path) -> bool:
         return all(r.is_finished for r in instance.get_runs())
 
 
-def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, standins, delius_pg):
+def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, standins, delius_v2):
     earlier = london_now() - timedelta(hours=2)
-    live = add_person(delius_pg, "X900001", "A9000AA", nsis=[("RESPASS", date(2024, 1, 1))])
-    add_person(delius_pg, "X900002", "A9000BB")
-    with delius_pg.begin() as conn:
+    live = add_person(delius_v2, "X900001", "A9000AA", nsis=[("RESPASS", date(2024, 1, 1))])
+    add_person(delius_v2, "X900002", "A9000BB")
+    with delius_v2.begin() as conn:
         # Delius's officer-code generator, made recognisable: codes it hands out have the letter Q.
         conn.execute(text("CREATE SEQUENCE test_officer_seq"))
         conn.execute(
@@ -113,7 +133,7 @@ def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, 
         sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=body)
 
     env = project_env(
-        delius_url=delius_pg.url.render_as_string(hide_password=False),
+        delius_url=delius_v2.url.render_as_string(hide_password=False),
         queue_url=sqs.queue_url,
         sqs_endpoint=sqs.endpoint_url,
         auth_url=standins.auth_url,
@@ -136,11 +156,11 @@ def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, 
         *(CASE_NOTE.format(n["caseNoteId"]) for n in history),
     }
     with DaemonProcess(project_root, env, project_root / "daemon.log").start() as daemon:
-        wait_until(lambda: urns(delius_pg) >= expected, 180, "live and backfilled contacts", diagnostics=daemon.tail)
+        wait_until(lambda: urns(delius_v2) >= expected, 180, "live and backfilled contacts", diagnostics=daemon.tail)
         # The unreadable answer is in the DLQ with its reason (or already on its way back: the schedule ticks).
         wait_until(
             lambda: (
-                CASE_NOTE.format(fixed["caseNoteId"]) not in urns(delius_pg)
+                CASE_NOTE.format(fixed["caseNoteId"]) not in urns(delius_v2)
                 and any(r.tags.get("hmpps/dead-lettered") == "1" for r in runs(project_root, "prison_events_job"))
             ),
             120,
@@ -150,16 +170,16 @@ def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, 
         standins.clear_answers()  # the upstream is fixed: the next scheduled redrive brings the event back
         standins.store.put_case_note(fixed)
         wait_until(
-            lambda: CASE_NOTE.format(fixed["caseNoteId"]) in urns(delius_pg) and sqs.depth(sqs.dlq_url) == 0,
+            lambda: CASE_NOTE.format(fixed["caseNoteId"]) in urns(delius_v2) and sqs.depth(sqs.dlq_url) == 0,
             240,
             "the redriven note written",
             diagnostics=daemon.tail,
         )
-        written = urns(delius_pg)
+        written = urns(delius_v2)
         deleted = CASE_NOTE.format(keywork["caseNoteId"])
-        with delius_pg.begin() as conn:  # someone deletes a contact behind the integration's back
+        with delius_v2.begin() as conn:  # someone deletes a contact behind the integration's back
             conn.execute(delete(m.contact).where(m.contact.c.external_reference == deleted))
-        wait_until(lambda: urns(delius_pg) == written, 300, "the reconciliation's repair", diagnostics=daemon.tail)
+        wait_until(lambda: urns(delius_v2) == written, 300, "the reconciliation's repair", diagnostics=daemon.tail)
         # The restored contact is the repair's own write: its run still records its events. Stop the daemon only
         # between the schedules' ticks, with every run finished (stopping interrupts runs: they end FAILURE).
         wait_until(lambda: all_finished(project_root), 240, "every run to finish", diagnostics=daemon.tail)
@@ -179,7 +199,7 @@ def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, 
         redrives = instance.get_runs(dg.RunsFilter(job_name="redrive_dlq_job"))
         assert any(r.status is dg.DagsterRunStatus.SUCCESS for r in redrives)
 
-    contacts = {r["external_reference"]: r for r in rows(delius_pg, m.contact)}
+    contacts = {r["external_reference"]: r for r in rows(delius_v2, m.contact)}
     assert set(contacts) == written
     # NSI and event links.
     linked = contacts[CASE_NOTE.format(bcst["caseNoteId"])]
@@ -187,7 +207,7 @@ def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, 
     assert contacts[CASE_NOTE.format(fixed["caseNoteId"])]["event_id"] == live.event_ids[0]
     # Ids from the sequences (the contract has no identity columns): every new id is at or past the sequence's value
     # before the run, and the sequence has reached the highest.
-    with delius_pg.connect() as conn:
+    with delius_v2.connect() as conn:
         after = {
             seq: conn.execute(text(f"SELECT last_value FROM {seq}")).scalar_one()
             for seq in ("contact_id_seq", "staff_id_seq")
@@ -196,13 +216,13 @@ def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, 
     assert ids[0] >= before["contact_id_seq"] and ids[-1] <= after["contact_id_seq"]
     # The new author: a staff row with an id from staff_id_seq and an officer code from the function (the prison's
     # area, Q, three digits), and the team link with its audit columns.
-    [author] = rows(delius_pg, m.staff, surname="Newauthor")
+    [author] = rows(delius_v2, m.staff, surname="Newauthor")
     assert before["staff_id_seq"] <= author["staff_id"] <= after["staff_id_seq"]
     assert re.fullmatch(r"[A-Z0-9]{3}Q\d{3}", author["officer_code"]) and author["start_date"] is not None
-    [link] = rows(delius_pg, m.staff_team, staff_id=author["staff_id"])
+    [link] = rows(delius_v2, m.staff_team, staff_id=author["staff_id"])
     assert link["created_by_user_id"] is not None and link["last_updated_datetime"] is not None
     # Audit: one 'P' row per created contact with the exact parameters, and distinct keys.
-    audits = rows(delius_pg, m.audited_interaction)
+    audits = rows(delius_v2, m.audited_interaction)
     created = {
         f"dpsId='{urn.rsplit(':', 1)[1]}',contactId='{contacts[urn]['contact_id']}'"
         for urn in contacts
