@@ -373,3 +373,30 @@ def test_the_daemon_reloads_its_code_location_every_daemon_code_reload_seconds()
 
     assert interval(None) == "900"
     assert interval(None, DAGSTER_IS_DEV_CLI="1") == "60"  # dagster dev: Dagster's own minute
+
+
+def test_the_daemon_pings_its_code_server_every_daemon_code_server_heartbeat_seconds():
+    import os
+    import subprocess
+    import sys
+
+    def heartbeat(value: str | None, **extra: str) -> str:
+        names = ("DAEMON_CODE_SERVER_HEARTBEAT_SECONDS", "DAEMON_CODE_RELOAD_SECONDS", "DAGSTER_IS_DEV_CLI")
+        env = {k: v for k, v in os.environ.items() if k not in names}
+        env.update(extra)
+        if value is not None:
+            env["DAEMON_CODE_SERVER_HEARTBEAT_SECONDS"] = value
+        code = "import dagster._daemon.controller, dagster._grpc.client as c; print(float(c.CLIENT_HEARTBEAT_INTERVAL))"
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    assert heartbeat(None) == "5.0"
+    assert heartbeat("2") == "2.0"
+    assert heartbeat("60") == "5.0"  # never more than a quarter of the code server's 20 s without a ping
+    assert heartbeat(None, DAGSTER_IS_DEV_CLI="1") == "1.0"  # dagster dev: Dagster's own second
+    outside = "import dagster._grpc.client as c; print(float(c.CLIENT_HEARTBEAT_INTERVAL))"  # not the daemon
+    assert (
+        subprocess.run([sys.executable, "-c", outside], capture_output=True, text=True, check=True).stdout.strip()
+        == "1.0"
+    )

@@ -15,7 +15,7 @@ FAILURE_WINDOW = timedelta(hours=1)
 @dg.run_failure_sensor(
     name=FAILURE_SENSOR,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,  # not the 30 s default: each tick opens the instance (docs/performance.md)
+    minimum_interval_seconds=120,  # not the 30 s default: each tick opens the instance (docs/performance.md)
     description="Posts a short message (job, run id, failure reason; no personal data) to NOTIFY_WEBHOOK_URL when "
     "a run of this code location fails. At most three messages per job per hour, then every tenth.",
 )

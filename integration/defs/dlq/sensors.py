@@ -15,6 +15,8 @@ from .jobs import redrive_dlq_job
     name=REDRIVE_REPORT_SENSOR,
     monitored_jobs=[redrive_dlq_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # Not Dagster's 30 s: each tick opens the instance, for a run that happens once a weekday (docs/performance.md).
+    minimum_interval_seconds=300,
     description="After each DLQ redrive (scheduled or by hand): tags the run with the number of parked messages "
     f"({PARKED_TAG}) and posts its counts to NOTIFY_WEBHOOK_URL when it moved or parked anything.",
 )
