@@ -83,7 +83,7 @@ def _slow_down_the_daemons_code_reload() -> None:
                 if isinstance(ttl, (int, float)) and isinstance(
                     getattr(client, "CLIENT_HEARTBEAT_INTERVAL", None), (int, float)
                 ):
-                    client.CLIENT_HEARTBEAT_INTERVAL = min(max(1.0, heartbeat), ttl / 4)
+                    vars(client)["CLIENT_HEARTBEAT_INTERVAL"] = min(max(1.0, heartbeat), ttl / 4)
 
             spec.loader.exec_module = exec_module  # type: ignore[method-assign]
             return spec
