@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from ... import settings
 from ...constants import (
     BACKFILL_JOB,
     CAUSE_TAG,
@@ -32,7 +33,7 @@ from ...core.events import is_noms_number
 from ...core.logfmt import kv
 from ...core.messages import QueueDepth
 from ...core.ports import EventsQueue
-from ...resources import ConsumerSettings, EventsQueueResource
+from ...resources import MINIMUMS, ConsumerSettings, EventsQueueResource
 from ..backfill.jobs import backfill_request, noms_backfill_job
 from .jobs import prison_events_job
 
@@ -46,7 +47,15 @@ WAITING_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 EXTEND_MARGIN = 120  # extend a linkage lease in custody when less than this is left (seconds)
 OBSERVATION_PAGES = 5  # pages of hand-overs read per tick at most (expired ones are skipped)
 TRIGGER_SUPERVISOR = "supervisor"
-INTERVAL_SECONDS = 5
+
+
+def _tick_seconds() -> int:
+    """CONSUMER_TICK_SECONDS (default 5), read when the code location loads: how soon the first event after a
+    silence is seen, against the idle daemon's CPU (a tick is a gRPC call and tick storage; docs/performance.md)."""
+    return settings.load(ConsumerSettings, "CONSUMER_", minimums=MINIMUMS).tick_seconds
+
+
+INTERVAL_SECONDS = _tick_seconds()
 
 
 # The events queue of the latest full tick, by URL, in this process (the code server): an idle tick reads the queue's
