@@ -129,7 +129,7 @@ class ConsumerSettings(dg.ConfigurableResource):
     """Tunables of the queue consumer; each is overridden by the environment variable ``CONSUMER_<FIELD>``
     (README.md lists them; docs/queue-protocol.md says what each does)."""
 
-    tick_seconds: int = 5  # how often the queue sensor looks (read when the code location loads)
+    tick_seconds: int = 10  # how often the queue sensor looks (read when the code location loads)
     lifetime_seconds: int = 900  # a consumer run exits after this long; the sensor starts the next
     idle_seconds: int = 60  # ... or after this long without receiving a message
     max_runs: int = 2  # consumer runs alive at once, at most (a second one for a deep backlog)

@@ -405,8 +405,8 @@ def test_the_daemon_pings_its_code_server_every_daemon_code_server_heartbeat_sec
 def test_the_queue_sensor_looks_every_consumer_tick_seconds(monkeypatch):
     from integration.defs.events import sensors
 
-    assert sensors.prison_events_sensor.minimum_interval_seconds == sensors.INTERVAL_SECONDS == 5
-    monkeypatch.setenv("CONSUMER_TICK_SECONDS", "10")
-    assert sensors._tick_seconds() == 10
+    assert sensors.prison_events_sensor.minimum_interval_seconds == sensors.INTERVAL_SECONDS == 10
+    monkeypatch.setenv("CONSUMER_TICK_SECONDS", "5")
+    assert sensors._tick_seconds() == 5
     monkeypatch.setenv("CONSUMER_TICK_SECONDS", "0")
     assert sensors._tick_seconds() == 1  # raised to the minimum, logged

@@ -50,7 +50,7 @@ TRIGGER_SUPERVISOR = "supervisor"
 
 
 def _tick_seconds() -> int:
-    """CONSUMER_TICK_SECONDS (default 5), read when the code location loads: how soon the first event after a
+    """CONSUMER_TICK_SECONDS (default 10), read when the code location loads: how soon the first event after a
     silence is seen, against the idle daemon's CPU (a tick is a gRPC call and tick storage; docs/performance.md)."""
     return settings.load(ConsumerSettings, "CONSUMER_", minimums=MINIMUMS).tick_seconds
 
