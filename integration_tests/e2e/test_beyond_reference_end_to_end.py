@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -23,23 +21,13 @@ from integration.delius import models as m
 from integration.delius.reference_data import add_person
 from integration.local import event_factory as ev
 from integration.local.standins import make_amendment
-from integration_tests.harness.daemon import DaemonProcess, project_env, wait_until
+from integration_tests.harness.daemon import DaemonProcess, stack_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs, pytest.mark.daemon, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 UNK_LINE = "Establishment details were not available when this contact was created."
 NOTE_KEYS = ["caseNoteId", "type", "subType", "eventId", "created", "occurrence", "location"]
 ALERT_KEYS = ["alertUuid", "type", "subType", "created", "activeFrom"]
-
-
-@pytest.fixture
-def project_root(tmp_path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(ROOT / "workspace.yaml", root)
-    shutil.copy(ROOT / "dagster.yaml", root)
-    return root
 
 
 def contacts(engine, **where) -> list[dict]:
@@ -69,16 +57,7 @@ def test_moves_merges_resynced_alerts_and_telemetry_through_the_daemon(project_r
     def send(body: str) -> None:
         sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=body)
 
-    env = project_env(
-        delius_url=delius_pg.url.render_as_string(hide_password=False),
-        queue_url=sqs.queue_url,
-        sqs_endpoint=sqs.endpoint_url,
-        auth_url=standins.auth_url,
-        client_id=standins.client_id,
-        client_secret=standins.client_secret,
-        case_notes_url=standins.case_notes_url,
-        alerts_url=standins.alerts_url,
-    )
+    env = stack_env(sqs, standins, delius_pg)
     env.pop("HOME")
     env["TELEMETRY_LOG"] = "run"  # the telemetry lines in the runs' event logs too (default: stdout only), to read them
     log = project_root / "daemon.log"

@@ -7,9 +7,7 @@ Dagster daemon with its code server and run workers.
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -18,21 +16,9 @@ from sqlalchemy import func, select
 from integration.delius import models as m
 from integration.delius.reference_data import add_person
 from integration.local import event_factory as ev
-from integration_tests.harness.daemon import DaemonProcess, project_env, wait_until
+from integration_tests.harness.daemon import DaemonProcess, stack_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs, pytest.mark.daemon, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def project_root(tmp_path) -> Path:
-    """A directory that looks like the repo root to an operator: workspace.yaml and dagster.yaml, no DAGSTER_HOME."""
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(ROOT / "workspace.yaml", root)
-    shutil.copy(ROOT / "dagster.yaml", root)
-    return root
 
 
 def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, delius_pg):
@@ -58,16 +44,7 @@ def test_daemon_consumes_the_queue_unattended(project_root, sqs, standins, deliu
 
     # Only the README's configuration variables: no DAGSTER_HOME (the project root's dagster.yaml is found by the
     # package).
-    env = project_env(
-        delius_url=delius_pg.url.render_as_string(hide_password=False),
-        queue_url=sqs.queue_url,
-        sqs_endpoint=sqs.endpoint_url,
-        auth_url=standins.auth_url,
-        client_id=standins.client_id,
-        client_secret=standins.client_secret,
-        case_notes_url=standins.case_notes_url,
-        alerts_url=standins.alerts_url,
-    )
+    env = stack_env(sqs, standins, delius_pg)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME", "LANG"):
         env.pop(name)
     env["CONSUMER_IDLE_SECONDS"] = "5"  # a documented setting: the consumer run exits soon after the work

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,21 +29,11 @@ from integration.delius.schema import create_schema
 from integration.local import event_factory as ev
 from integration.local.standins import make_case_note
 from integration_tests.fixtures.postgres import create_database, drop_database
-from integration_tests.harness.daemon import DaemonProcess, project_env, wait_until
+from integration_tests.harness.daemon import DaemonProcess, stack_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs, pytest.mark.daemon, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 CASE_NOTE = "urn:uk:gov:hmpps:prison-case-note:{}"
-
-
-@pytest.fixture
-def project_root(tmp_path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(ROOT / "workspace.yaml", root)
-    shutil.copy(ROOT / "dagster.yaml", root)
-    return root
 
 
 @pytest.fixture
@@ -132,16 +121,7 @@ def test_every_flow_on_a_version_2_delius_through_the_daemon(project_root, sqs, 
     ):
         sqs.client.send_message(QueueUrl=sqs.queue_url, MessageBody=body)
 
-    env = project_env(
-        delius_url=delius_v2.url.render_as_string(hide_password=False),
-        queue_url=sqs.queue_url,
-        sqs_endpoint=sqs.endpoint_url,
-        auth_url=standins.auth_url,
-        client_id=standins.client_id,
-        client_secret=standins.client_secret,
-        case_notes_url=standins.case_notes_url,
-        alerts_url=standins.alerts_url,
-    )
+    env = stack_env(sqs, standins, delius_v2)
     env |= {
         "CONSUMER_IDLE_SECONDS": "5",
         "DLQ_REDRIVE_CRON": "* * * * *",

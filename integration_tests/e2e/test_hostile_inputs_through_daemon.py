@@ -17,9 +17,7 @@ message sent is accounted for exactly once; the backfills were capped per tick; 
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import dagster as dg
@@ -32,12 +30,11 @@ from integration.delius import models as m
 from integration.delius.reference_data import add_person
 from integration.local import event_factory as ev
 from integration_tests.fixtures.sqs import serialised_sqs_backend
-from integration_tests.harness.daemon import DaemonProcess, project_env, wait_until
+from integration_tests.harness.daemon import DaemonProcess, stack_env, wait_until
 from integration_tests.integration.test_hostile_inputs import NOMS, TRIGGERS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sqs, pytest.mark.daemon, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 BIG_NOMS, BIG_EVENTS, BIG_BYTES = "A4000BG", 421, 250_000  # the burst of large valid events
 PEOPLE = [f"B{7100 + n}LK" for n in range(8)]  # linked in the same burst
 PER_TICK = 2  # CONSUMER_MAX_BACKFILLS_PER_TICK and CONSUMER_MAX_PENDING_BACKFILLS here: 8 people are 4 ticks at least
@@ -52,15 +49,6 @@ def serialised_sqs():
     """One delivery per receive, as SQS makes it (moto's backend, unlocked, sometimes makes two under this load)."""
     with serialised_sqs_backend():
         yield
-
-
-@pytest.fixture
-def project_root(tmp_path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(ROOT / "workspace.yaml", root)
-    shutil.copy(ROOT / "dagster.yaml", root)
-    return root
 
 
 def big_event(standins) -> str:
@@ -118,16 +106,7 @@ def test_hostile_inputs_among_good_events_through_the_daemon(project_root, seria
         alert = standins.add_alert(NOMS, code="HA", prison_code="LEI")
         send_good(ev.alert_event_for(alert, alerts_url=standins.alerts_url))
 
-    env = project_env(
-        delius_url=delius_pg.url.render_as_string(hide_password=False),
-        queue_url=sqs.queue_url,
-        sqs_endpoint=sqs.endpoint_url,
-        auth_url=standins.auth_url,
-        client_id=standins.client_id,
-        client_secret=standins.client_secret,
-        case_notes_url=standins.case_notes_url,
-        alerts_url=standins.alerts_url,
-    )
+    env = stack_env(sqs, standins, delius_pg)
     env.pop("HOME")
     # documented settings: consumers exit soon after the work; the linkage caps low enough to be seen working
     env["CONSUMER_IDLE_SECONDS"] = "5"

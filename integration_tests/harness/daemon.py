@@ -228,6 +228,21 @@ def project_env(
     return env
 
 
+def stack_env(sqs: Any, standins: Any, delius: Any, **kwargs: Any) -> dict[str, str]:
+    """``project_env`` for the test session's parts: the SQS fixture, the stand-ins and a Delius engine."""
+    return project_env(
+        delius_url=delius.url.render_as_string(hide_password=False),
+        queue_url=sqs.queue_url,
+        sqs_endpoint=sqs.endpoint_url,
+        auth_url=standins.auth_url,
+        client_id=standins.client_id,
+        client_secret=standins.client_secret,
+        case_notes_url=standins.case_notes_url,
+        alerts_url=standins.alerts_url,
+        **kwargs,
+    )
+
+
 class DaemonProcess:
     """``dagster-daemon run -w workspace.yaml`` in ``workdir`` as a process group; restartable on the same home."""
 
